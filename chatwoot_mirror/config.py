@@ -1,0 +1,266 @@
+"""Configuration from the environment and ``.env``.
+
+Every variable is declared once in :data:`VARIABLES`; ``.env.example`` documents
+the same list (a test keeps the two in step). Wrong values fail at start-up with
+a :class:`~chatwoot_mirror.errors.ConfigError` naming the variable and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+PREFIX = "CHATWOOT_"
+
+#: Variables this library reads, with a one-line meaning (used for "did you mean").
+VARIABLES: dict[str, str] = {
+    "CHATWOOT_ENABLED": "false turns every call into a cheap no-op returning False",
+    "CHATWOOT_URL": "Chatwoot base URL, e.g. https://chat.example.com",
+    "CHATWOOT_INBOX_ID": "the API inbox's Inbox Identifier (a token, not the number)",
+    "CHATWOOT_INBOX_IDENTIFIER": "alias of CHATWOOT_INBOX_ID",
+    "CHATWOOT_ACCOUNT_ID": "account number, needed with CHATWOOT_BOT_TOKEN or CHATWOOT_API_TOKEN",
+    "CHATWOOT_BOT_TOKEN": "AgentBot access token: bot replies become real outgoing bot messages",
+    "CHATWOOT_API_TOKEN": "user access token: delivery receipts and doctor checks",
+    "CHATWOOT_WEBHOOK_SECRET": "API inbox / agent bot webhook secret (X-Chatwoot-Signature)",
+    "CHATWOOT_WEBHOOK_TOKEN": "for Chatwoot < 4.13: a secret the webhook URL must carry",
+    "CHATWOOT_HMAC_TOKEN": "the inbox hmac_token, when identity validation is enforced",
+    "CHATWOOT_MIRROR_DB": "SQLite file of the local store",
+    "CHATWOOT_RESOLVED_POLICY": "reopen (continue the last conversation) or new",
+    "CHATWOOT_BOT_PREFIX": "prefix of bot replies when no bot token is set",
+    "CHATWOOT_BR_NINTH_DIGIT": "treat Brazilian mobiles with and without the 9th digit as one",
+    "CHATWOOT_DEFAULT_COUNTRY_CODE": "country code for bare national numbers, e.g. 55",
+    "CHATWOOT_CONNECT_TIMEOUT": "seconds to open a connection to Chatwoot",
+    "CHATWOOT_READ_TIMEOUT": "seconds to wait for Chatwoot's answer",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_API_SUFFIXES = ("/public/api/v1", "/api/v1", "/app")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings. Build it with :meth:`from_env` or directly (then call nothing else:
+    ``__post_init__`` validates)."""
+
+    url: str = ""
+    inbox_identifier: str = ""
+    enabled: bool = True
+    account_id: int | None = None
+    bot_token: str | None = None
+    api_token: str | None = None
+    webhook_secret: str | None = None
+    webhook_token: str | None = None
+    hmac_token: str | None = None
+    db_path: str = "./chatwoot_mirror.db"
+    resolved_policy: str = "reopen"
+    bot_prefix: str = "🤖 "
+    br_ninth_digit: bool = True
+    default_country_code: str | None = None
+    connect_timeout: float = 3.05
+    read_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.enabled:
+            return
+        object.__setattr__(self, "url", _check_url(self.url))
+        if not self.inbox_identifier:
+            raise ConfigError(
+                "CHATWOOT_INBOX_ID",
+                "is not set; in Chatwoot open Settings > Inboxes > your API inbox > "
+                "Configuration and copy the 'Inbox Identifier'",
+            )
+        if self.inbox_identifier.isdigit():
+            raise ConfigError(
+                "CHATWOOT_INBOX_ID",
+                f"looks like the inbox number ({self.inbox_identifier}); the public API needs "
+                "the 'Inbox Identifier' token shown in the API inbox's Configuration tab",
+            )
+        tokens = self.bot_token or self.api_token
+        if self.account_id is None and tokens:
+            which = "CHATWOOT_BOT_TOKEN" if self.bot_token else "CHATWOOT_API_TOKEN"
+            raise ConfigError(
+                "CHATWOOT_ACCOUNT_ID",
+                f"is required with {which}; it is the number after /accounts/ in the "
+                "Chatwoot URL",
+            )
+        if self.account_id is not None and not tokens:
+            raise ConfigError(
+                "CHATWOOT_ACCOUNT_ID",
+                "is set without a token; set CHATWOOT_BOT_TOKEN (AgentBot access token) "
+                "or remove CHATWOOT_ACCOUNT_ID",
+            )
+        if self.account_id is not None and self.account_id <= 0:
+            raise ConfigError("CHATWOOT_ACCOUNT_ID", "must be a positive integer")
+        if self.resolved_policy not in ("reopen", "new"):
+            raise ConfigError(
+                "CHATWOOT_RESOLVED_POLICY",
+                f"must be 'reopen' or 'new', not {self.resolved_policy!r}",
+            )
+        if self.default_country_code is not None and not (
+            self.default_country_code.isdigit() and 1 <= len(self.default_country_code) <= 3
+        ):
+            raise ConfigError(
+                "CHATWOOT_DEFAULT_COUNTRY_CODE", "must be 1 to 3 digits without '+', e.g. 55"
+            )
+        for name, value in (
+            ("CHATWOOT_CONNECT_TIMEOUT", self.connect_timeout),
+            ("CHATWOOT_READ_TIMEOUT", self.read_timeout),
+        ):
+            if not value > 0:
+                raise ConfigError(name, "must be a positive number of seconds")
+
+    @property
+    def has_bot_token(self) -> bool:
+        return bool(self.bot_token and self.account_id)
+
+    def __repr__(self) -> str:
+        # Secrets stay out of reprs, which end up in logs and tracebacks.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value:
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(shown)})"
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        dotenv: bool | str = True,
+    ) -> Config:
+        """Read the settings from ``environ`` (default ``os.environ``) over a ``.env`` file.
+
+        ``dotenv=True`` looks for ``.env`` from the working directory upwards; a string is a
+        path; ``False`` reads no file. Values in the environment win over the file.
+        """
+        values: dict[str, str] = {}
+        if dotenv:
+            from dotenv import dotenv_values, find_dotenv
+
+            path = dotenv if isinstance(dotenv, str) else find_dotenv(usecwd=True)
+            if path:
+                values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+        return cls._from_mapping(values)
+
+    @classmethod
+    def _from_mapping(cls, env: Mapping[str, str]) -> Config:
+        ours = {k: v for k, v in env.items() if k.startswith(PREFIX)}
+        for name in ours:
+            if name not in VARIABLES:
+                guess = difflib.get_close_matches(name, VARIABLES, n=1)
+                hint = f"did you mean {guess[0]}?" if guess else "remove it or fix the name"
+                raise ConfigError(name, f"is not a chatwoot-mirror setting; {hint}")
+
+        def text(name: str) -> str | None:
+            value = ours.get(name)
+            if value is None:
+                return None
+            value = value.strip()
+            return value or None
+
+        enabled = _parse_bool("CHATWOOT_ENABLED", text("CHATWOOT_ENABLED"), True)
+        if not enabled:
+            return cls(enabled=False)
+
+        inbox = text("CHATWOOT_INBOX_ID")
+        alias = text("CHATWOOT_INBOX_IDENTIFIER")
+        if inbox and alias and inbox != alias:
+            raise ConfigError(
+                "CHATWOOT_INBOX_IDENTIFIER",
+                "differs from CHATWOOT_INBOX_ID; set only one of them",
+            )
+        url = text("CHATWOOT_URL")
+        if not url:
+            raise ConfigError(
+                "CHATWOOT_URL", "is not set; use your Chatwoot address, e.g. https://chat.example.com"
+            )
+        return cls(
+            url=url,
+            inbox_identifier=inbox or alias or "",
+            enabled=True,
+            account_id=_parse_int("CHATWOOT_ACCOUNT_ID", text("CHATWOOT_ACCOUNT_ID")),
+            bot_token=text("CHATWOOT_BOT_TOKEN"),
+            api_token=text("CHATWOOT_API_TOKEN"),
+            webhook_secret=text("CHATWOOT_WEBHOOK_SECRET"),
+            webhook_token=text("CHATWOOT_WEBHOOK_TOKEN"),
+            hmac_token=text("CHATWOOT_HMAC_TOKEN"),
+            db_path=text("CHATWOOT_MIRROR_DB") or "./chatwoot_mirror.db",
+            resolved_policy=(text("CHATWOOT_RESOLVED_POLICY") or "reopen").lower(),
+            # The prefix keeps its trailing space, so it is read unstripped.
+            bot_prefix=ours.get("CHATWOOT_BOT_PREFIX", "🤖 "),
+            br_ninth_digit=_parse_bool(
+                "CHATWOOT_BR_NINTH_DIGIT", text("CHATWOOT_BR_NINTH_DIGIT"), True
+            ),
+            default_country_code=(text("CHATWOOT_DEFAULT_COUNTRY_CODE") or "").lstrip("+")
+            or None,
+            connect_timeout=_parse_float(
+                "CHATWOOT_CONNECT_TIMEOUT", text("CHATWOOT_CONNECT_TIMEOUT"), 3.05
+            ),
+            read_timeout=_parse_float("CHATWOOT_READ_TIMEOUT", text("CHATWOOT_READ_TIMEOUT"), 10.0),
+        )
+
+
+_SECRET_FIELDS = {"bot_token", "api_token", "webhook_secret", "webhook_token", "hmac_token",
+                  "inbox_identifier"}
+
+
+def _check_url(url: str) -> str:
+    if not url:
+        raise ConfigError(
+            "CHATWOOT_URL", "is not set; use your Chatwoot address, e.g. https://chat.example.com"
+        )
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            "CHATWOOT_URL", f"must start with http:// or https://, e.g. https://chat.example.com"
+            f" (got {url!r})"
+        )
+    path = parts.path.rstrip("/")
+    for suffix in _API_SUFFIXES:
+        if path.endswith(suffix):
+            base = f"{parts.scheme}://{parts.netloc}{path[: -len(suffix)]}"
+            raise ConfigError(
+                "CHATWOOT_URL",
+                f"must be the base address without {suffix!r}; use {base!r}",
+            )
+    if parts.query or parts.fragment:
+        raise ConfigError("CHATWOOT_URL", "must not carry a query string or fragment")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _parse_bool(name: str, value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(name, f"must be true or false, not {value!r}")
+
+
+def _parse_int(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, not {value!r}") from None
+
+
+def _parse_float(name: str, value: str | None, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(name, f"must be a number of seconds, not {value!r}") from None

@@ -1,0 +1,96 @@
+"""Exceptions raised by chatwoot-mirror.
+
+Callers that want one net catch :class:`MirrorError`. Chatwoot trouble is a
+:class:`ChatwootError`; its subclasses say whether retrying can help
+(:attr:`ChatwootError.retryable`). No message here ever carries a token, an
+inbox identifier, a ``pubsub_token`` or a raw payload.
+"""
+
+from __future__ import annotations
+
+
+class MirrorError(Exception):
+    """Base class of every error this library raises."""
+
+
+class ConfigError(MirrorError, ValueError):
+    """The configuration is wrong; the message names the variable and the fix."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class StoreError(MirrorError):
+    """The local store could not be read or written (disk full, locked too long...)."""
+
+
+class ChatwootError(MirrorError):
+    """Chatwoot answered with an error, or did not answer at all.
+
+    ``operation`` names the call (``"create_contact"``), never the URL, because
+    public-API URLs carry the inbox identifier, which works as a credential.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        status: int | None = None,
+    ) -> None:
+        self.operation = operation
+        self.status = status
+        self.detail = message
+        prefix = operation or "chatwoot"
+        code = f" (HTTP {status})" if status is not None else ""
+        super().__init__(f"{prefix}{code}: {message}")
+
+
+class NotFound(ChatwootError):
+    """404: the inbox, contact or conversation does not exist (any more)."""
+
+
+class Rejected(ChatwootError):
+    """400/422: Chatwoot refused the content; sending it again will not help."""
+
+
+class AuthError(ChatwootError):
+    """401/403: the token is wrong, or is not allowed to call this endpoint."""
+
+
+class RateLimited(ChatwootError):
+    """429 (``scope="global"``) or the 200 messages/minute flood 422 (``scope="conversation"``)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str = "",
+        status: int | None = None,
+        scope: str = "global",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, status=status)
+        self.scope = scope
+        self.retry_after = retry_after
+
+
+class Unavailable(ChatwootError):
+    """5xx, connection refused or a timeout before the request was sent: safe to retry."""
+
+    retryable = True
+
+
+class AmbiguousDelivery(ChatwootError):
+    """The request was sent but no answer came: Chatwoot may or may not have applied it.
+
+    Retrying blindly can create a duplicate; check Chatwoot first.
+    """
+
+    retryable = True

@@ -1,0 +1,8 @@
+"""Local state behind one interface (:class:`Store`); SQLite is the embedded default."""
+
+from __future__ import annotations
+
+from .base import ContactRecord, Store
+from .sqlite import SQLiteStore
+
+__all__ = ["ContactRecord", "SQLiteStore", "Store"]

@@ -1,0 +1,1 @@
+"""Channel adapters (360dialog, Uazapi, Z-PRO/Typebot) for chatwoot-mirror."""

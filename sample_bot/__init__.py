@@ -1,0 +1,1 @@
+"""A runnable demo bot for chatwoot-mirror."""
