@@ -99,6 +99,9 @@ def log_to_chatwoot(
     try:
         mirror = get_default_mirror()
     except ConfigError as exc:
-        log.error("mirroring is off until the configuration is fixed: %s", exc)
+        log.error(
+            "mirroring is off until the configuration is fixed and the process restarted: %s",
+            exc,
+        )
         return False
     return mirror.log_exchange(phone, user_message, bot_response, sender_name=sender_name)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACTS = Path(os.environ.get("CHATWOOT_MIRROR_CONTRACTS", ROOT.parent / "shared" / "contracts"))
+
+
+def contract(relative: str) -> Any:
+    """A real payload from ../shared/contracts (a deep copy, safe to modify)."""
+    path = CONTRACTS / relative
+    if not path.exists():
+        pytest.fail(f"contract file missing: {path} (is ../shared beside the repository?)")
+    return copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "mirror.db")
+
+
+@pytest.fixture(autouse=True)
+def _reset_default_mirror():
+    import chatwoot_mirror
+
+    chatwoot_mirror.set_default_mirror(None)
+    yield
+    chatwoot_mirror.set_default_mirror(None)
+
+
+@pytest.fixture
+def caplog_all(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger="chatwoot_mirror")
+    return caplog

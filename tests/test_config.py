@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from chatwoot_mirror import Config, ConfigError
+from chatwoot_mirror.config import VARIABLES
+
+BASE = {"CHATWOOT_URL": "https://chat.example.com", "CHATWOOT_INBOX_ID": "Hk2uR9bWq7mZcX4tYp1sLe8D"}
+
+
+def load(**extra: str) -> Config:
+    return Config.from_env({**BASE, **extra}, dotenv=False)
+
+
+def error_for(**extra: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({**BASE, **extra}, dotenv=False)
+    return info.value
+
+
+def test_minimal_config_has_documented_defaults():
+    config = load()
+    assert config.url == "https://chat.example.com"
+    assert config.inbox_identifier == "Hk2uR9bWq7mZcX4tYp1sLe8D"
+    assert config.enabled is True
+    assert config.resolved_policy == "reopen"
+    assert config.bot_prefix == "🤖 "
+    assert config.br_ninth_digit is True
+    assert config.has_bot_token is False
+
+
+def test_trailing_slash_is_dropped_and_subpath_kept():
+    assert load(CHATWOOT_URL="https://example.com/chatwoot/").url == "https://example.com/chatwoot"
+
+
+@pytest.mark.parametrize("suffix", ["/public/api/v1", "/public/api/v1/", "/api/v1"])
+def test_url_with_api_path_names_variable_and_fix(suffix):
+    err = error_for(CHATWOOT_URL="https://chat.example.com" + suffix)
+    assert err.variable == "CHATWOOT_URL"
+    assert "'https://chat.example.com'" in str(err)
+
+
+def test_url_without_scheme_is_refused():
+    assert error_for(CHATWOOT_URL="chat.example.com").variable == "CHATWOOT_URL"
+
+
+def test_missing_url():
+    with pytest.raises(ConfigError, match="CHATWOOT_URL"):
+        Config.from_env({"CHATWOOT_INBOX_ID": "abc"}, dotenv=False)
+
+
+def test_missing_inbox_identifier_explains_where_to_find_it():
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({"CHATWOOT_URL": "https://x.example"}, dotenv=False)
+    assert info.value.variable == "CHATWOOT_INBOX_ID"
+    assert "Inbox Identifier" in str(info.value)
+
+
+def test_numeric_inbox_id_is_refused():
+    err = error_for(CHATWOOT_INBOX_ID="7")
+    assert err.variable == "CHATWOOT_INBOX_ID" and "Inbox Identifier" in str(err)
+
+
+def test_alias_is_accepted_and_contradiction_refused():
+    config = Config.from_env(
+        {"CHATWOOT_URL": "https://x.example", "CHATWOOT_INBOX_IDENTIFIER": "tok"}, dotenv=False
+    )
+    assert config.inbox_identifier == "tok"
+    assert error_for(CHATWOOT_INBOX_IDENTIFIER="other").variable == "CHATWOOT_INBOX_IDENTIFIER"
+
+
+def test_account_id_without_token_is_refused():
+    err = error_for(CHATWOOT_ACCOUNT_ID="1")
+    assert err.variable == "CHATWOOT_ACCOUNT_ID" and "CHATWOOT_BOT_TOKEN" in str(err)
+
+
+def test_token_without_account_id_is_refused():
+    err = error_for(CHATWOOT_BOT_TOKEN="secret")
+    assert err.variable == "CHATWOOT_ACCOUNT_ID"
+    assert "secret" not in str(err)
+
+
+def test_non_numeric_account_id():
+    assert error_for(CHATWOOT_ACCOUNT_ID="acme", CHATWOOT_BOT_TOKEN="t").variable == (
+        "CHATWOOT_ACCOUNT_ID"
+    )
+
+
+def test_bot_token_with_account_enables_bot_replies():
+    config = load(CHATWOOT_ACCOUNT_ID="1", CHATWOOT_BOT_TOKEN="t")
+    assert config.has_bot_token and config.account_id == 1
+
+
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("CHATWOOT_RESOLVED_POLICY", "sometimes"),
+        ("CHATWOOT_ENABLED", "maybe"),
+        ("CHATWOOT_BR_NINTH_DIGIT", "sim"),
+        ("CHATWOOT_READ_TIMEOUT", "ten"),
+        ("CHATWOOT_CONNECT_TIMEOUT", "0"),
+        ("CHATWOOT_DEFAULT_COUNTRY_CODE", "brazil"),
+    ],
+)
+def test_bad_values_name_their_variable(variable, value):
+    assert error_for(**{variable: value}).variable == variable
+
+
+def test_unknown_variable_gets_a_suggestion():
+    err = error_for(CHATWOOT_BOT_TOKN="t")
+    assert err.variable == "CHATWOOT_BOT_TOKN"
+    assert "CHATWOOT_BOT_TOKEN" in str(err)
+
+
+def test_disabled_skips_validation():
+    config = Config.from_env({"CHATWOOT_ENABLED": "false"}, dotenv=False)
+    assert config.enabled is False
+
+
+def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "CHATWOOT_URL=https://from-file.example\nCHATWOOT_INBOX_ID=filetoken\n"
+        "CHATWOOT_RESOLVED_POLICY=new\n"
+    )
+    config = Config.from_env({"CHATWOOT_RESOLVED_POLICY": "reopen"}, dotenv=str(env_file))
+    assert config.url == "https://from-file.example"
+    assert config.inbox_identifier == "filetoken"
+    assert config.resolved_policy == "reopen"
+
+
+def test_repr_hides_secrets():
+    config = load(
+        CHATWOOT_ACCOUNT_ID="1", CHATWOOT_BOT_TOKEN="bot-SECRET", CHATWOOT_HMAC_TOKEN="hmac-SECRET"
+    )
+    assert "SECRET" not in repr(config)
+    assert "Hk2uR9bWq7mZcX4tYp1sLe8D" not in repr(config)
+
+
+def test_env_example_documents_every_variable():
+    text = (Path(__file__).parent.parent / ".env.example").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^#?\s*(CHATWOOT_[A-Z_]+)=", text, re.M))
+    assert documented == set(VARIABLES)

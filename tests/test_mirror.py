@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+
+import pytest
+import responses
+from fake_chatwoot import ACCOUNT, BASE, BOT_TOKEN, INBOX, FakeChatwoot
+
+import chatwoot_mirror
+from chatwoot_mirror import Config, Mirror, log_to_chatwoot
+
+PUBLIC = f"/public/api/v1/inboxes/{INBOX}"
+
+
+def make_config(db_path: str, *, bot: bool = True, **extra) -> Config:
+    kwargs = dict(url=BASE, inbox_identifier=INBOX, db_path=db_path)
+    if bot:
+        kwargs.update(account_id=ACCOUNT, bot_token=BOT_TOKEN)
+    kwargs.update(extra)
+    return Config(**kwargs)
+
+
+@pytest.fixture
+def rsps():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def fake(rsps):
+    return FakeChatwoot(rsps)
+
+
+def bodies(rsps):
+    out = []
+    for call in rsps.calls:
+        body = call.request.body
+        out.append(json.loads(body) if body else None)
+    return out
+
+
+def test_first_exchange_creates_contact_and_conversation_then_posts_both(fake, rsps, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        assert mirror.log_exchange("+55 (11) 98765-4321", "Oi, quero saber do meu pedido",
+                                   "Claro! Qual é o número do pedido?", sender_name="Maria Silva")
+    assert fake.calls() == [
+        ("POST", f"{PUBLIC}/contacts"),
+        ("GET", f"{PUBLIC}/contacts/wa-5511987654321/conversations"),
+        ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations"),
+        ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128/messages"),
+        ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages"),
+    ]
+    sent = bodies(rsps)
+    assert sent[0] == {
+        "source_id": "wa-5511987654321",
+        "name": "Maria Silva",
+        "phone_number": "+5511987654321",
+        "identifier": "5511987654321",
+    }
+    assert sent[2] == {}
+    assert sent[3] == {"content": "Oi, quero saber do meu pedido"}
+    bot = sent[4]
+    assert bot["content"] == "Claro! Qual é o número do pedido?"
+    assert bot["message_type"] == "outgoing" and bot["private"] is False
+    assert bot["source_id"].startswith("cwm:")
+    assert bot["content_attributes"]["chatwoot_mirror"]["key"] == bot["source_id"][4:]
+    assert rsps.calls[4].request.headers["api_access_token"] == BOT_TOKEN
+    assert "api_access_token" not in rsps.calls[3].request.headers
+    # what Chatwoot now holds: customer message incoming, bot reply outgoing
+    assert [m["message_type"] for m in fake.messages] == [0, 1]
+
+
+def test_steady_state_is_one_request_per_message(fake, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        mirror.log_exchange("5511987654321", "oi", "olá")
+        before = len(fake.calls())
+        mirror.log_exchange("5511987654321@c.us", "tudo bem?", "sim!")
+    assert len(fake.calls()) - before == 2
+
+
+def test_conversation_is_remembered_across_restarts(fake, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        mirror.log_incoming("5511987654321", "oi")
+    with Mirror(make_config(db_path)) as mirror:
+        before = len(fake.calls())
+        mirror.log_incoming("5511987654321", "de novo")
+    assert fake.calls()[before:] == [
+        ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128/messages")
+    ]
+    assert len(fake.conversations) == 1
+
+
+def test_without_bot_token_replies_are_prefixed_incoming_and_startup_warns(
+    fake, rsps, db_path, caplog
+):
+    caplog.set_level(logging.WARNING, logger="chatwoot_mirror")
+    with Mirror(make_config(db_path, bot=False)) as mirror:
+        warnings = [r for r in caplog.records if "CHATWOOT_BOT_TOKEN" in r.getMessage()]
+        assert len(warnings) == 1
+        mirror.log_exchange("5511987654321", "oi", "olá, posso ajudar?")
+    assert fake.calls()[-1] == (
+        "POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128/messages"
+    )
+    assert bodies(rsps)[-1] == {"content": "🤖 olá, posso ajudar?"}
+    assert all(not c[1].startswith("/api/v1") for c in fake.calls())
+
+
+def test_custom_prefix(fake, rsps, db_path):
+    with Mirror(make_config(db_path, bot=False, bot_prefix="[bot] ")) as mirror:
+        mirror.log_outgoing("5511987654321", "olá")
+    assert bodies(rsps)[-1] == {"content": "[bot] olá"}
+
+
+def test_picks_highest_open_conversation_never_list_order(fake, db_path):
+    fake.contacts["wa-5511987654321"] = {"source_id": "wa-5511987654321", "id": 42}
+    for cid, status in [(97, "resolved"), (130, "resolved"), (128, "open"), (101, "pending")]:
+        fake.conversations[cid] = {"id": cid, "source_id": "wa-5511987654321", "status": status}
+    with Mirror(make_config(db_path)) as mirror:
+        mirror.log_incoming("5511987654321", "oi")
+    assert fake.calls()[-1][1].endswith("/conversations/128/messages")
+    assert len(fake.conversations) == 4
+
+
+@pytest.mark.parametrize("policy,expected,created", [("reopen", 130, 0), ("new", 131, 1)])
+def test_resolved_policy(fake, db_path, policy, expected, created):
+    fake.next_conversation = 131
+    fake.contacts["wa-5511987654321"] = {"source_id": "wa-5511987654321", "id": 42}
+    for cid in (97, 130):
+        fake.conversations[cid] = {"id": cid, "source_id": "wa-5511987654321",
+                                   "status": "resolved"}
+    with Mirror(make_config(db_path, resolved_policy=policy)) as mirror:
+        mirror.log_incoming("5511987654321", "voltei")
+    assert fake.calls()[-1][1].endswith(f"/conversations/{expected}/messages")
+    assert len(fake.conversations) == 2 + created
+    if policy == "reopen":
+        assert fake.conversations[130]["status"] == "open"
+
+
+def test_deleted_conversation_is_resolved_again_once(fake, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        mirror.log_incoming("5511987654321", "oi")
+        del fake.conversations[128]  # an admin deleted it in Chatwoot
+        assert mirror.log_incoming("5511987654321", "ainda aí?")
+        assert mirror.store.get_contact("wa-5511987654321").conversation_id == 129
+    assert fake.messages[-1]["conversation_id"] == 129
+
+
+def test_deleted_contact_is_created_again(fake, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        mirror.log_incoming("5511987654321", "oi")
+        fake.contacts.clear()
+        fake.conversations.clear()
+        assert mirror.log_outgoing("5511987654321", "olá")
+    assert ("POST", f"{PUBLIC}/contacts") in fake.calls()[2:]
+    assert fake.messages[-1]["conversation_id"] == 129
+
+
+def test_hmac_identifier_hash(fake, rsps, db_path):
+    with Mirror(make_config(db_path, hmac_token="inbox-hmac-SECRET")) as mirror:
+        mirror.log_incoming("5511987654321", "oi")
+    sent = bodies(rsps)[0]
+    expected = hmac.new(b"inbox-hmac-SECRET", b"5511987654321", hashlib.sha256).hexdigest()
+    assert sent["identifier_hash"] == expected
+
+
+def test_chatwoot_outage_never_raises_and_is_counted(fake, db_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="chatwoot_mirror")
+    error = {"status": 500, "error": "Internal Server Error"}
+    fake.fail_next.append(("POST /contacts$", 500, error))
+    with Mirror(make_config(db_path)) as mirror:
+        assert mirror.log_incoming("5511987654321", "oi") is False
+        stats = mirror.stats()
+    assert stats["failed"] == 1 and "HTTP 500" in stats["last_error"]
+    text = caplog.text
+    assert INBOX not in text and BOT_TOKEN not in text
+
+
+def test_secrets_never_reach_logs(fake, db_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with Mirror(make_config(db_path, hmac_token="HMAC-SECRET")) as mirror:
+        mirror.log_exchange("5511987654321", "oi", "olá")
+    assert "wa-5511987654321" in caplog.text  # contact ids are logged as fields
+    for secret in (INBOX, BOT_TOKEN, "HMAC-SECRET", "qV8cN3wXhT1zLb6RkP2sYd9E"):
+        assert secret not in caplog.text
+
+
+def test_disabled_is_a_noop_returning_false(rsps, db_path):
+    mirror = Mirror(Config(enabled=False))
+    assert mirror.log_exchange("5511987654321", "oi", "olá") is False
+    assert len(rsps.calls) == 0
+
+
+def test_empty_bot_reply_is_skipped(fake, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        assert mirror.log_exchange("5511987654321", "oi", "")
+    assert [m["content"] for m in fake.messages] == ["oi"]
+
+
+def test_overlong_content_is_truncated_to_chatwoot_limit(fake, rsps, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        assert mirror.log_incoming("5511987654321", "a" * 200_000)
+    assert len(bodies(rsps)[-1]["content"]) == 150_000
+
+
+def test_log_to_chatwoot_uses_environment_and_same_signature(fake, rsps, db_path, monkeypatch):
+    monkeypatch.setenv("CHATWOOT_URL", BASE)
+    monkeypatch.setenv("CHATWOOT_INBOX_ID", INBOX)
+    monkeypatch.setenv("CHATWOOT_MIRROR_DB", db_path)
+    monkeypatch.chdir(db_path.rsplit("/", 1)[0])  # no stray .env from the working directory
+    assert log_to_chatwoot("5511987654321", "oi", "olá") is True
+    assert bodies(rsps)[0]["name"] == "Usuario"
+    assert [m["content"] for m in fake.messages] == ["oi", "🤖 olá"]
+    chatwoot_mirror.get_default_mirror().close()
+
+
+def test_log_to_chatwoot_with_bad_config_returns_false(rsps, monkeypatch, tmp_path, caplog):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHATWOOT_URL", "https://chat.example.com/public/api/v1")
+    monkeypatch.setenv("CHATWOOT_INBOX_ID", INBOX)
+    assert log_to_chatwoot("5511987654321", "oi", "olá") is False
+    assert log_to_chatwoot("5511987654321", "oi", "olá") is False
+    assert len(rsps.calls) == 0
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "CHATWOOT_URL" in errors[0].getMessage()
+    with pytest.raises(chatwoot_mirror.ConfigError):
+        chatwoot_mirror.get_default_mirror()
+
+
+def test_invalid_contact_returns_false(fake, db_path):
+    with Mirror(make_config(db_path)) as mirror:
+        assert mirror.log_incoming("", "oi") is False
+        assert mirror.stats()["failed"] == 1
