@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -189,10 +188,12 @@ class Mirror:
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """True when everything logged so far has been handled (delivered or given up on)."""
-        deadline = time.monotonic() + timeout
-        # Delivery is synchronous in this version: every log_* call has finished its work.
-        return time.monotonic() <= deadline
+        """True when everything logged so far has been handled (delivered or given up on).
+
+        Delivery is synchronous in this version, so every ``log_*`` call has already
+        finished its work when it returns; ``timeout`` is kept for the queued version."""
+        del timeout
+        return True
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``delivered``, ``failed``, ``last_error`` (no secrets)."""
