@@ -1,0 +1,961 @@
+"""Chatwoot's rules, framework-neutral: ``Emulator.handle(request) -> Reply``.
+
+Each rule is Chatwoot's own behaviour as read from its source (``research/chatwoot.md``):
+idempotent contact create by ``source_id`` (a random UUID without one), unordered
+conversation lists with resolved ones, ``lock_to_single_conversation``, ``pending``
+under an active bot, reopen on incoming, incoming-only public messages, AgentBot tokens
+limited to the bot endpoints, E.164 and 150 000-character 422s, the 200 messages/minute
+flood 422, an optional global ``429 Retry later``, and the 500 on a bad HMAC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from .multipart import parse_form
+from .state import (
+    MESSAGE_TYPE_NAMES,
+    MESSAGE_TYPES,
+    Agent,
+    Bot,
+    Contact,
+    ContactInbox,
+    Conversation,
+    Message,
+    iso,
+    token,
+)
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+MAX_CONTENT = 150_000
+HAIKU = ["morning-river", "silent-leaf", "bold-sun", "quiet-hill", "young-moon", "wild-sea"]
+
+# AgentBot tokens may call only these (controller, action) pairs; Chatwoot 4.14.2+.
+BOT_ENDPOINTS = {
+    ("conversations", "show"), ("conversations", "toggle_status"),
+    ("conversations", "toggle_typing_status"), ("conversations", "toggle_priority"),
+    ("conversations", "create"), ("conversations", "update"),
+    ("conversations", "custom_attributes"), ("messages", "create"),
+    ("assignments", "create"), ("labels", "index"), ("labels", "create"),
+}
+
+NOT_FOUND_PUBLIC = {"status": 404, "error": "Not Found"}
+NOT_FOUND_APP = {"error": "Resource could not be found"}
+HMAC_FAILED = {"status": 500, "error": "Internal Server Error"}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == name:
+                return value
+        return None
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    content_type: str = "application/json"
+    drop: bool = False  # commit, then close the connection without answering
+
+    def encoded(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, (bytes, str)):
+            return self.body if isinstance(self.body, bytes) else self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+@dataclass
+class Faults:
+    """Fault injection. Rates are probabilities per request; ``outages`` are
+    ``(start, end)`` wall-clock windows during which every request gets ``outage_status``."""
+
+    latency: float = 0.0
+    latency_jitter: float = 0.0
+    error_rate: float = 0.0
+    error_status: int = 500
+    drop_after_commit_rate: float = 0.0
+    outage: bool = False
+    outage_status: int = 503
+    outages: list[tuple[float, float]] = field(default_factory=list)
+    rate_limit_per_minute: int | None = None
+    seed: int | None = None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any, content_type: str = "application/json"):
+        self.reply = Reply(status, body, content_type)
+
+
+class Emulator:
+    """All state and rules of one emulated Chatwoot account with one API inbox."""
+
+    def __init__(
+        self,
+        *,
+        inbox_identifier: str | None = None,
+        bot_token: str | None = None,
+        user_token: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        lock_to_single_conversation: bool = False,
+        bot_active: bool = False,
+        hmac_token: str | None = None,
+        hmac_mandatory: bool = False,
+        flood_limit: int = 200,
+        faults: Faults | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.account = {"id": 1, "name": "Acme Suporte"}
+        self.inbox_id = 7
+        self.inbox_name = "WhatsApp Bot (API)"
+        self.inbox_identifier = inbox_identifier or token()
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.lock_to_single_conversation = lock_to_single_conversation
+        self.bot_active = bot_active
+        self.hmac_token = hmac_token or token()
+        self.hmac_mandatory = hmac_mandatory
+        self.flood_limit = flood_limit
+        self.faults = faults or Faults()
+        self.random = random.Random(self.faults.seed)
+        self.bot = Bot(5, "chatwoot-mirror bot", bot_token or token())
+        self.user_token = user_token or token()
+        self.agents = {
+            3: Agent(3, "Ana Agente", "ana@acme.example"),
+            4: Agent(4, "Bruno Atendente", "bruno@acme.example", availability_status="offline"),
+        }
+        self.contacts: dict[int, Contact] = {}
+        self.contact_inboxes: dict[str, ContactInbox] = {}
+        self.conversations: dict[int, Conversation] = {}
+        self.messages: list[Message] = []
+        self.request_log: list[tuple[str, str, int]] = []
+        self._ids = {"contact": 41, "contact_inbox": 310, "conversation": 127, "message": 9000}
+        self._rate_window: deque[float] = deque()
+        #: Listeners get ``(event_name, payload)`` for every webhook event (the server sends them).
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    # -- ids, events -------------------------------------------------------------------------
+
+    def _next(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        payload = {**payload, "event": event}
+        for listener in list(self.listeners):
+            listener(event, payload)
+
+    # -- entry point -------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Reply:
+        """Answer one HTTP request as Chatwoot would (faults included)."""
+        faults = self.faults
+        if faults.latency or faults.latency_jitter:
+            time.sleep(faults.latency + self.random.random() * faults.latency_jitter)
+        now = time.time()
+        with self.lock:
+            if faults.outage or any(a <= now < b for a, b in faults.outages):
+                return self._log(request, Reply(faults.outage_status, {"error": "unavailable"}))
+            if faults.rate_limit_per_minute is not None:
+                while self._rate_window and self._rate_window[0] < now - 60:
+                    self._rate_window.popleft()
+                if len(self._rate_window) >= faults.rate_limit_per_minute:
+                    return self._log(request, Reply(429, "Retry later", "text/plain"))
+                self._rate_window.append(now)
+            if faults.error_rate and self.random.random() < faults.error_rate:
+                return self._log(request, Reply(faults.error_status, HMAC_FAILED))
+            drop = bool(
+                faults.drop_after_commit_rate
+                and self.random.random() < faults.drop_after_commit_rate
+            )
+            try:
+                reply = self._route(request)
+            except ApiError as exc:
+                reply = exc.reply
+            if drop and reply.status < 300:
+                reply.drop = True
+            return self._log(request, reply)
+
+    def _log(self, request: Request, reply: Reply) -> Reply:
+        self.request_log.append((request.method, request.path, reply.status))
+        return reply
+
+    def _route(self, r: Request) -> Reply:
+        path = r.path.rstrip("/") or "/"
+        m = re.match(r"^/public/api/v1/inboxes/([^/]+)(/.*)?$", path)
+        if m:
+            if m.group(1) != self.inbox_identifier:
+                raise ApiError(404, NOT_FOUND_PUBLIC)
+            return self._public(r, m.group(2) or "")
+        m = re.match(r"^/api/v1/accounts/(\d+)(/.*)$", path)
+        if m:
+            return self._application(r, int(m.group(1)), m.group(2))
+        raise ApiError(404, NOT_FOUND_PUBLIC)
+
+    # -- public client API ------------------------------------------------------------------
+
+    def _public(self, r: Request, rest: str) -> Reply:
+        body = _body(r)
+        if rest == "" and r.method == "GET":
+            return Reply(200, self._inbox_public())
+        if rest == "/contacts" and r.method == "POST":
+            return Reply(200, self._contact_create(body))
+        m = re.match(r"^/contacts/([^/]+)(/.*)?$", rest)
+        if not m:
+            raise ApiError(404, NOT_FOUND_PUBLIC)
+        source_id, sub = m.group(1), m.group(2) or ""
+        if sub == "":
+            if r.method == "GET":
+                ci = self._contact_inbox(source_id)
+                self._check_hmac(body or _query(r), ci)
+                return Reply(200, self._contact_json(ci))
+            if r.method in ("PATCH", "PUT"):
+                ci = self._contact_inbox(source_id)
+                self._check_hmac(body, ci)
+                return Reply(200, self._contact_update(ci, body))
+            raise ApiError(404, NOT_FOUND_PUBLIC)
+        ci = self._contact_inbox(source_id)
+        if sub == "/conversations":
+            if r.method == "GET":
+                convs = [c for c in self.conversations.values() if c.contact_inbox is ci]
+                self.random.shuffle(convs)  # Chatwoot's index has no ORDER BY
+                return Reply(200, [self._conversation_public(c) for c in convs])
+            if r.method == "POST":
+                return Reply(200, self._conversation_public(self._conversation_create(ci, body)))
+        m = re.match(r"^/conversations/(\d+)(/.*)?$", sub)
+        if not m:
+            raise ApiError(404, NOT_FOUND_PUBLIC)
+        conv = self.conversations.get(int(m.group(1)))
+        if conv is None or conv.contact_inbox is not ci:
+            raise ApiError(404, NOT_FOUND_PUBLIC)
+        action = m.group(2) or ""
+        if action == "" and r.method == "GET":
+            return Reply(200, self._conversation_public(conv))
+        if action == "/toggle_status" and r.method == "POST":
+            if conv.status != "resolved":
+                self._set_status(conv, "resolved")
+            return Reply(200, self._conversation_public(conv))
+        if action == "/toggle_typing" and r.method == "POST":
+            state = body.get("typing_status")
+            if state in ("on", "off"):
+                contact = self.contacts[ci.contact_id]
+                self._emit(f"conversation_typing_{state}", {
+                    "user": contact.webhook(self.account),
+                    "conversation": self._conversation_webhook(conv),
+                    "is_private": False,
+                })
+            return Reply(200, None)
+        if action == "/update_last_seen" and r.method == "POST":
+            conv.contact_last_seen_at = time.time()
+            for msg in self._messages_of(conv):
+                if msg.message_type != 0 and msg.status in ("sent", "delivered"):
+                    msg.status = "read"
+                    self._emit("message_updated", self._message_webhook(msg))
+            return Reply(200, None)
+        if action == "/messages":
+            if r.method == "GET":
+                before = _query(r).get("before")
+                return Reply(200, self._messages_index(conv, int(before) if before else None))
+            if r.method == "POST":
+                content, files = _content_and_files(r, body)
+                msg = self._create_message(
+                    conv, content, "incoming", ("Contact", ci.contact_id), attachments=files
+                )
+                return Reply(200, self._message_public(msg))
+        raise ApiError(404, NOT_FOUND_PUBLIC)
+
+    def _inbox_public(self) -> dict[str, Any]:
+        closed = {"closed_all_day": True, "open_hour": None, "open_minutes": None,
+                  "close_hour": None, "close_minutes": None, "open_all_day": False}
+        open_ = {"closed_all_day": False, "open_hour": 9, "open_minutes": 0, "close_hour": 18,
+                 "close_minutes": 0, "open_all_day": False}
+        return {
+            "identifier": self.inbox_identifier,
+            "identity_validation_enabled": self.hmac_mandatory,
+            "name": self.inbox_name,
+            "timezone": "America/Sao_Paulo",
+            "working_hours": [
+                {"day_of_week": d, **(closed if d in (0, 6) else open_)} for d in range(7)
+            ],
+            "working_hours_enabled": False,
+            "csat_survey_enabled": False,
+            "greeting_enabled": False,
+        }
+
+    def _check_hmac(self, body: dict[str, Any], ci: ContactInbox | None = None) -> None:
+        given = body.get("identifier_hash")
+        if not given and not self.hmac_mandatory:
+            return
+        expected = hmac.new(
+            self.hmac_token.encode(), str(body.get("identifier", "")).encode(), hashlib.sha256
+        ).hexdigest()
+        if not given or not hmac.compare_digest(str(given), expected):
+            # Chatwoot raises a bare StandardError here, which nothing rescues.
+            raise ApiError(500, HMAC_FAILED)
+        if ci is not None:
+            ci.hmac_verified = True
+
+    def _contact_inbox(self, source_id: str) -> ContactInbox:
+        ci = self.contact_inboxes.get(source_id)
+        if ci is None or ci.contact_id not in self.contacts:
+            raise ApiError(404, NOT_FOUND_PUBLIC)
+        return ci
+
+    def _contact_create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check_hmac(body)
+        source_id = body.get("source_id") or str(uuid.uuid4())
+        existing = self.contact_inboxes.get(str(source_id))
+        if existing and existing.contact_id in self.contacts:
+            return self._contact_json(existing)  # attributes are NOT updated
+        phone = body.get("phone_number")
+        if phone and not E164.match(str(phone)):
+            raise ApiError(422, {"message": "Phone number should be in e164 format",
+                                 "attributes": ["phone_number"]})
+        contact = self._find_contact(body)
+        if contact is None:
+            contact = Contact(
+                id=self._next("contact"),
+                name=body.get("name") or self.random.choice(HAIKU),
+                email=body.get("email"),
+                phone_number=phone,
+                identifier=body.get("identifier"),
+                custom_attributes=dict(body.get("custom_attributes") or {}),
+            )
+            self.contacts[contact.id] = contact
+            self._emit("contact_created", contact.webhook(self.account))
+        ci = ContactInbox(self._next("contact_inbox"), contact.id, self.inbox_id, str(source_id))
+        self.contact_inboxes[ci.source_id] = ci
+        return self._contact_json(ci)
+
+    def _find_contact(self, body: dict[str, Any]) -> Contact | None:
+        for attr in ("identifier", "email", "phone_number"):
+            value = body.get(attr)
+            if value:
+                for contact in self.contacts.values():
+                    if getattr(contact, attr) == value:
+                        return contact
+        return None
+
+    def _contact_update(self, ci: ContactInbox, body: dict[str, Any]) -> dict[str, Any]:
+        contact = self.contacts[ci.contact_id]
+        phone = body.get("phone_number")
+        if phone and not E164.match(str(phone)):
+            raise ApiError(422, {"message": "Phone number should be in e164 format",
+                                 "attributes": ["phone_number"]})
+        for attr in ("name", "email", "phone_number"):
+            if body.get(attr):
+                setattr(contact, attr, body[attr])
+        if isinstance(body.get("custom_attributes"), dict):
+            contact.custom_attributes.update(body["custom_attributes"])
+        contact.updated_at = time.time()
+        return self._contact_json(ci)
+
+    def _contact_json(self, ci: ContactInbox) -> dict[str, Any]:
+        contact = self.contacts[ci.contact_id]
+        return {
+            "source_id": ci.source_id,
+            "pubsub_token": ci.pubsub_token,
+            "id": contact.id,
+            "name": contact.name,
+            "email": contact.email,
+            "phone_number": contact.phone_number,
+        }
+
+    def _conversation_create(self, ci: ContactInbox, body: dict[str, Any]) -> Conversation:
+        mine = [c for c in self.conversations.values() if c.contact_inbox is ci]
+        if self.lock_to_single_conversation and mine:
+            return max(mine, key=lambda c: c.id)  # whatever its status, resolved too
+        contact = self.contacts[ci.contact_id]
+        status = "resolved" if contact.blocked else ("pending" if self.bot_active else "open")
+        conv = Conversation.new(self._next("conversation"), ci, status)
+        if self.bot_active:
+            conv.assignee_agent_bot_id = self.bot.id
+        if isinstance(body.get("custom_attributes"), dict):
+            conv.custom_attributes = dict(body["custom_attributes"])
+        self.conversations[conv.id] = conv
+        self._emit("conversation_created", self._conversation_webhook(conv))
+        return conv
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _messages_of(self, conv: Conversation) -> list[Message]:
+        return [m for m in self.messages if m.conversation_id == conv.id]
+
+    def _create_message(
+        self,
+        conv: Conversation,
+        content: str | None,
+        message_type: str,
+        sender: tuple[str | None, int | None],
+        *,
+        private: bool = False,
+        source_id: str | None = None,
+        content_attributes: dict[str, Any] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+        content_type: str = "text",
+    ) -> Message:
+        if content is not None and len(content) > MAX_CONTENT:
+            raise ApiError(422, {"message": "Content is too long (maximum is 150000 characters)",
+                                 "attributes": ["content"]})
+        now = time.time()
+        recent = sum(1 for m in self._messages_of(conv) if m.created_at > now - 60)
+        if recent >= self.flood_limit:
+            raise ApiError(422, {"message": "Too many messages", "attributes": []})
+        msg = Message(
+            id=self._next("message"),
+            conversation_id=conv.id,
+            content=content,
+            message_type=MESSAGE_TYPES[message_type],
+            sender_type=sender[0],
+            sender_id=sender[1],
+            private=private,
+            source_id=source_id,
+            content_type=content_type,
+            content_attributes=dict(content_attributes or {}),
+            attachments=list(attachments or []),
+        )
+        for i, att in enumerate(msg.attachments):
+            att.setdefault("id", msg.id * 10 + i)
+            att.setdefault("message_id", msg.id)
+        self.messages.append(msg)
+        conv.last_activity_at = now
+        if msg.message_type == 0:
+            conv.waiting_since = conv.waiting_since or now
+        elif msg.sender_type == "User" and not private:
+            if conv.first_reply_created_at is None:
+                conv.first_reply_created_at = now
+            conv.waiting_since = None
+        self._emit("message_created", self._message_webhook(msg))
+        if msg.message_type == 0:
+            self._reopen(conv)
+        return msg
+
+    def _reopen(self, conv: Conversation) -> None:
+        contact = self.contacts[conv.contact_inbox.contact_id]
+        if contact.blocked:
+            return
+        if conv.status == "snoozed":
+            self._set_status(conv, "open")
+        elif conv.status == "resolved":
+            self._set_status(conv, "pending" if self.bot_active else "open")
+
+    def _messages_index(self, conv: Conversation, before: int | None) -> list[dict[str, Any]]:
+        chat = [m for m in self._messages_of(conv) if m.chat and (before is None or m.id < before)]
+        return [self._message_public(m) for m in chat[-20:]]
+
+    def _sender_push(self, msg: Message) -> dict[str, Any] | None:
+        if msg.sender_type == "Contact" and msg.sender_id in self.contacts:
+            return self.contacts[msg.sender_id].push()
+        if msg.sender_type == "User" and msg.sender_id in self.agents:
+            return self.agents[msg.sender_id].push()
+        if msg.sender_type == "AgentBot":
+            return self.bot.push()
+        return None
+
+    def _sender_webhook(self, msg: Message) -> dict[str, Any] | None:
+        if msg.sender_type == "Contact" and msg.sender_id in self.contacts:
+            return self.contacts[msg.sender_id].webhook(self.account)
+        if msg.sender_type == "User" and msg.sender_id in self.agents:
+            return self.agents[msg.sender_id].webhook()
+        if msg.sender_type == "AgentBot":
+            return self.bot.webhook()
+        return None
+
+    def _message_public(self, msg: Message) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": msg.id,
+            "content": msg.content,
+            "message_type": msg.message_type,
+            "content_type": msg.content_type,
+            "content_attributes": msg.content_attributes,
+            "created_at": int(msg.created_at),
+            "conversation_id": msg.conversation_id,
+        }
+        if msg.attachments:
+            data["attachments"] = msg.attachments
+        sender = self._sender_push(msg)
+        if sender is not None:
+            data["sender"] = sender
+        return data
+
+    def _message_app(self, msg: Message) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": msg.id,
+            "content": msg.content,
+            "inbox_id": self.inbox_id,
+            "conversation_id": msg.conversation_id,
+            "message_type": msg.message_type,
+            "content_type": msg.content_type,
+            "status": msg.status,
+            "content_attributes": msg.content_attributes,
+            "created_at": int(msg.created_at),
+            "private": msg.private,
+            "source_id": msg.source_id,
+            "sender": self._sender_push(msg),
+        }
+        if msg.attachments:
+            data["attachments"] = msg.attachments
+        return data
+
+    def _message_push(self, msg: Message, conv: Conversation) -> dict[str, Any]:
+        data = {
+            "id": msg.id,
+            "content": msg.content,
+            "account_id": self.account["id"],
+            "inbox_id": self.inbox_id,
+            "conversation_id": msg.conversation_id,
+            "message_type": msg.message_type,
+            "created_at": int(msg.created_at),
+            "updated_at": iso(msg.updated_at),
+            "private": msg.private,
+            "status": msg.status,
+            "source_id": msg.source_id,
+            "content_type": msg.content_type,
+            "content_attributes": msg.content_attributes,
+            "sender_type": msg.sender_type,
+            "sender_id": msg.sender_id,
+            "external_source_ids": {},
+            "additional_attributes": {},
+            "processed_message_content": msg.content,
+            "sentiment": {},
+            "conversation": {
+                "assignee_id": conv.assignee_id,
+                "unread_count": 0,
+                "last_activity_at": int(conv.last_activity_at),
+                "contact_inbox": {"source_id": conv.contact_inbox.source_id},
+            },
+        }
+        if msg.attachments:
+            data["attachments"] = msg.attachments
+        sender = self._sender_push(msg)
+        if sender is not None:
+            data["sender"] = sender
+        return data
+
+    def _message_webhook(self, msg: Message) -> dict[str, Any]:
+        conv = self.conversations[msg.conversation_id]
+        data: dict[str, Any] = {
+            "account": self.account,
+            "additional_attributes": {},
+            "content_attributes": msg.content_attributes,
+            "content_type": msg.content_type,
+            "content": msg.content,
+            "conversation": self._conversation_webhook(conv),
+            "created_at": iso(msg.created_at),
+            "id": msg.id,
+            "inbox": {"id": self.inbox_id, "name": self.inbox_name},
+            "message_type": MESSAGE_TYPE_NAMES[msg.message_type],
+            "private": msg.private,
+            "sender": self._sender_webhook(msg),
+            "source_id": msg.source_id,
+        }
+        if msg.attachments:
+            data["attachments"] = msg.attachments
+        return data
+
+    # -- conversations ----------------------------------------------------------------------
+
+    def _assignee_push(self, conv: Conversation) -> tuple[dict[str, Any] | None, str | None]:
+        if conv.assignee_id in self.agents:
+            return self.agents[conv.assignee_id].push(), "User"
+        if conv.assignee_agent_bot_id == self.bot.id:
+            return self.bot.push(), "AgentBot"
+        return None, None
+
+    def _conversation_public(self, conv: Conversation) -> dict[str, Any]:
+        contact = self.contacts[conv.contact_inbox.contact_id]
+        return {
+            "id": conv.id,
+            "uuid": conv.uuid,
+            "inbox_id": self.inbox_id,
+            "contact_last_seen_at": int(conv.contact_last_seen_at),
+            "status": conv.status,
+            "agent_last_seen_at": int(conv.agent_last_seen_at),
+            "messages": [self._message_public(m) for m in self._messages_of(conv) if m.chat],
+            "contact": contact.record(),
+        }
+
+    def _conversation_webhook(self, conv: Conversation) -> dict[str, Any]:
+        contact = self.contacts[conv.contact_inbox.contact_id]
+        chat = [m for m in self._messages_of(conv) if m.chat]
+        assignee, assignee_type = self._assignee_push(conv)
+        return {
+            "additional_attributes": {},
+            "can_reply": True,
+            "channel": "Channel::Api",
+            "contact_inbox": conv.contact_inbox.row(),
+            "id": conv.id,
+            "inbox_id": self.inbox_id,
+            "messages": [self._message_push(chat[-1], conv)] if chat else [],
+            "labels": list(conv.labels),
+            "meta": {
+                "sender": contact.push(),
+                "assignee": assignee,
+                "assignee_type": assignee_type,
+                "team": None,
+                "hmac_verified": conv.contact_inbox.hmac_verified,
+            },
+            "status": conv.status,
+            "custom_attributes": conv.custom_attributes,
+            "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None,
+            "unread_count": 0,
+            "first_reply_created_at": (
+                iso(conv.first_reply_created_at) if conv.first_reply_created_at else None
+            ),
+            "priority": conv.priority,
+            "waiting_since": int(conv.waiting_since or 0),
+            "agent_last_seen_at": int(conv.agent_last_seen_at),
+            "contact_last_seen_at": int(conv.contact_last_seen_at),
+            "last_activity_at": int(conv.last_activity_at),
+            "timestamp": int(conv.last_activity_at),
+            "created_at": int(conv.created_at),
+            "updated_at": conv.updated_at,
+            "account": self.account,
+        }
+
+    def _changed(self, conv: Conversation, changes: dict[str, tuple[Any, Any]]) -> None:
+        before = conv.updated_at
+        conv.updated_at = time.time()
+        changed = [
+            {k: {"previous_value": old, "current_value": new}} for k, (old, new) in changes.items()
+        ]
+        changed.append({"updated_at": {"previous_value": iso(before),
+                                       "current_value": iso(conv.updated_at)}})
+        self._emit("conversation_updated",
+                   {**self._conversation_webhook(conv), "changed_attributes": changed})
+
+    def _set_status(self, conv: Conversation, status: str) -> None:
+        if conv.status == status:
+            return
+        old, conv.status = conv.status, status
+        if status != "pending" and old == "pending":
+            conv.assignee_agent_bot_id = None
+        now = time.time()
+        self._emit("conversation_status_changed",
+                   {**self._conversation_webhook(conv), "changed_attributes": None})
+        self._changed(conv, {"status": (old, status),
+                             "status_changed_at": (iso(conv.updated_at), iso(now))})
+
+    def _assign(self, conv: Conversation, assignee_id: int | None) -> None:
+        old = conv.assignee_id
+        if old == assignee_id:
+            return
+        conv.assignee_id = assignee_id
+        self._changed(conv, {"assignee_id": (old, assignee_id)})
+        if assignee_id is not None and conv.status == "pending":
+            self._set_status(conv, "open")
+
+    # -- Application API --------------------------------------------------------------------
+
+    def _who(self, r: Request) -> str:
+        value = r.header("api_access_token")
+        if value and hmac.compare_digest(value, self.bot.access_token):
+            return "bot"
+        if value and hmac.compare_digest(value, self.user_token):
+            return "user"
+        raise ApiError(401, {"error": "Invalid Access Token"})
+
+    def _application(self, r: Request, account_id: int, rest: str) -> Reply:
+        who = self._who(r)
+        if account_id != self.account["id"]:
+            raise ApiError(401, {"error": "You are not authorized to do this action"})
+        body = _body(r)
+        controller, action, conv, extra = self._app_route(r.method, rest)
+        if who == "bot" and (controller, action) not in BOT_ENDPOINTS:
+            raise ApiError(401, {"error": "Access to this endpoint is not authorized for bots"})
+        if controller == "agents":
+            return Reply(200, [a.api() for a in self.agents.values()])
+        if controller == "inboxes":
+            return Reply(200, self._inbox_app())
+        assert conv is not None
+        if (controller, action) == ("conversations", "show"):
+            return Reply(200, self._conversation_webhook(conv))
+        if (controller, action) == ("messages", "create"):
+            return Reply(200, self._message_app(self._app_message(r, conv, body, who)))
+        if (controller, action) == ("messages", "update"):
+            return Reply(200, self._message_status(conv, int(extra or 0), body))
+        if (controller, action) == ("conversations", "toggle_status"):
+            return Reply(200, self._toggle_status(conv, body, who))
+        if (controller, action) == ("conversations", "toggle_typing_status"):
+            state = body.get("typing_status")
+            if state in ("on", "off"):
+                self._emit(f"conversation_typing_{state}", {
+                    "user": self.bot.webhook() if who == "bot" else self.agents[3].webhook(),
+                    "conversation": self._conversation_webhook(conv),
+                    "is_private": bool(body.get("is_private")),
+                })
+            return Reply(200, None)
+        if (controller, action) == ("conversations", "toggle_priority"):
+            old, conv.priority = conv.priority, body.get("priority")
+            self._changed(conv, {"priority": (old, conv.priority)})
+            return Reply(200, None)
+        if (controller, action) == ("conversations", "custom_attributes"):
+            attrs = body.get("custom_attributes") or {}
+            old = dict(conv.custom_attributes)
+            conv.custom_attributes = (
+                {**conv.custom_attributes, **attrs} if body.get("merge") else dict(attrs)
+            )
+            self._changed(conv, {"custom_attributes": (old, conv.custom_attributes)})
+            return Reply(200, {"custom_attributes": conv.custom_attributes})
+        if controller == "labels":
+            if action == "create":
+                old = list(conv.labels)
+                conv.labels = [str(label) for label in body.get("labels") or []]
+                self._changed(conv, {"label_list": (old, conv.labels)})
+            return Reply(200, {"payload": conv.labels})
+        if (controller, action) == ("assignments", "create"):
+            return Reply(200, self._assignment(conv, body))
+        raise ApiError(404, NOT_FOUND_APP)
+
+    def _app_route(
+        self, method: str, rest: str
+    ) -> tuple[str, str, Conversation | None, str | None]:
+        if rest == "/agents" and method == "GET":
+            return "agents", "index", None, None
+        if rest == f"/inboxes/{self.inbox_id}" and method == "GET":
+            return "inboxes", "show", None, None
+        m = re.match(r"^/conversations/(\d+)(?:/([a-z_]+))?(?:/(\d+))?$", rest)
+        if not m:
+            raise ApiError(404, NOT_FOUND_APP)
+        conv = self.conversations.get(int(m.group(1)))
+        if conv is None:
+            raise ApiError(404, NOT_FOUND_APP)
+        sub, extra = m.group(2), m.group(3)
+        routes = {
+            (None, "GET"): ("conversations", "show"),
+            ("messages", "POST"): ("messages", "create"),
+            ("toggle_status", "POST"): ("conversations", "toggle_status"),
+            ("toggle_typing_status", "POST"): ("conversations", "toggle_typing_status"),
+            ("toggle_priority", "POST"): ("conversations", "toggle_priority"),
+            ("custom_attributes", "POST"): ("conversations", "custom_attributes"),
+            ("labels", "GET"): ("labels", "index"),
+            ("labels", "POST"): ("labels", "create"),
+            ("assignments", "POST"): ("assignments", "create"),
+        }
+        if sub == "messages" and extra and method in ("PATCH", "PUT"):
+            return "messages", "update", conv, extra
+        if extra or (sub, method) not in routes:
+            raise ApiError(404, NOT_FOUND_APP)
+        controller, action = routes[(sub, method)]
+        return controller, action, conv, None
+
+    def _inbox_app(self) -> dict[str, Any]:
+        return {
+            "id": self.inbox_id,
+            "name": self.inbox_name,
+            "channel_type": "Channel::Api",
+            "lock_to_single_conversation": self.lock_to_single_conversation,
+            "webhook_url": self.webhook_url or "",
+            "secret": self.webhook_secret,
+            "hmac_mandatory": self.hmac_mandatory,
+            "hmac_token": self.hmac_token,
+            "inbox_identifier": self.inbox_identifier,
+        }
+
+    def _app_message(
+        self, r: Request, conv: Conversation, body: dict[str, Any], who: str
+    ) -> Message:
+        content, files = _content_and_files(r, body)
+        message_type = str(body.get("message_type") or "outgoing")
+        if message_type not in ("incoming", "outgoing", "template"):
+            raise ApiError(422, {"error": f"'{message_type}' is not a valid message_type"})
+        attrs = body.get("content_attributes") or {}
+        if isinstance(attrs, str):
+            try:
+                attrs = json.loads(attrs)
+            except ValueError:
+                attrs = {}
+        private = str(body.get("private")).lower() == "true"
+        if message_type == "incoming":
+            sender: tuple[str | None, int | None] = ("Contact", conv.contact_inbox.contact_id)
+        elif body.get("sender_type") == "AgentBot" and who == "user":
+            sender = ("AgentBot", self.bot.id)
+        elif who == "bot":
+            sender = ("AgentBot", self.bot.id)
+        else:
+            sender = ("User", 3)
+        return self._create_message(
+            conv, content, message_type, sender, private=private,
+            source_id=body.get("source_id"), content_attributes=attrs, attachments=files,
+        )
+
+    def _message_status(
+        self, conv: Conversation, message_id: int, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        msg = next((m for m in self._messages_of(conv) if m.id == message_id), None)
+        if msg is None:
+            raise ApiError(404, NOT_FOUND_APP)
+        status = body.get("status")
+        if status not in ("sent", "delivered", "read", "failed"):
+            raise ApiError(422, {"error": "invalid status"})
+        if not (msg.status == "read" and status == "delivered"):
+            msg.status = status
+            if status == "failed" and body.get("external_error"):
+                msg.content_attributes["external_error"] = body["external_error"]
+            msg.updated_at = time.time()
+            self._emit("message_updated", self._message_webhook(msg))
+        return self._message_app(msg)
+
+    def _toggle_status(self, conv: Conversation, body: dict[str, Any], who: str) -> dict[str, Any]:
+        status = body.get("status")
+        if status is None:
+            status = "resolved" if conv.status == "open" else "open"
+        if status not in ("open", "resolved", "pending", "snoozed"):
+            raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
+        if status == "open" and who == "user":
+            conv.assignee_agent_bot_id = None
+        self._set_status(conv, status)
+        return {"meta": {}, "payload": {"success": True, "conversation_id": conv.id,
+                                        "current_status": conv.status, "snoozed_until": None}}
+
+    def _assignment(self, conv: Conversation, body: dict[str, Any]) -> Any:
+        assignee_id = body.get("assignee_id")
+        if body.get("assignee_type") == "AgentBot":
+            conv.assignee_agent_bot_id = self.bot.id
+            self._assign(conv, None)
+            self._set_status(conv, "pending")
+            return self.bot.push()
+        if assignee_id is None:
+            self._assign(conv, None)
+            return None
+        if int(assignee_id) not in self.agents:
+            raise ApiError(404, NOT_FOUND_APP)
+        self._assign(conv, int(assignee_id))
+        return self.agents[int(assignee_id)].api()
+
+    # -- agent actions (what people do in the dashboard) ------------------------------------
+
+    def agent_reply(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        agent_id: int = 3,
+        attachments: list[dict[str, Any]] | None = None,
+    ) -> Message:
+        with self.lock:
+            conv = self._conversation(conversation_id)
+            return self._create_message(conv, text, "outgoing", ("User", agent_id),
+                                        attachments=attachments)
+
+    def private_note(self, conversation_id: int, text: str, *, agent_id: int = 3) -> Message:
+        with self.lock:
+            conv = self._conversation(conversation_id)
+            return self._create_message(conv, text, "outgoing", ("User", agent_id), private=True)
+
+    def template_message(self, conversation_id: int, text: str) -> Message:
+        """A message Chatwoot writes itself (greeting, out of office): ``sender`` is null."""
+        with self.lock:
+            conv = self._conversation(conversation_id)
+            return self._create_message(conv, text, "template", (None, None))
+
+    def assign(self, conversation_id: int, agent_id: int = 3) -> None:
+        with self.lock:
+            self._assign(self._conversation(conversation_id), agent_id)
+
+    def unassign(self, conversation_id: int) -> None:
+        with self.lock:
+            self._assign(self._conversation(conversation_id), None)
+
+    def set_status(self, conversation_id: int, status: str) -> None:
+        with self.lock:
+            conv = self._conversation(conversation_id)
+            if status == "open":
+                conv.assignee_agent_bot_id = None
+            self._set_status(conv, status)
+
+    def resolve(self, conversation_id: int) -> None:
+        self.set_status(conversation_id, "resolved")
+
+    def mark_failed(self, message_id: int, error: str) -> None:
+        """What Chatwoot does when the API-inbox webhook of an agent message fails."""
+        with self.lock:
+            msg = next((m for m in self.messages if m.id == message_id), None)
+            if msg is None:
+                return
+            msg.status = "failed"
+            msg.content_attributes["external_error"] = error
+            msg.updated_at = time.time()
+            self._emit("message_updated", self._message_webhook(msg))
+
+    def _conversation(self, conversation_id: int) -> Conversation:
+        conv = self.conversations.get(int(conversation_id))
+        if conv is None:
+            raise KeyError(f"no conversation {conversation_id}")
+        return conv
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def conversation_messages(self, conversation_id: int) -> list[dict[str, Any]]:
+        """Every message of a conversation (private ones included), Application-API form."""
+        with self.lock:
+            return [self._message_app(m) for m in self.messages
+                    if m.conversation_id == int(conversation_id)]
+
+
+def _body(r: Request) -> dict[str, Any]:
+    ctype = (r.header("Content-Type") or "").lower()
+    if not r.body:
+        return {}
+    if ctype.startswith("multipart/form-data"):
+        fields, _ = parse_form(r.header("Content-Type") or "", r.body)
+        return fields
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        return {k: v[-1] for k, v in parse_qs(r.body.decode("utf-8", "replace")).items()}
+    try:
+        data = json.loads(r.body)
+    except ValueError:
+        raise ApiError(400, {"status": 400, "error": "Bad Request"}) from None
+    return data if isinstance(data, dict) else {}
+
+
+def _query(r: Request) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(r.query).items()}
+
+
+def _content_and_files(
+    r: Request, body: dict[str, Any]
+) -> tuple[str | None, list[dict[str, Any]]]:
+    files: list[dict[str, Any]] = []
+    ctype = r.header("Content-Type") or ""
+    if ctype.lower().startswith("multipart/form-data"):
+        _, uploads = parse_form(ctype, r.body)
+        for upload in uploads:
+            if upload.name != "attachments[]":
+                continue
+            main = upload.content_type.split("/")[0]
+            file_type = {"image": "image", "audio": "audio", "video": "video"}.get(main, "file")
+            files.append({
+                "file_type": file_type,
+                "extension": upload.filename.rsplit(".", 1)[-1] if "." in upload.filename else None,
+                "data_url": f"/rails/active_storage/blobs/{uuid.uuid4().hex}/{upload.filename}",
+                "thumb_url": "",
+                "file_size": len(upload.data),
+                "fallback_title": upload.filename,
+                "content_type": upload.content_type,
+            })
+    content = body.get("content")
+    return (None if content is None else str(content)), files

@@ -1,0 +1,218 @@
+"""The emulated Chatwoot's data: one account, one API inbox, its contacts, conversations and
+messages, with the serialisers Chatwoot uses (public API, Application API, webhook forms).
+
+Shapes follow Chatwoot's jbuilder views and ``webhook_data`` methods as recorded in
+``shared/contracts/chatwoot`` (see ``research/chatwoot.md``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
+MESSAGE_TYPE_NAMES = {v: k for k, v in MESSAGE_TYPES.items()}
+
+
+def iso(ts: float) -> str:
+    """Rails' JSON form of a Time: ISO-8601 with milliseconds and ``Z``."""
+    return (
+        datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{int((ts % 1) * 1000):03d}Z"
+    )
+
+
+def token(length: int = 24) -> str:
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+@dataclass
+class Agent:
+    id: int
+    name: str
+    email: str
+    availability_status: str = "online"
+    role: str = "agent"
+
+    def push(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "available_name": self.name.split()[0],
+            "avatar_url": "",
+            "type": "user",
+            "availability_status": self.availability_status,
+            "thumbnail": "",
+        }
+
+    def webhook(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "email": self.email, "type": "user"}
+
+    def api(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account_id": 1,
+            "availability_status": self.availability_status,
+            "auto_offline": True,
+            "confirmed": True,
+            "email": self.email,
+            "available_name": self.name.split()[0],
+            "name": self.name,
+            "role": self.role,
+            "thumbnail": "",
+        }
+
+
+@dataclass
+class Bot:
+    id: int
+    name: str
+    access_token: str
+
+    def push(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "avatar_url": "", "type": "agent_bot"}
+
+    def webhook(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "type": "agent_bot"}
+
+
+@dataclass
+class Contact:
+    id: int
+    name: str
+    email: str | None = None
+    phone_number: str | None = None
+    identifier: str | None = None
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+    additional_attributes: dict[str, Any] = field(default_factory=dict)
+    blocked: bool = False
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def push(self) -> dict[str, Any]:
+        return {
+            "additional_attributes": self.additional_attributes,
+            "custom_attributes": self.custom_attributes,
+            "email": self.email,
+            "id": self.id,
+            "identifier": self.identifier,
+            "name": self.name,
+            "phone_number": self.phone_number,
+            "thumbnail": "",
+            "blocked": self.blocked,
+            "type": "contact",
+        }
+
+    def webhook(self, account: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "account": account,
+            "additional_attributes": self.additional_attributes,
+            "avatar": "",
+            "custom_attributes": self.custom_attributes,
+            "email": self.email,
+            "id": self.id,
+            "identifier": self.identifier,
+            "name": self.name,
+            "phone_number": self.phone_number,
+            "thumbnail": "",
+            "blocked": self.blocked,
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The full Contact row, as the public conversation view embeds it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "email": self.email,
+            "phone_number": self.phone_number,
+            "account_id": 1,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "additional_attributes": self.additional_attributes,
+            "identifier": self.identifier,
+            "custom_attributes": self.custom_attributes,
+            "last_activity_at": iso(self.updated_at),
+            "contact_type": "lead",
+            "middle_name": "",
+            "last_name": "",
+            "location": None,
+            "country_code": None,
+            "blocked": self.blocked,
+            "company_id": None,
+        }
+
+
+@dataclass
+class ContactInbox:
+    id: int
+    contact_id: int
+    inbox_id: int
+    source_id: str
+    pubsub_token: str = field(default_factory=token)
+    hmac_verified: bool = False
+    created_at: float = field(default_factory=time.time)
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "contact_id": self.contact_id,
+            "inbox_id": self.inbox_id,
+            "source_id": self.source_id,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.created_at),
+            "hmac_verified": self.hmac_verified,
+            "pubsub_token": self.pubsub_token,
+        }
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: int  # display id
+    content: str | None
+    message_type: int
+    sender_type: str | None  # "Contact", "User", "AgentBot" or None
+    sender_id: int | None
+    private: bool = False
+    source_id: str | None = None
+    content_type: str = "text"
+    content_attributes: dict[str, Any] = field(default_factory=dict)
+    status: str = "sent"
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def chat(self) -> bool:
+        """Chatwoot's ``chat`` scope: not private, not activity."""
+        return not self.private and self.message_type != MESSAGE_TYPES["activity"]
+
+
+@dataclass
+class Conversation:
+    id: int  # display id
+    uuid: str
+    contact_inbox: ContactInbox
+    status: str = "open"
+    assignee_id: int | None = None
+    assignee_agent_bot_id: int | None = None
+    labels: list[str] = field(default_factory=list)
+    custom_attributes: dict[str, Any] = field(default_factory=dict)
+    priority: str | None = None
+    snoozed_until: float | None = None
+    first_reply_created_at: float | None = None
+    waiting_since: float | None = None
+    agent_last_seen_at: float = 0
+    contact_last_seen_at: float = 0
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    last_activity_at: float = field(default_factory=time.time)
+
+    @staticmethod
+    def new(display_id: int, contact_inbox: ContactInbox, status: str) -> Conversation:
+        return Conversation(display_id, str(uuid.uuid4()), contact_inbox, status=status)
