@@ -36,6 +36,12 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_DEFAULT_COUNTRY_CODE": "country code for bare national numbers, e.g. 55",
     "CHATWOOT_CONNECT_TIMEOUT": "seconds to open a connection to Chatwoot",
     "CHATWOOT_READ_TIMEOUT": "seconds to wait for Chatwoot's answer",
+    "CHATWOOT_WORKERS": "delivery threads per process",
+    "CHATWOOT_MAX_REQUESTS_PER_MINUTE": "shared pace of requests to Chatwoot; 0 = no limit",
+    "CHATWOOT_RETRY_BASE_SECONDS": "first retry delay; doubles per failed attempt",
+    "CHATWOOT_RETRY_MAX_SECONDS": "longest delay between two attempts",
+    "CHATWOOT_CLAIM_TTL_SECONDS": "how long a crashed process's claims block other workers",
+    "CHATWOOT_DRAIN_SECONDS": "how long close() waits for queued messages",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -64,6 +70,12 @@ class Config:
     default_country_code: str | None = None
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
+    workers: int = 4
+    max_requests_per_minute: int = 2400
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 300.0
+    claim_ttl_seconds: float = 30.0
+    drain_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -114,6 +126,21 @@ class Config:
         ):
             if not value > 0:
                 raise ConfigError(name, "must be a positive number of seconds")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("CHATWOOT_WORKERS", "must be between 1 and 64")
+        if self.max_requests_per_minute < 0:
+            raise ConfigError(
+                "CHATWOOT_MAX_REQUESTS_PER_MINUTE", "must be 0 (no limit) or a positive number"
+            )
+        if not 0 < self.retry_base_seconds <= self.retry_max_seconds:
+            raise ConfigError(
+                "CHATWOOT_RETRY_BASE_SECONDS",
+                "must be positive and not above CHATWOOT_RETRY_MAX_SECONDS",
+            )
+        if not self.claim_ttl_seconds >= 1:
+            raise ConfigError("CHATWOOT_CLAIM_TTL_SECONDS", "must be at least 1 second")
+        if self.drain_seconds < 0:
+            raise ConfigError("CHATWOOT_DRAIN_SECONDS", "must be 0 or more seconds")
 
     @property
     def has_bot_token(self) -> bool:
@@ -206,6 +233,24 @@ class Config:
                 "CHATWOOT_CONNECT_TIMEOUT", text("CHATWOOT_CONNECT_TIMEOUT"), 3.05
             ),
             read_timeout=_parse_float("CHATWOOT_READ_TIMEOUT", text("CHATWOOT_READ_TIMEOUT"), 10.0),
+            workers=_parse_int("CHATWOOT_WORKERS", text("CHATWOOT_WORKERS")) or 4,
+            max_requests_per_minute=_default(
+                _parse_int(
+                    "CHATWOOT_MAX_REQUESTS_PER_MINUTE", text("CHATWOOT_MAX_REQUESTS_PER_MINUTE")
+                ),
+                2400,
+            ),
+            retry_base_seconds=_parse_float(
+                "CHATWOOT_RETRY_BASE_SECONDS", text("CHATWOOT_RETRY_BASE_SECONDS"), 1.0
+            ),
+            retry_max_seconds=_parse_float(
+                "CHATWOOT_RETRY_MAX_SECONDS", text("CHATWOOT_RETRY_MAX_SECONDS"), 300.0
+            ),
+            claim_ttl_seconds=_parse_float(
+                "CHATWOOT_CLAIM_TTL_SECONDS", text("CHATWOOT_CLAIM_TTL_SECONDS"), 30.0
+            ),
+            drain_seconds=_parse_float("CHATWOOT_DRAIN_SECONDS", text("CHATWOOT_DRAIN_SECONDS"),
+                                       5.0),
         )
 
 
@@ -235,6 +280,10 @@ def _check_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError("CHATWOOT_URL", "must not carry a query string or fragment")
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _parse_bool(name: str, value: str | None, default: bool) -> bool:

@@ -1,11 +1,12 @@
 """Posting one mirrored message: resolve the conversation, create the message, once.
 
-The user's message goes through the public client API, the only way to create an
-``incoming`` message without a token. The bot's reply goes through the
-Application API as ``outgoing`` with the AgentBot token, carrying our own
-``source_id`` and a ``content_attributes`` marker so that webhooks and retries
-can recognise it; without a bot token it falls back to an incoming message with
-a visible prefix.
+With an AgentBot token, both directions go through the Application API: the customer's
+message as ``incoming`` (Chatwoot makes the contact its sender), the bot's reply as
+``outgoing`` authored by the bot. Both carry our ``source_id`` (``cwm:<key>``) and a
+``content_attributes`` marker, so a retry after an ambiguous failure can look the message
+up exactly, and webhooks can recognise our own echoes. Without a bot token everything
+goes through the public client API, which can only create ``incoming`` messages: bot
+replies then carry a visible prefix, and the look-up matches on content instead.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class MirroredMessage:
     attachments: tuple[Attachment, ...] = ()
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: float = field(default_factory=time.time)
+    attempts: int = 0
+    ambiguous: bool = False
 
 
 class Deliverer:
@@ -87,22 +90,64 @@ class Deliverer:
         )
         return result
 
+    def find_delivered(self, message: MirroredMessage, *, max_pages: int = 5) -> int | None:
+        """After an ambiguous failure: the id of ``message`` if Chatwoot already has it.
+
+        Reads the conversation's latest messages (20 a page, newest pages first) back to
+        the last message id we know we delivered for this contact. With a bot token the
+        match is exact (our marker key); without one it is an incoming message with the
+        same content, newer than that id and not older than the enqueue time minus two
+        minutes of clock skew.
+        """
+        record = self.resolver.store.get_contact(message.identity.key)
+        if record is None or record.conversation_id is None:
+            return None  # never resolved, so never posted
+        floor = self.resolver.store.last_message_id(message.identity.key) or 0
+        expected = self._content(message)
+        before: int | None = None
+        for _ in range(max_pages):
+            page = self.client.list_messages_public(
+                record.source_id, record.conversation_id, before=before
+            )
+            for item in reversed(page):
+                if int(item.get("id", 0)) <= floor:
+                    return None
+                if self._matches(item, message, expected):
+                    return int(item["id"])
+            if len(page) < 20:
+                return None
+            before = int(page[0]["id"])
+        return None
+
+    def _matches(self, item: dict[str, Any], message: MirroredMessage, expected: str) -> bool:
+        if self.use_bot_token:
+            marker = (item.get("content_attributes") or {}).get(MARKER)
+            return isinstance(marker, dict) and marker.get("key") == message.key
+        return (
+            item.get("message_type") == 0
+            and item.get("content") == expected
+            and float(item.get("created_at") or 0) >= message.created_at - 120
+        )
+
+    def _content(self, message: MirroredMessage) -> str:
+        if message.direction == OUTGOING and not self.use_bot_token:
+            return _fit(self.bot_prefix + message.content)
+        return _fit(message.content)
+
     def _post(self, target: Target, message: MirroredMessage) -> dict[str, Any]:
-        content = _fit(message.content)
-        if message.direction == OUTGOING and self.use_bot_token:
+        content = self._content(message)
+        if self.use_bot_token:
             marker: dict[str, Any] = {"key": message.key}
             if message.provider_message_id:
                 marker["provider_message_id"] = message.provider_message_id
             return self.client.create_message(
                 target.conversation_id,
                 content,
-                message_type="outgoing",
+                message_type="outgoing" if message.direction == OUTGOING else "incoming",
                 source_id=SOURCE_ID_PREFIX + message.key,
                 content_attributes={MARKER: marker},
                 attachments=message.attachments,
             )
-        if message.direction == OUTGOING:
-            content = _fit(self.bot_prefix + message.content)
         return self.client.create_incoming_message(
             target.source_id,
             target.conversation_id,

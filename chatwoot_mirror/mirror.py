@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,9 +14,12 @@ from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
 from .delivery import INCOMING, OUTGOING, Deliverer, MirroredMessage
-from .errors import ChatwootError, MirrorError
+from .errors import StoreError
 from .identity import ContactIdentity, identify
+from .outbox import Backoff, encode
+from .pacing import Pacer
 from .store import SQLiteStore, Store
+from .workers import DEAD, DONE, DeliveryWorkers
 
 log = logging.getLogger("chatwoot_mirror")
 
@@ -24,9 +28,10 @@ class Mirror:
     """Mirrors a bot's exchanges into one Chatwoot conversation per contact.
 
     Build it once at start-up (``Mirror.from_env()`` or ``Mirror(Config(...))``); a wrong
-    configuration raises :class:`~chatwoot_mirror.errors.ConfigError` there. After that,
-    the ``log_*`` methods never raise for Chatwoot trouble: they return ``False`` and the
-    failure is logged and counted in :meth:`stats`.
+    configuration raises :class:`~chatwoot_mirror.errors.ConfigError` there. The ``log_*``
+    methods commit the messages to the local outbox and return at once; background workers
+    deliver them in order per contact, retrying through Chatwoot outages. They never raise:
+    ``False`` means the message could not even be written down locally (logged, counted).
     """
 
     def __init__(
@@ -36,11 +41,15 @@ class Mirror:
         store: Store | None = None,
         client: ChatwootClient | None = None,
         session: requests.Session | None = None,
+        start: bool = True,
     ) -> None:
         self.config = config
         self.enabled = config.enabled
         self._lock = threading.Lock()
-        self._stats: dict[str, Any] = {"delivered": 0, "failed": 0, "last_error": None}
+        self._counters: dict[str, Any] = {
+            "delivered": 0, "retried": 0, "dead_lettered": 0, "not_queued": 0,
+            "last_error": None,
+        }
         self._closed = False
         if not self.enabled:
             log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
@@ -68,6 +77,15 @@ class Mirror:
             use_bot_token=config.has_bot_token,
             bot_prefix=config.bot_prefix,
         )
+        self.workers = DeliveryWorkers(
+            self.store,
+            self.deliverer,
+            workers=config.workers,
+            claim_ttl=config.claim_ttl_seconds,
+            backoff=Backoff(config.retry_base_seconds, config.retry_max_seconds),
+            pacer=Pacer(config.max_requests_per_minute),
+            on_result=self._on_result,
+        )
         if not config.has_bot_token:
             log.warning(
                 "CHATWOOT_BOT_TOKEN is not set: bot replies will be posted as customer "
@@ -76,6 +94,8 @@ class Mirror:
                 "CHATWOOT_BOT_TOKEN to post them as bot replies",
                 config.bot_prefix,
             )
+        if start:
+            self.workers.start()
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Mirror:
@@ -103,11 +123,18 @@ class Mirror:
         sender_name: str | None = None,
         message_id: str | None = None,
     ) -> bool:
-        """Mirror one customer message and the bot's reply, in that order."""
-        first = self.log_incoming(contact, user_message, sender_name=sender_name,
-                                  message_id=message_id)
-        second = self.log_outgoing(contact, bot_response)
-        return first and second
+        """Queue one customer message and the bot's reply, in that order, in one transaction.
+
+        ``message_id`` is the provider's id of the customer message (WhatsApp ``wamid``,
+        uazapi ``messageid``): a redelivered webhook with the same id is not mirrored twice.
+        """
+        return self._queue(
+            contact,
+            [
+                (INCOMING, user_message, sender_name, message_id, ()),
+                (OUTGOING, bot_response, None, None, ()),
+            ],
+        )
 
     def log_incoming(
         self,
@@ -118,8 +145,10 @@ class Mirror:
         message_id: str | None = None,
         attachments: Iterable[Attachment] = (),
     ) -> bool:
-        """Mirror a message the customer sent (shown as theirs in Chatwoot)."""
-        return self._log(contact, INCOMING, text, sender_name, message_id, attachments)
+        """Queue a message the customer sent (shown as theirs in Chatwoot)."""
+        return self._queue(
+            contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))]
+        )
 
     def log_outgoing(
         self,
@@ -129,83 +158,136 @@ class Mirror:
         message_id: str | None = None,
         attachments: Iterable[Attachment] = (),
     ) -> bool:
-        """Mirror a message the bot sent to the customer (shown as the bot's reply)."""
-        return self._log(contact, OUTGOING, text, None, message_id, attachments)
+        """Queue a message the bot sent to the customer (shown as the bot's reply)."""
+        return self._queue(contact, [(OUTGOING, text, None, message_id, tuple(attachments))])
 
-    def _log(
+    def _queue(
         self,
         contact: object,
-        direction: str,
-        text: str,
-        sender_name: str | None,
-        message_id: str | None,
-        attachments: Iterable[Attachment],
+        items: list[tuple[str, str, str | None, str | None, tuple[Attachment, ...]]],
     ) -> bool:
         if not self.enabled or self._closed:
             return False
-        files = tuple(attachments)
-        content = "" if text is None else str(text)
-        if not content.strip() and not files:
-            return True  # nothing to show; an empty post would be a Chatwoot 422
         try:
             identity = self.identify(contact)
         except ValueError as exc:
             log.warning("message not mirrored: %s", exc)
-            self._count_failure(str(exc))
+            self._count("not_queued", str(exc))
             return False
-        message = MirroredMessage(
-            identity=identity,
-            direction=direction,
-            content=content,
-            sender_name=sender_name,
-            provider_message_id=message_id,
-            attachments=files,
-        )
-        try:
-            self.deliverer.deliver(message)
-        except (ChatwootError, MirrorError) as exc:
-            log.warning(
-                "message not mirrored contact=%s direction=%s error=%s",
-                identity.key,
-                direction,
-                exc,
+        messages = []
+        for direction, text, sender_name, message_id, files in items:
+            content = "" if text is None else str(text)
+            if not content.strip() and not files:
+                continue  # nothing to show; an empty post would be a Chatwoot 422
+            messages.append(
+                MirroredMessage(
+                    identity=identity,
+                    direction=direction,
+                    content=content,
+                    sender_name=sender_name,
+                    provider_message_id=message_id,
+                    attachments=files,
+                )
             )
-            self._count_failure(str(exc))
+        if not messages:
+            return True
+        try:
+            queued = self.store.enqueue([encode(m) for m in messages])
+        except StoreError as exc:
+            log.error("message not queued contact=%s error=%s", identity.key, exc)
+            self._count("not_queued", str(exc))
             return False
         except Exception as exc:  # the host bot must never crash because of mirroring
-            log.exception("unexpected mirroring failure contact=%s", identity.key)
-            self._count_failure(type(exc).__name__)
+            log.exception("message not queued contact=%s", identity.key)
+            self._count("not_queued", type(exc).__name__)
             return False
-        with self._lock:
-            self._stats["delivered"] += 1
+        if not all(queued):
+            log.debug("provider message seen before, not queued again contact=%s",
+                      identity.key)
+        self.workers.wake()
         return True
 
-    def _count_failure(self, error: str) -> None:
-        with self._lock:
-            self._stats["failed"] += 1
-            self._stats["last_error"] = error
+    def _on_result(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
+        name = "delivered" if outcome == DONE else "dead_lettered" if outcome == DEAD else (
+            "retried"
+        )
+        self._count(name, error)
 
-    # -- lifecycle --------------------------------------------------------------------------
+    def _count(self, name: str, error: str | None) -> None:
+        with self._lock:
+            self._counters[name] += 1
+            if error:
+                self._counters["last_error"] = error
+
+    # -- lifecycle and inspection -----------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """True when everything logged so far has been handled (delivered or given up on).
-
-        Delivery is synchronous in this version, so every ``log_*`` call has already
-        finished its work when it returns; ``timeout`` is kept for the queued version."""
-        del timeout
+        """True once everything queued before this call is delivered or dead-lettered."""
+        if not self.enabled:
+            return True
+        deadline = time.monotonic() + timeout
+        try:
+            target = self.store.last_queued_id()
+            self.workers.wake()
+            while self.store.pending_up_to(target):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.workers.wait_for_progress(min(left, 0.05))
+        except StoreError as exc:
+            log.error("flush could not read the outbox error=%s", exc)
+            return False
         return True
 
     def stats(self) -> dict[str, Any]:
-        """Counters: ``delivered``, ``failed``, ``last_error`` (no secrets)."""
-        with self._lock:
-            return dict(self._stats)
+        """``queued``, ``in_flight``, ``delivered``, ``retried``, ``dead_letters``,
+        ``not_queued``, ``last_error`` (no secrets) and ``oldest_queued_age`` in seconds.
 
-    def close(self) -> None:
-        """Release the HTTP session and the store. Later ``log_*`` calls return False."""
+        The outbox numbers cover every process sharing the store; the counters
+        (delivered, retried, ...) are this process's since it started."""
+        with self._lock:
+            result = dict(self._counters)
+        if not self.enabled:
+            return result
+        now = time.time()
+        counts = self.store.outbox_counts(now)
+        result.update(
+            queued=counts.queued,
+            in_flight=counts.in_flight,
+            dead_letters=counts.dead,
+            oldest_queued_age=(now - counts.oldest_queued_at) if counts.oldest_queued_at else 0.0,
+        )
+        return result
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Messages Chatwoot refused for good, with the reason, oldest first."""
+        if not self.enabled:
+            return []
+        return [
+            {"key": r.key, "contact": r.contact_key, "created_at": r.created_at,
+             "reason": r.last_error}
+            for r in self.store.dead_letters(limit)
+        ]
+
+    def retry_dead(self, keys: Iterable[str] | None = None) -> int:
+        """Queue dead letters again (all, or those ``keys``); returns how many."""
+        if not self.enabled:
+            return 0
+        count = self.store.retry_dead(None if keys is None else list(keys))
+        self.workers.wake()
+        return count
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain for at most ``timeout`` seconds (default ``CHATWOOT_DRAIN_SECONDS``), then
+        stop the workers and the scheduler. Undelivered messages stay in the store and are
+        delivered by the next process that opens it. Later ``log_*`` calls return False."""
         if self._closed:
             return
+        if self.enabled:
+            self.flush(self.config.drain_seconds if timeout is None else timeout)
         self._closed = True
         if self.enabled:
+            self.workers.stop()
             self.client.close()
             self.store.close()
 

@@ -148,6 +148,8 @@ class FakeChatwoot:
             body = _json(request)
             with self.lock:
                 kind = {"incoming": 0, "outgoing": 1}[body.get("message_type", "outgoing")]
+                if kind == 0 and self.conversations[conv_id]["status"] == "resolved":
+                    self.conversations[conv_id]["status"] = "open"
                 data = self._add_message(
                     conv_id, body["content"], kind, body.get("source_id"),
                     body.get("content_attributes"),

@@ -16,7 +16,8 @@ PUBLIC = f"/public/api/v1/inboxes/{INBOX}"
 
 
 def make_config(db_path: str, *, bot: bool = True, **extra) -> Config:
-    kwargs = dict(url=BASE, inbox_identifier=INBOX, db_path=db_path)
+    kwargs = dict(url=BASE, inbox_identifier=INBOX, db_path=db_path, retry_base_seconds=0.02,
+                  retry_max_seconds=0.1, max_requests_per_minute=0)
     if bot:
         kwargs.update(account_id=ACCOUNT, bot_token=BOT_TOKEN)
     kwargs.update(extra)
@@ -50,7 +51,7 @@ def test_first_exchange_creates_contact_and_conversation_then_posts_both(fake, r
         ("POST", f"{PUBLIC}/contacts"),
         ("GET", f"{PUBLIC}/contacts/wa-5511987654321/conversations"),
         ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations"),
-        ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128/messages"),
+        ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages"),
         ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages"),
     ]
     sent = bodies(rsps)
@@ -60,15 +61,20 @@ def test_first_exchange_creates_contact_and_conversation_then_posts_both(fake, r
         "phone_number": "+5511987654321",
         "identifier": "5511987654321",
     }
+    assert "api_access_token" not in rsps.calls[0].request.headers
     assert sent[2] == {}
-    assert sent[3] == {"content": "Oi, quero saber do meu pedido"}
-    bot = sent[4]
+    # With a bot token, both directions carry our source_id and marker (exact retry check).
+    customer, bot = sent[3], sent[4]
+    assert customer["content"] == "Oi, quero saber do meu pedido"
+    assert customer["message_type"] == "incoming" and customer["private"] is False
     assert bot["content"] == "Claro! Qual é o número do pedido?"
     assert bot["message_type"] == "outgoing" and bot["private"] is False
-    assert bot["source_id"].startswith("cwm:")
-    assert bot["content_attributes"]["chatwoot_mirror"]["key"] == bot["source_id"][4:]
+    for body in (customer, bot):
+        assert body["source_id"].startswith("cwm:")
+        assert body["content_attributes"] == {"chatwoot_mirror": {"key": body["source_id"][4:]}}
+    assert customer["source_id"] != bot["source_id"]
+    assert rsps.calls[3].request.headers["api_access_token"] == BOT_TOKEN
     assert rsps.calls[4].request.headers["api_access_token"] == BOT_TOKEN
-    assert "api_access_token" not in rsps.calls[3].request.headers
     # what Chatwoot now holds: customer message incoming, bot reply outgoing
     assert [m["message_type"] for m in fake.messages] == [0, 1]
 
@@ -76,6 +82,7 @@ def test_first_exchange_creates_contact_and_conversation_then_posts_both(fake, r
 def test_steady_state_is_one_request_per_message(fake, db_path):
     with Mirror(make_config(db_path)) as mirror:
         mirror.log_exchange("5511987654321", "oi", "olá")
+        assert mirror.flush()
         before = len(fake.calls())
         mirror.log_exchange("5511987654321@c.us", "tudo bem?", "sim!")
     assert len(fake.calls()) - before == 2
@@ -84,11 +91,11 @@ def test_steady_state_is_one_request_per_message(fake, db_path):
 def test_conversation_is_remembered_across_restarts(fake, db_path):
     with Mirror(make_config(db_path)) as mirror:
         mirror.log_incoming("5511987654321", "oi")
+    before = len(fake.calls())
     with Mirror(make_config(db_path)) as mirror:
-        before = len(fake.calls())
         mirror.log_incoming("5511987654321", "de novo")
     assert fake.calls()[before:] == [
-        ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128/messages")
+        ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages")
     ]
     assert len(fake.conversations) == 1
 
@@ -142,15 +149,18 @@ def test_resolved_policy(fake, db_path, policy, expected, created):
 def test_deleted_conversation_is_resolved_again_once(fake, db_path):
     with Mirror(make_config(db_path)) as mirror:
         mirror.log_incoming("5511987654321", "oi")
+        assert mirror.flush()
         del fake.conversations[128]  # an admin deleted it in Chatwoot
         assert mirror.log_incoming("5511987654321", "ainda aí?")
+        assert mirror.flush()
         assert mirror.store.get_contact("wa-5511987654321").conversation_id == 129
     assert fake.messages[-1]["conversation_id"] == 129
 
 
 def test_deleted_contact_is_created_again(fake, db_path):
-    with Mirror(make_config(db_path)) as mirror:
+    with Mirror(make_config(db_path, bot=False)) as mirror:
         mirror.log_incoming("5511987654321", "oi")
+        assert mirror.flush()
         fake.contacts.clear()
         fake.conversations.clear()
         assert mirror.log_outgoing("5511987654321", "olá")
@@ -166,14 +176,17 @@ def test_hmac_identifier_hash(fake, rsps, db_path):
     assert sent["identifier_hash"] == expected
 
 
-def test_chatwoot_outage_never_raises_and_is_counted(fake, db_path, caplog):
+def test_chatwoot_500_is_retried_not_raised_and_counted(fake, db_path, caplog):
     caplog.set_level(logging.DEBUG, logger="chatwoot_mirror")
     error = {"status": 500, "error": "Internal Server Error"}
     fake.fail_next.append(("POST /contacts$", 500, error))
     with Mirror(make_config(db_path)) as mirror:
-        assert mirror.log_incoming("5511987654321", "oi") is False
+        assert mirror.log_incoming("5511987654321", "oi") is True
+        assert mirror.flush(5)
         stats = mirror.stats()
-    assert stats["failed"] == 1 and "HTTP 500" in stats["last_error"]
+    assert stats["retried"] == 1 and stats["delivered"] == 1
+    assert "HTTP 500" in stats["last_error"]
+    assert [m["content"] for m in fake.messages] == ["oi"]
     text = caplog.text
     assert INBOX not in text and BOT_TOKEN not in text
 
@@ -211,6 +224,7 @@ def test_log_to_chatwoot_uses_environment_and_same_signature(fake, rsps, db_path
     monkeypatch.setenv("CHATWOOT_MIRROR_DB", db_path)
     monkeypatch.chdir(db_path.rsplit("/", 1)[0])  # no stray .env from the working directory
     assert log_to_chatwoot("5511987654321", "oi", "olá") is True
+    assert chatwoot_mirror.get_default_mirror().flush()
     assert bodies(rsps)[0]["name"] == "Usuario"
     assert [m["content"] for m in fake.messages] == ["oi", "🤖 olá"]
     chatwoot_mirror.get_default_mirror().close()
@@ -232,4 +246,4 @@ def test_log_to_chatwoot_with_bad_config_returns_false(rsps, monkeypatch, tmp_pa
 def test_invalid_contact_returns_false(fake, db_path):
     with Mirror(make_config(db_path)) as mirror:
         assert mirror.log_incoming("", "oi") is False
-        assert mirror.stats()["failed"] == 1
+        assert mirror.stats()["not_queued"] == 1

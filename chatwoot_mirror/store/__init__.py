@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ContactRecord, Store
+from .base import ContactRecord, OutboxCounts, OutboxRow, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["ContactRecord", "SQLiteStore", "Store"]
+__all__ = ["ContactRecord", "OutboxCounts", "OutboxRow", "SQLiteStore", "Store"]

@@ -7,7 +7,8 @@ one from several processes sharing one file (gunicorn workers on one host).
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,32 @@ class ContactRecord:
     conversation_id: int | None
 
 
+@dataclass
+class OutboxRow:
+    """One queued message as the store keeps it. ``payload`` is opaque to the store."""
+
+    key: str
+    contact_key: str
+    payload: str
+    provider_message_id: str | None = None
+    created_at: float = 0.0
+    attempts: int = 0
+    ambiguous: bool = False
+    last_error: str | None = None
+    id: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    queued: int
+    in_flight: int
+    dead: int
+    oldest_queued_at: float | None
+
+
 class Store(abc.ABC):
-    """Local state of the mirror: contacts, conversations and named locks."""
+    """Local state of the mirror: contacts, conversations, the outbox and named locks."""
 
     @abc.abstractmethod
     def get_contact(self, key: str) -> ContactRecord | None:
@@ -54,6 +79,89 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def release_lock(self, name: str, owner: str) -> None:
         """Atomically release the named lock if ``owner`` holds it; otherwise do nothing."""
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def enqueue(self, rows: Sequence[OutboxRow]) -> list[bool]:
+        """Atomically append ``rows`` in order, all or none, durably (committed on return).
+
+        A row whose ``provider_message_id`` was enqueued before (even if delivered or
+        pruned from the outbox since) is skipped; the result says, per row, whether it was
+        queued. Rows get ``id``s that increase with enqueue order."""
+
+    @abc.abstractmethod
+    def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
+        """Atomically claim, for ``ttl`` seconds, up to ``limit`` queued messages of ONE contact.
+
+        Only a contact whose oldest queued message is due (``next_attempt_at <= now``) and
+        not claimed by a live owner is eligible, and its messages come oldest first: this is
+        what keeps delivery in order per contact while contacts proceed in parallel. A
+        message whose previous claim expired (its owner died mid-delivery) comes back with
+        ``ambiguous=True``: it may have reached Chatwoot."""
+
+    @abc.abstractmethod
+    def renew_claims(self, owner: str, ttl: float, now: float) -> int:
+        """Atomically extend every claim ``owner`` holds to ``now + ttl``; returns how many."""
+
+    @abc.abstractmethod
+    def complete(self, key: str, owner: str) -> bool:
+        """Atomically remove a delivered message, only if ``owner`` still holds its claim."""
+
+    @abc.abstractmethod
+    def retry_later(
+        self, key: str, owner: str, at: float, error: str, *, ambiguous: bool, attempt: bool
+    ) -> None:
+        """Atomically release the claim and make the message due again at ``at``.
+
+        ``attempt`` counts a failed attempt; ``ambiguous`` records that the last attempt may
+        have reached Chatwoot (it stays set until the message is delivered)."""
+
+    @abc.abstractmethod
+    def release(self, contact_key: str, owner: str) -> None:
+        """Atomically drop ``owner``'s claim on the contact without penalty; no-op otherwise."""
+
+    @abc.abstractmethod
+    def prune_seen(self, before: float) -> int:
+        """Atomically forget provider message ids first seen before ``before``."""
+
+    @abc.abstractmethod
+    def dead_letter(self, key: str, owner: str, reason: str) -> None:
+        """Atomically move a claimed message to the dead letters with ``reason``.
+
+        Dead letters never block the contact's later messages and stay until retried."""
+
+    @abc.abstractmethod
+    def retry_dead(self, keys: Sequence[str] | None = None) -> int:
+        """Atomically queue dead letters again (all, or ``keys``), due now; returns how many."""
+
+    @abc.abstractmethod
+    def dead_letters(self, limit: int = 100) -> list[OutboxRow]:
+        """Non-destructively read up to ``limit`` dead letters, oldest first."""
+
+    @abc.abstractmethod
+    def outbox_counts(self, now: float) -> OutboxCounts:
+        """Non-destructively count queued, in-flight (live claims) and dead messages."""
+
+    @abc.abstractmethod
+    def next_due_at(self, now: float) -> float | None:
+        """Non-destructively read when the earliest claimable message is due, or ``None``."""
+
+    @abc.abstractmethod
+    def last_queued_id(self) -> int:
+        """Non-destructively read the highest outbox id handed out so far (0 when none)."""
+
+    @abc.abstractmethod
+    def pending_up_to(self, outbox_id: int) -> int:
+        """Non-destructively count queued (not dead) messages with ``id <= outbox_id``."""
+
+    @abc.abstractmethod
+    def set_last_message_id(self, key: str, message_id: int) -> None:
+        """Atomically raise the contact's highest known Chatwoot message id to ``message_id``."""
+
+    @abc.abstractmethod
+    def last_message_id(self, key: str) -> int | None:
+        """Non-destructively read the contact's highest known Chatwoot message id."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files; the store is not used afterwards."""

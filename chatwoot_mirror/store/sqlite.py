@@ -11,12 +11,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
 from ..errors import StoreError
-from .base import ContactRecord, Store
+from .base import ContactRecord, OutboxCounts, OutboxRow, Store
 
 T = TypeVar("T")
 
@@ -36,7 +36,42 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     );
     """,
+    # v2: the durable outbox. Messages wait in `outbox`; `queue` has one row per contact
+    # with queued messages and is the unit of scheduling and claiming (order per contact).
+    """
+    ALTER TABLE contacts ADD COLUMN last_message_id INTEGER;
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        contact_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        provider_message_id TEXT,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        ambiguous INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_contact ON outbox (contact_key, state, id);
+    CREATE INDEX outbox_state ON outbox (state, id);
+    CREATE TABLE queue (
+        contact_key TEXT PRIMARY KEY,
+        next_attempt_at REAL NOT NULL,
+        claimed_by TEXT,
+        claim_expires_at REAL
+    );
+    CREATE INDEX queue_due ON queue (next_attempt_at);
+    CREATE TABLE seen_ids (
+        provider_message_id TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL
+    );
+    """,
 ]
+
+_ROW = (
+    "SELECT id, key, contact_key, payload, provider_message_id, created_at, attempts,"
+    " ambiguous, last_error FROM outbox"
+)
 
 
 class SQLiteStore(Store):
@@ -174,6 +209,223 @@ class SQLiteStore(Store):
         with self._guard(), self._write() as conn:
             conn.execute("DELETE FROM locks WHERE name = ? AND owner = ?", (name, owner))
 
+    # -- outbox -----------------------------------------------------------------------------
+
+    def enqueue(self, rows: Sequence[OutboxRow]) -> list[bool]:
+        queued: list[bool] = []
+        now = time.time()
+        with self._guard(), self._write() as conn:
+            for row in rows:
+                if row.provider_message_id is not None:
+                    fresh = conn.execute(
+                        "INSERT OR IGNORE INTO seen_ids (provider_message_id, seen_at)"
+                        " VALUES (?, ?)",
+                        (row.provider_message_id, now),
+                    ).rowcount
+                    if not fresh:
+                        queued.append(False)
+                        continue
+                cursor = conn.execute(
+                    "INSERT INTO outbox (key, contact_key, payload, provider_message_id,"
+                    " created_at) VALUES (?, ?, ?, ?, ?)",
+                    (row.key, row.contact_key, row.payload, row.provider_message_id,
+                     row.created_at or now),
+                )
+                row.id = cursor.lastrowid
+                conn.execute(
+                    "INSERT OR IGNORE INTO queue (contact_key, next_attempt_at) VALUES (?, ?)",
+                    (row.contact_key, now),
+                )
+                queued.append(True)
+        return queued
+
+    def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
+        with self._guard(), self._write() as conn:
+            head = conn.execute(
+                "SELECT contact_key, claimed_by FROM queue WHERE next_attempt_at <= ?"
+                " AND (claimed_by IS NULL OR claim_expires_at < ?)"
+                " ORDER BY next_attempt_at LIMIT 1",
+                (now, now),
+            ).fetchone()
+            if head is None:
+                return []
+            contact_key, previous_owner = head
+            rows = [
+                _outbox_row(r)
+                for r in conn.execute(
+                    _ROW + " WHERE contact_key = ? AND state = 'queued' ORDER BY id LIMIT ?",
+                    (contact_key, limit),
+                )
+            ]
+            if not rows:  # only dead letters left: the contact has nothing to deliver
+                conn.execute("DELETE FROM queue WHERE contact_key = ?", (contact_key,))
+                return []
+            conn.execute(
+                "UPDATE queue SET claimed_by = ?, claim_expires_at = ? WHERE contact_key = ?",
+                (owner, now + ttl, contact_key),
+            )
+            if previous_owner is not None:
+                # The previous owner's claim expired: it died or hung mid-delivery, so any
+                # of these may already be in Chatwoot.
+                conn.execute(
+                    "UPDATE outbox SET ambiguous = 1 WHERE contact_key = ? AND state = 'queued'"
+                    " AND id <= ?",
+                    (contact_key, rows[-1].id),
+                )
+                for row in rows:
+                    row.ambiguous = True
+            return rows
+
+    def renew_claims(self, owner: str, ttl: float, now: float) -> int:
+        with self._guard(), self._write() as conn:
+            return conn.execute(
+                "UPDATE queue SET claim_expires_at = ? WHERE claimed_by = ?", (now + ttl, owner)
+            ).rowcount
+
+    def _holds(self, conn: sqlite3.Connection, key: str, owner: str) -> str | None:
+        """The message's contact key if ``owner`` holds that contact's claim."""
+        row = conn.execute(
+            "SELECT o.contact_key FROM outbox o JOIN queue q ON q.contact_key = o.contact_key"
+            " WHERE o.key = ? AND q.claimed_by = ?",
+            (key, owner),
+        ).fetchone()
+        return row[0] if row else None
+
+    def _drop_queue_if_empty(self, conn: sqlite3.Connection, contact_key: str) -> None:
+        left = conn.execute(
+            "SELECT 1 FROM outbox WHERE contact_key = ? AND state = 'queued' LIMIT 1",
+            (contact_key,),
+        ).fetchone()
+        if left is None:
+            conn.execute("DELETE FROM queue WHERE contact_key = ?", (contact_key,))
+
+    def complete(self, key: str, owner: str) -> bool:
+        with self._guard(), self._write() as conn:
+            contact_key = self._holds(conn, key, owner)
+            if contact_key is None:
+                return False
+            conn.execute("DELETE FROM outbox WHERE key = ?", (key,))
+            self._drop_queue_if_empty(conn, contact_key)
+            return True
+
+    def retry_later(
+        self, key: str, owner: str, at: float, error: str, *, ambiguous: bool, attempt: bool
+    ) -> None:
+        with self._guard(), self._write() as conn:
+            contact_key = self._holds(conn, key, owner)
+            if contact_key is None:
+                return
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
+                " ambiguous = MAX(ambiguous, ?) WHERE key = ?",
+                (1 if attempt else 0, error, 1 if ambiguous else 0, key),
+            )
+            conn.execute(
+                "UPDATE queue SET claimed_by = NULL, claim_expires_at = NULL,"
+                " next_attempt_at = ? WHERE contact_key = ?",
+                (at, contact_key),
+            )
+
+    def release(self, contact_key: str, owner: str) -> None:
+        with self._guard(), self._write() as conn:
+            conn.execute(
+                "UPDATE queue SET claimed_by = NULL, claim_expires_at = NULL"
+                " WHERE contact_key = ? AND claimed_by = ?",
+                (contact_key, owner),
+            )
+
+    def prune_seen(self, before: float) -> int:
+        with self._guard(), self._write() as conn:
+            return conn.execute("DELETE FROM seen_ids WHERE seen_at < ?", (before,)).rowcount
+
+    def dead_letter(self, key: str, owner: str, reason: str) -> None:
+        with self._guard(), self._write() as conn:
+            contact_key = self._holds(conn, key, owner)
+            if contact_key is None:
+                return
+            conn.execute(
+                "UPDATE outbox SET state = 'dead', last_error = ? WHERE key = ?", (reason, key)
+            )
+            self._drop_queue_if_empty(conn, contact_key)
+
+    def retry_dead(self, keys: Sequence[str] | None = None) -> int:
+        now = time.time()
+        with self._guard(), self._write() as conn:
+            where = "state = 'dead'"
+            params: list[object] = []
+            if keys is not None:
+                if not keys:
+                    return 0
+                where += f" AND key IN ({','.join('?' * len(keys))})"
+                params.extend(keys)
+            contacts = [r[0] for r in conn.execute(
+                f"SELECT DISTINCT contact_key FROM outbox WHERE {where}", params
+            )]
+            count = conn.execute(
+                f"UPDATE outbox SET state = 'queued', attempts = 0 WHERE {where}", params
+            ).rowcount
+            for contact_key in contacts:
+                conn.execute(
+                    "INSERT INTO queue (contact_key, next_attempt_at) VALUES (?, ?)"
+                    " ON CONFLICT(contact_key) DO UPDATE SET next_attempt_at ="
+                    " MIN(next_attempt_at, excluded.next_attempt_at)",
+                    (contact_key, now),
+                )
+            return count
+
+    def dead_letters(self, limit: int = 100) -> list[OutboxRow]:
+        return self._read(lambda c: [
+            _outbox_row(r)
+            for r in c.execute(_ROW + " WHERE state = 'dead' ORDER BY id LIMIT ?", (limit,))
+        ])
+
+    def outbox_counts(self, now: float) -> OutboxCounts:
+        def count(c: sqlite3.Connection) -> OutboxCounts:
+            queued, oldest = c.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'queued'"
+            ).fetchone()
+            dead = c.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0]
+            # Delivery within a contact is sequential: one message in flight per live claim.
+            in_flight = c.execute(
+                "SELECT COUNT(*) FROM queue WHERE claimed_by IS NOT NULL AND claim_expires_at >= ?",
+                (now,),
+            ).fetchone()[0]
+            return OutboxCounts(queued, min(in_flight, queued), dead, oldest)
+
+        return self._read(count)
+
+    def next_due_at(self, now: float) -> float | None:
+        return self._read(lambda c: c.execute(
+            "SELECT MIN(CASE WHEN claimed_by IS NULL THEN next_attempt_at"
+            " ELSE MAX(next_attempt_at, claim_expires_at) END) FROM queue"
+        ).fetchone()[0])
+
+    def last_queued_id(self) -> int:
+        # AUTOINCREMENT never reuses ids, so sqlite_sequence is the high-water mark.
+        row = self._read(lambda c: c.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"
+        ).fetchone())
+        return int(row[0]) if row else 0
+
+    def pending_up_to(self, outbox_id: int) -> int:
+        return self._read(lambda c: c.execute(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'queued' AND id <= ?", (outbox_id,)
+        ).fetchone()[0])
+
+    def set_last_message_id(self, key: str, message_id: int) -> None:
+        with self._guard(), self._write() as conn:
+            conn.execute(
+                "UPDATE contacts SET last_message_id = MAX(COALESCE(last_message_id, 0), ?)"
+                " WHERE key = ?",
+                (message_id, key),
+            )
+
+    def last_message_id(self, key: str) -> int | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT last_message_id FROM contacts WHERE key = ?", (key,)
+        ).fetchone())
+        return row[0] if row else None
+
     # -- lifecycle --------------------------------------------------------------------------
 
     @contextmanager
@@ -192,3 +444,10 @@ class SQLiteStore(Store):
                     pass
             self._connections.clear()
         self._local = threading.local()
+
+
+def _outbox_row(r: tuple) -> OutboxRow:
+    return OutboxRow(
+        id=r[0], key=r[1], contact_key=r[2], payload=r[3], provider_message_id=r[4],
+        created_at=r[5], attempts=r[6], ambiguous=bool(r[7]), last_error=r[8],
+    )

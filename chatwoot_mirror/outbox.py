@@ -1,0 +1,80 @@
+"""The outbox: how a mirrored message is written down before delivery, and when a failed
+delivery is tried again.
+
+``log_*`` calls turn messages into :class:`~chatwoot_mirror.store.OutboxRow` objects and
+commit them to the store; the delivery workers read them back with :func:`decode`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from .client import Attachment
+from .delivery import MirroredMessage
+from .identity import ContactIdentity
+from .store import OutboxRow
+
+#: Chatwoot counts a conversation's messages over the last minute for its flood 422.
+FLOOD_DELAY = 60.0
+
+
+def encode(message: MirroredMessage) -> OutboxRow:
+    payload = {
+        "identity": asdict(message.identity),
+        "direction": message.direction,
+        "content": message.content,
+        "sender_name": message.sender_name,
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "data": base64.b64encode(a.data).decode("ascii"),
+            }
+            for a in message.attachments
+        ],
+    }
+    return OutboxRow(
+        key=message.key,
+        contact_key=message.identity.key,
+        payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+        provider_message_id=message.provider_message_id,
+        created_at=message.created_at,
+    )
+
+
+def decode(row: OutboxRow) -> MirroredMessage:
+    payload = json.loads(row.payload)
+    return MirroredMessage(
+        identity=ContactIdentity(**payload["identity"]),
+        direction=payload["direction"],
+        content=payload["content"],
+        sender_name=payload.get("sender_name"),
+        provider_message_id=row.provider_message_id,
+        attachments=tuple(
+            Attachment(base64.b64decode(a["data"]), a["filename"], a["content_type"])
+            for a in payload.get("attachments", ())
+        ),
+        key=row.key,
+        created_at=row.created_at,
+        attempts=row.attempts,
+        ambiguous=row.ambiguous,
+    )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": attempt n waits between d/2 and d, where
+    d = min(cap, base * 2**(n-1)). The jitter spreads a crowd of retries after an outage."""
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempts: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.cap, self.base * (2 ** max(0, attempts - 1)))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+    def flood_delay(self, rng: random.Random | None = None) -> float:
+        return FLOOD_DELAY / 2 + (rng or random).uniform(0, FLOOD_DELAY / 2)

@@ -1,0 +1,280 @@
+"""Delivery workers: a small thread pool that drains the outbox in the background.
+
+Workers sleep on an event that every enqueue sets, so delivery starts within
+milliseconds; APScheduler runs the periodic jobs: waking workers when a retry falls
+due or another process's claim expires, renewing this process's claims, pruning old
+provider ids. Each worker claims one contact at a time, so messages of a contact are
+delivered in order while contacts proceed in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+from collections.abc import Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .delivery import Deliverer, MirroredMessage
+from .errors import (
+    AmbiguousDelivery,
+    AuthError,
+    ChatwootError,
+    NotFound,
+    RateLimited,
+    Rejected,
+    StoreError,
+)
+from .outbox import Backoff, decode
+from .pacing import Pacer
+from .store import Store
+
+log = logging.getLogger("chatwoot_mirror.delivery")
+
+_SCHEDULER_LOGGER = "chatwoot_mirror.scheduler"
+_EXECUTOR = "chatwoot_mirror"
+# APScheduler logs every job run at INFO; our periodic jobs are not news.
+logging.getLogger(f"apscheduler.executors.{_EXECUTOR}").setLevel(logging.WARNING)
+logging.getLogger(_SCHEDULER_LOGGER).setLevel(logging.WARNING)
+
+DONE, RETRY, DEAD = "done", "retry", "dead"
+SEEN_IDS_KEPT_FOR = 7 * 24 * 3600.0
+
+
+class DeliveryWorkers:
+    """Owns the worker threads and the scheduler of one Mirror."""
+
+    def __init__(
+        self,
+        store: Store,
+        deliverer: Deliverer,
+        *,
+        workers: int = 4,
+        batch: int = 20,
+        claim_ttl: float = 30.0,
+        tick: float = 0.5,
+        backoff: Backoff | None = None,
+        pacer: Pacer | None = None,
+        on_result: Callable[[str, MirroredMessage, str | None], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.deliverer = deliverer
+        self.workers = workers
+        self.batch = batch
+        self.claim_ttl = claim_ttl
+        self.tick = tick
+        self.backoff = backoff or Backoff()
+        self.pacer = pacer or Pacer(None)
+        self.on_result = on_result
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.rng = random.Random()
+        # A counter under a condition, not an Event: a worker remembers the count before it
+        # claims, so a wake that lands between its empty claim and its wait is never lost.
+        self._signals = 0
+        self._signal_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._scheduler: BackgroundScheduler | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            thread = threading.Thread(
+                target=self._run, name=f"chatwoot-mirror-{i}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        scheduler = BackgroundScheduler(
+            logger=logging.getLogger(_SCHEDULER_LOGGER),
+            executors={_EXECUTOR: ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            daemon=True,
+        )
+        scheduler.add_job(self._wake_if_due, "interval", seconds=self.tick, executor=_EXECUTOR)
+        scheduler.add_job(
+            self._renew_claims, "interval", seconds=max(0.05, self.claim_ttl / 3),
+            executor=_EXECUTOR,
+        )
+        scheduler.add_job(self._prune, "interval", hours=1, executor=_EXECUTOR)
+        scheduler.start()
+        self._scheduler = scheduler
+        self.wake()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the scheduler and the workers; a message mid-delivery is finished first."""
+        self._stop.set()
+        self.wake()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads = []
+
+    def wake(self) -> None:
+        with self._signal_cv:
+            self._signals += 1
+            self._signal_cv.notify_all()
+
+    def wait_for_progress(self, timeout: float) -> None:
+        """Sleep until a worker finishes a message (or ``timeout``)."""
+        with self._progress:
+            self._progress.wait(timeout)
+
+    # -- periodic jobs ------------------------------------------------------------------------
+
+    def _wake_if_due(self) -> None:
+        try:
+            due = self.store.next_due_at(time.time())
+        except StoreError as exc:
+            log.warning("outbox check failed error=%s", exc)
+            return
+        if due is not None and due <= time.time():
+            self.wake()
+
+    def _renew_claims(self) -> None:
+        try:
+            self.store.renew_claims(self.owner, self.claim_ttl, time.time())
+        except StoreError as exc:
+            log.warning("claim renewal failed error=%s", exc)
+
+    def _prune(self) -> None:
+        try:
+            self.store.prune_seen(time.time() - SEEN_IDS_KEPT_FOR)
+        except StoreError as exc:
+            log.warning("pruning provider ids failed error=%s", exc)
+
+    # -- the worker loop ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            seen = self._signals
+            try:
+                rows = self.store.claim(self.owner, self.claim_ttl, self.batch, time.time())
+            except StoreError as exc:
+                log.warning("outbox claim failed error=%s", exc)
+                self._stop.wait(1.0)
+                continue
+            if not rows:
+                with self._signal_cv:
+                    while self._signals == seen and not self._stop.is_set():
+                        self._signal_cv.wait()
+                continue
+            self._deliver_run([decode(row) for row in rows])
+
+    def _deliver_run(self, messages: list[MirroredMessage]) -> None:
+        contact_key = messages[0].identity.key
+        for message in messages:
+            if self._stop.is_set() or not self.pacer.acquire(self._stop):
+                break
+            outcome = self._deliver_one(message)
+            with self._progress:
+                self._progress.notify_all()
+            if outcome == RETRY:
+                return  # the contact's later messages wait behind this one: order is kept
+        try:
+            self.store.release(contact_key, self.owner)
+        except StoreError as exc:
+            log.warning("claim release failed contact=%s error=%s", contact_key, exc)
+
+    def _deliver_one(self, message: MirroredMessage) -> str:
+        key = message.identity.key
+        try:
+            found = self.deliverer.find_delivered(message) if message.ambiguous else None
+            if found is not None:
+                log.info(
+                    "message already in chatwoot contact=%s chatwoot_message=%s key=%s",
+                    key, found, message.key,
+                )
+                message_id = found
+            else:
+                result = self.deliverer.deliver(message)
+                message_id = int(result.get("id") or 0)
+            self.store.complete(message.key, self.owner)
+            if message_id:
+                self.store.set_last_message_id(key, message_id)
+            self.pacer.reward()
+            self._report(DONE, message, None)
+            return DONE
+        except RateLimited as exc:
+            if exc.scope == "conversation":
+                delay = self.backoff.flood_delay(self.rng)
+                log.warning(
+                    "conversation flood limit contact=%s retry_in=%.0fs", key, delay
+                )
+            else:
+                delay = self.pacer.penalize()
+                log.warning("chatwoot rate limit (429) retry_in=%.1fs", delay)
+            return self._retry(message, delay, str(exc), ambiguous=False, attempt=False)
+        except AmbiguousDelivery as exc:
+            return self._retry(message, None, str(exc), ambiguous=True, attempt=True)
+        except (Rejected, AuthError, NotFound) as exc:
+            return self._dead(message, str(exc))
+        except ChatwootError as exc:
+            return self._retry(message, None, str(exc), ambiguous=False, attempt=True)
+        except StoreError as exc:
+            # The claim lapses by itself; whoever takes it over checks Chatwoot first.
+            log.error("store failed during delivery contact=%s error=%s", key, exc)
+            self._report(RETRY, message, str(exc))
+            self._stop.wait(1.0)
+            return RETRY
+        except Exception as exc:  # a bug must not kill the worker or lose the message
+            log.exception("unexpected delivery failure contact=%s", key)
+            return self._retry(message, None, type(exc).__name__, ambiguous=True, attempt=True)
+
+    def _retry(
+        self,
+        message: MirroredMessage,
+        delay: float | None,
+        error: str,
+        *,
+        ambiguous: bool,
+        attempt: bool,
+    ) -> str:
+        attempts = message.attempts + (1 if attempt else 0)
+        if delay is None:
+            delay = self.backoff.delay(attempts, self.rng)
+        scheduler = self._scheduler
+        if scheduler is not None and delay < self.tick * 10:
+            # Short retries are woken for exactly; longer ones are caught by the tick.
+            scheduler.add_job(self.wake, "date", run_date=datetime.now() + timedelta(seconds=delay),
+                              executor=_EXECUTOR)
+        log.warning(
+            "delivery failed contact=%s key=%s attempt=%d retry_in=%.1fs error=%s",
+            message.identity.key, message.key, attempts, delay, error,
+        )
+        try:
+            self.store.retry_later(
+                message.key, self.owner, time.time() + delay, error,
+                ambiguous=ambiguous, attempt=attempt,
+            )
+        except StoreError as exc:
+            log.error("cannot schedule retry contact=%s error=%s", message.identity.key, exc)
+        self._report(RETRY, message, error)
+        return RETRY
+
+    def _dead(self, message: MirroredMessage, reason: str) -> str:
+        log.error(
+            "message dead-lettered contact=%s key=%s reason=%s",
+            message.identity.key, message.key, reason,
+        )
+        try:
+            self.store.dead_letter(message.key, self.owner, reason)
+        except StoreError as exc:
+            log.error("cannot dead-letter contact=%s error=%s", message.identity.key, exc)
+        self._report(DEAD, message, reason)
+        return DEAD
+
+    def _report(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
+        if self.on_result is not None:
+            self.on_result(outcome, message, error)
+
