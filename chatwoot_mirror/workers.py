@@ -72,7 +72,10 @@ class DeliveryWorkers:
         self.backoff = backoff or Backoff()
         self.pacer = pacer or Pacer(None)
         self.on_result = on_result
-        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        # One claim owner per worker thread: a worker's release must never drop a claim
+        # that another thread of the same process holds on the same contact.
+        base = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.owners = [f"{base}-{i}" for i in range(workers)]
         self.rng = random.Random()
         # A counter under a condition, not an Event: a worker remembers the count before it
         # claims, so a wake that lands between its empty claim and its wait is never lost.
@@ -88,7 +91,8 @@ class DeliveryWorkers:
     def start(self) -> None:
         for i in range(self.workers):
             thread = threading.Thread(
-                target=self._run, name=f"chatwoot-mirror-{i}", daemon=True
+                target=self._run, args=(self.owners[i],), name=f"chatwoot-mirror-{i}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
@@ -143,7 +147,7 @@ class DeliveryWorkers:
 
     def _renew_claims(self) -> None:
         try:
-            self.store.renew_claims(self.owner, self.claim_ttl, time.time())
+            self.store.renew_claims(self.owners, self.claim_ttl, time.time())
         except StoreError as exc:
             log.warning("claim renewal failed error=%s", exc)
 
@@ -155,11 +159,11 @@ class DeliveryWorkers:
 
     # -- the worker loop ----------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, owner: str) -> None:
         while not self._stop.is_set():
             seen = self._signals
             try:
-                rows = self.store.claim(self.owner, self.claim_ttl, self.batch, time.time())
+                rows = self.store.claim(owner, self.claim_ttl, self.batch, time.time())
             except StoreError as exc:
                 log.warning("outbox claim failed error=%s", exc)
                 self._stop.wait(1.0)
@@ -169,24 +173,24 @@ class DeliveryWorkers:
                     while self._signals == seen and not self._stop.is_set():
                         self._signal_cv.wait()
                 continue
-            self._deliver_run([decode(row) for row in rows])
+            self._deliver_run(owner, [decode(row) for row in rows])
 
-    def _deliver_run(self, messages: list[MirroredMessage]) -> None:
+    def _deliver_run(self, owner: str, messages: list[MirroredMessage]) -> None:
         contact_key = messages[0].identity.key
         for message in messages:
             if self._stop.is_set() or not self.pacer.acquire(self._stop):
                 break
-            outcome = self._deliver_one(message)
+            outcome = self._deliver_one(owner, message)
             with self._progress:
                 self._progress.notify_all()
             if outcome == RETRY:
                 return  # the contact's later messages wait behind this one: order is kept
         try:
-            self.store.release(contact_key, self.owner)
+            self.store.release(contact_key, owner)
         except StoreError as exc:
             log.warning("claim release failed contact=%s error=%s", contact_key, exc)
 
-    def _deliver_one(self, message: MirroredMessage) -> str:
+    def _deliver_one(self, owner: str, message: MirroredMessage) -> str:
         key = message.identity.key
         try:
             found = self.deliverer.find_delivered(message) if message.ambiguous else None
@@ -199,7 +203,7 @@ class DeliveryWorkers:
             else:
                 result = self.deliverer.deliver(message)
                 message_id = int(result.get("id") or 0)
-            self.store.complete(message.key, self.owner)
+            self.store.complete(message.key, owner)
             if message_id:
                 self.store.set_last_message_id(key, message_id)
             self.pacer.reward()
@@ -214,13 +218,13 @@ class DeliveryWorkers:
             else:
                 delay = self.pacer.penalize()
                 log.warning("chatwoot rate limit (429) retry_in=%.1fs", delay)
-            return self._retry(message, delay, str(exc), ambiguous=False, attempt=False)
+            return self._retry(owner, message, delay, str(exc), ambiguous=False, attempt=False)
         except AmbiguousDelivery as exc:
-            return self._retry(message, None, str(exc), ambiguous=True, attempt=True)
+            return self._retry(owner, message, None, str(exc), ambiguous=True, attempt=True)
         except (Rejected, AuthError, NotFound) as exc:
-            return self._dead(message, str(exc))
+            return self._dead(owner, message, str(exc))
         except ChatwootError as exc:
-            return self._retry(message, None, str(exc), ambiguous=False, attempt=True)
+            return self._retry(owner, message, None, str(exc), ambiguous=False, attempt=True)
         except StoreError as exc:
             # The claim lapses by itself; whoever takes it over checks Chatwoot first.
             log.error("store failed during delivery contact=%s error=%s", key, exc)
@@ -229,10 +233,13 @@ class DeliveryWorkers:
             return RETRY
         except Exception as exc:  # a bug must not kill the worker or lose the message
             log.exception("unexpected delivery failure contact=%s", key)
-            return self._retry(message, None, type(exc).__name__, ambiguous=True, attempt=True)
+            return self._retry(
+                owner, message, None, type(exc).__name__, ambiguous=True, attempt=True
+            )
 
     def _retry(
         self,
+        owner: str,
         message: MirroredMessage,
         delay: float | None,
         error: str,
@@ -254,7 +261,7 @@ class DeliveryWorkers:
         )
         try:
             self.store.retry_later(
-                message.key, self.owner, time.time() + delay, error,
+                message.key, owner, time.time() + delay, error,
                 ambiguous=ambiguous, attempt=attempt,
             )
         except StoreError as exc:
@@ -262,13 +269,13 @@ class DeliveryWorkers:
         self._report(RETRY, message, error)
         return RETRY
 
-    def _dead(self, message: MirroredMessage, reason: str) -> str:
+    def _dead(self, owner: str, message: MirroredMessage, reason: str) -> str:
         log.error(
             "message dead-lettered contact=%s key=%s reason=%s",
             message.identity.key, message.key, reason,
         )
         try:
-            self.store.dead_letter(message.key, self.owner, reason)
+            self.store.dead_letter(message.key, owner, reason)
         except StoreError as exc:
             log.error("cannot dead-letter contact=%s error=%s", message.identity.key, exc)
         self._report(DEAD, message, reason)

@@ -101,8 +101,8 @@ class Store(abc.ABC):
         ``ambiguous=True``: it may have reached Chatwoot."""
 
     @abc.abstractmethod
-    def renew_claims(self, owner: str, ttl: float, now: float) -> int:
-        """Atomically extend every claim ``owner`` holds to ``now + ttl``; returns how many."""
+    def renew_claims(self, owners: Sequence[str], ttl: float, now: float) -> int:
+        """Atomically extend every claim held by one of ``owners`` to ``now + ttl``."""
 
     @abc.abstractmethod
     def complete(self, key: str, owner: str) -> bool:

@@ -276,10 +276,14 @@ class SQLiteStore(Store):
                     row.ambiguous = True
             return rows
 
-    def renew_claims(self, owner: str, ttl: float, now: float) -> int:
+    def renew_claims(self, owners: Sequence[str], ttl: float, now: float) -> int:
+        if not owners:
+            return 0
         with self._guard(), self._write() as conn:
             return conn.execute(
-                "UPDATE queue SET claim_expires_at = ? WHERE claimed_by = ?", (now + ttl, owner)
+                f"UPDATE queue SET claim_expires_at = ? WHERE claimed_by IN"
+                f" ({','.join('?' * len(owners))})",
+                (now + ttl, *owners),
             ).rowcount
 
     def _holds(self, conn: sqlite3.Connection, key: str, owner: str) -> str | None:
