@@ -71,10 +71,12 @@ class Backoff:
 
     base: float = 1.0
     cap: float = 300.0
+    flood: float = FLOOD_DELAY
 
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
         ceiling = min(self.cap, self.base * (2 ** max(0, attempts - 1)))
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
     def flood_delay(self, rng: random.Random | None = None) -> float:
-        return FLOOD_DELAY / 2 + (rng or random).uniform(0, FLOOD_DELAY / 2)
+        """Wait after a flood 422: half to all of Chatwoot's one-minute counting window."""
+        return self.flood / 2 + (rng or random).uniform(0, self.flood / 2)

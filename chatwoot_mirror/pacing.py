@@ -66,9 +66,13 @@ class Pacer:
     def penalize(self) -> float:
         """After a 429: pause everyone and halve the rate. Returns the pause in seconds."""
         with self._lock:
+            now = self.clock()
+            if now < self.paused_until:
+                # Sent before the pause began (parallel workers): same storm, same pause.
+                return self.paused_until - now
             self.consecutive_429 += 1
             pause = min(self.max_pause, 2.0 ** (self.consecutive_429 - 1))
-            self.paused_until = max(self.paused_until, self.clock() + pause)
+            self.paused_until = now + pause
             if self.rate is not None and self.max_rate is not None:
                 self.rate = max(self.max_rate / 8, self.rate / 2)
                 self.tokens = 0.0

@@ -125,6 +125,7 @@ class Emulator:
         hmac_token: str | None = None,
         hmac_mandatory: bool = False,
         flood_limit: int = 200,
+        flood_window: float = 60.0,
         faults: Faults | None = None,
     ) -> None:
         self.lock = threading.RLock()
@@ -139,6 +140,7 @@ class Emulator:
         self.hmac_token = hmac_token or token()
         self.hmac_mandatory = hmac_mandatory
         self.flood_limit = flood_limit
+        self.flood_window = flood_window
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
         self.bot = Bot(5, "chatwoot-mirror bot", bot_token or token())
@@ -421,7 +423,9 @@ class Emulator:
             raise ApiError(422, {"message": "Content is too long (maximum is 150000 characters)",
                                  "attributes": ["content"]})
         now = time.time()
-        recent = sum(1 for m in self._messages_of(conv) if m.created_at > now - 60)
+        recent = sum(
+            1 for m in self._messages_of(conv) if m.created_at > now - self.flood_window
+        )
         if recent >= self.flood_limit:
             raise ApiError(422, {"message": "Too many messages", "attributes": []})
         msg = Message(
