@@ -203,9 +203,7 @@ class DeliveryWorkers:
             else:
                 result = self.deliverer.deliver(message)
                 message_id = int(result.get("id") or 0)
-            self.store.complete(message.key, owner)
-            if message_id:
-                self.store.set_last_message_id(key, message_id)
+            self.store.complete(message.key, owner, message_id or None)
             self.pacer.reward()
             self._report(DONE, message, None)
             return DONE

@@ -105,8 +105,9 @@ class Store(abc.ABC):
         """Atomically extend every claim held by one of ``owners`` to ``now + ttl``."""
 
     @abc.abstractmethod
-    def complete(self, key: str, owner: str) -> bool:
-        """Atomically remove a delivered message, only if ``owner`` still holds its claim."""
+    def complete(self, key: str, owner: str, chatwoot_message_id: int | None = None) -> bool:
+        """Atomically remove a delivered message, only if ``owner`` still holds its claim,
+        and raise the contact's last known Chatwoot message id to ``chatwoot_message_id``."""
 
     @abc.abstractmethod
     def retry_later(
