@@ -108,6 +108,7 @@ class DeliveryWorkers:
             executor=_EXECUTOR,
         )
         scheduler.add_job(self._prune, "interval", hours=1, executor=_EXECUTOR)
+        scheduler.add_job(self._checkpoint, "interval", seconds=1, executor=_EXECUTOR)
         scheduler.start()
         self._scheduler = scheduler
         self.wake()
@@ -150,6 +151,12 @@ class DeliveryWorkers:
             self.store.renew_claims(self.owners, self.claim_ttl, time.time())
         except StoreError as exc:
             log.warning("claim renewal failed error=%s", exc)
+
+    def _checkpoint(self) -> None:
+        try:
+            self.store.checkpoint()
+        except StoreError as exc:
+            log.warning("store checkpoint failed error=%s", exc)
 
     def _prune(self) -> None:
         try:

@@ -164,5 +164,9 @@ class Store(abc.ABC):
     def last_message_id(self, key: str) -> int | None:
         """Non-destructively read the contact's highest known Chatwoot message id."""
 
+    def checkpoint(self) -> None:  # noqa: B027 - optional hook
+        """Non-blocking maintenance run from a background job (SQLite: copy the write-ahead
+        log back into the database file); never required for correctness."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files; the store is not used afterwards."""

@@ -103,6 +103,10 @@ class SQLiteStore(Store):
                 )
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # SQLite runs an automatic checkpoint (with fsync) inside whichever commit
+                # crosses the WAL threshold, sometimes the host bot's: several ms of tail
+                # latency. Checkpoints run from a background job instead (checkpoint()).
+                conn.execute("PRAGMA wal_autocheckpoint=0")
                 conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
@@ -446,6 +450,12 @@ class SQLiteStore(Store):
         ).fetchone())
         return row[0] if row else None
 
+    def checkpoint(self) -> None:
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store checkpoint failed: {exc}") from exc
+
     # -- lifecycle --------------------------------------------------------------------------
 
     @contextmanager
@@ -456,6 +466,10 @@ class SQLiteStore(Store):
             raise StoreError(f"store write failed: {exc}") from exc
 
     def close(self) -> None:
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except (sqlite3.Error, StoreError):
+            pass  # another process may hold the database; its own close checkpoints
         with self._connections_lock:
             for conn in self._connections:
                 try:

@@ -1,0 +1,84 @@
+"""Run the Chatwoot emulator standalone: ``python -m chatwoot_mirror.testing --port 3000``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from .emulator import Faults
+from .server import FakeChatwoot
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m chatwoot_mirror.testing",
+        description="A faithful fake Chatwoot (public client API, Application API, webhooks).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=3000, help="port (0 = any free port)")
+    p.add_argument("--inbox-identifier", help="API inbox identifier (random if not given)")
+    p.add_argument("--bot-token", help="AgentBot access token (random if not given)")
+    p.add_argument("--user-token", help="user access token (random if not given)")
+    p.add_argument("--webhook-url", help="the API inbox webhook URL (none if not given)")
+    p.add_argument("--webhook-secret", help="signs webhooks when given (Chatwoot >= 4.13)")
+    p.add_argument("--lock-to-single-conversation", action="store_true",
+                   help="the inbox setting of the same name")
+    p.add_argument("--bot-active", action="store_true",
+                   help="an AgentBot is connected: new conversations start pending")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to each request")
+    p.add_argument("--error-rate", type=float, default=0.0, help="share of requests that 500")
+    p.add_argument("--rate-limit", type=int, default=None,
+                   help="requests per minute before a bare 429 (Chatwoot's default is 3000)")
+    p.add_argument("--port-file", help="write the port here once listening (for scripts)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    chatwoot = FakeChatwoot(
+        host=args.host,
+        port=args.port,
+        inbox_identifier=args.inbox_identifier,
+        bot_token=args.bot_token,
+        user_token=args.user_token,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        lock_to_single_conversation=args.lock_to_single_conversation,
+        bot_active=args.bot_active,
+        faults=Faults(latency=args.latency, error_rate=args.error_rate,
+                      rate_limit_per_minute=args.rate_limit),
+    ).start()
+    shown = {
+        "url": chatwoot.url,
+        "inbox identifier": chatwoot.inbox_identifier
+        + ("" if args.inbox_identifier else " (random)"),
+        "account id": chatwoot.account_id,
+        "bot token": chatwoot.bot_token + ("" if args.bot_token else " (random)"),
+        "user token": chatwoot.user_token + ("" if args.user_token else " (random)"),
+        "webhook url": args.webhook_url or "(none)",
+        "webhook secret": "(set)" if args.webhook_secret else "(none: webhooks unsigned)",
+        "lock to single conversation": args.lock_to_single_conversation,
+        "bot active": args.bot_active,
+        "latency": f"{args.latency}s",
+    }
+    print("fake Chatwoot listening")  # a test double: printing its own tokens is the point
+    for name, value in shown.items():
+        print(f"  {name:<28} {value}")
+    sys.stdout.flush()
+    if args.port_file:
+        with open(args.port_file, "w") as f:
+            f.write(str(chatwoot.port))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    chatwoot.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
