@@ -225,6 +225,21 @@ def test_close_is_bounded_and_the_next_process_delivers(cw, db_path):
     assert_each_once_in_order(cw, CONTACTS[:1], 3)
 
 
+def test_outbox_payload_round_trip_keeps_everything():
+    from chatwoot_mirror.client import Attachment
+    from chatwoot_mirror.delivery import MirroredMessage
+    from chatwoot_mirror.identity import identify
+    from chatwoot_mirror.outbox import encode
+
+    message = MirroredMessage(
+        identity=identify("BR.1502576394655843"), direction="incoming", content="olá 🤖",
+        sender_name="Maria", provider_message_id="wamid.X",
+        attachments=(Attachment(b"\x00\xffdata", "a.png", "image/png"),),
+    )
+    back = decode(encode(message))
+    assert back == message
+
+
 # -- backoff, pace -----------------------------------------------------------------------------
 
 def test_backoff_schedule_is_exponential_jittered_and_capped():

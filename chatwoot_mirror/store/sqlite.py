@@ -226,6 +226,7 @@ class SQLiteStore(Store):
 
     def enqueue(self, rows: Sequence[OutboxRow]) -> list[bool]:
         queued: list[bool] = []
+        scheduled: set[str] = set()
         now = time.time()
         with self._guard(), self._write() as conn:
             for row in rows:
@@ -245,10 +246,13 @@ class SQLiteStore(Store):
                      row.created_at or now),
                 )
                 row.id = cursor.lastrowid
-                conn.execute(
-                    "INSERT OR IGNORE INTO queue (contact_key, next_attempt_at) VALUES (?, ?)",
-                    (row.contact_key, now),
-                )
+                if row.contact_key not in scheduled:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO queue (contact_key, next_attempt_at)"
+                        " VALUES (?, ?)",
+                        (row.contact_key, now),
+                    )
+                    scheduled.add(row.contact_key)
                 queued.append(True)
         return queued
 

@@ -153,11 +153,14 @@ class Emulator:
         self.contact_inboxes: dict[str, ContactInbox] = {}
         self.conversations: dict[int, Conversation] = {}
         self.messages: list[Message] = []
+        self._by_conversation: dict[int, list[Message]] = {}
         self.request_log: list[tuple[str, str, int]] = []
         self._ids = {"contact": 41, "contact_inbox": 310, "conversation": 127, "message": 9000}
         self._rate_window: deque[float] = deque()
         #: Listeners get ``(event_name, payload)`` for every webhook event (the server sends them).
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        #: Payloads are only built when this says someone will read them.
+        self.wants_events: Callable[[], bool] = lambda: bool(self.listeners)
 
     # -- ids, events -------------------------------------------------------------------------
 
@@ -165,8 +168,10 @@ class Emulator:
         self._ids[kind] += 1
         return self._ids[kind]
 
-    def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        payload = {**payload, "event": event}
+    def _emit(self, event: str, build: Callable[[], dict[str, Any]]) -> None:
+        if not self.wants_events():
+            return
+        payload = {**build(), "event": event}
         for listener in list(self.listeners):
             listener(event, payload)
 
@@ -264,7 +269,7 @@ class Emulator:
             state = body.get("typing_status")
             if state in ("on", "off"):
                 contact = self.contacts[ci.contact_id]
-                self._emit(f"conversation_typing_{state}", {
+                self._emit(f"conversation_typing_{state}", lambda: {
                     "user": contact.webhook(self.account),
                     "conversation": self._conversation_webhook(conv),
                     "is_private": False,
@@ -275,7 +280,7 @@ class Emulator:
             for msg in self._messages_of(conv):
                 if msg.message_type != 0 and msg.status in ("sent", "delivered"):
                     msg.status = "read"
-                    self._emit("message_updated", self._message_webhook(msg))
+                    self._emit("message_updated", lambda m=msg: self._message_webhook(m))
             return Reply(200, None)
         if action == "/messages":
             if r.method == "GET":
@@ -347,7 +352,7 @@ class Emulator:
                 custom_attributes=dict(body.get("custom_attributes") or {}),
             )
             self.contacts[contact.id] = contact
-            self._emit("contact_created", contact.webhook(self.account))
+            self._emit("contact_created", lambda: contact.webhook(self.account))
         ci = ContactInbox(self._next("contact_inbox"), contact.id, self.inbox_id, str(source_id))
         self.contact_inboxes[ci.source_id] = ci
         return self._contact_json(ci)
@@ -398,13 +403,13 @@ class Emulator:
         if isinstance(body.get("custom_attributes"), dict):
             conv.custom_attributes = dict(body["custom_attributes"])
         self.conversations[conv.id] = conv
-        self._emit("conversation_created", self._conversation_webhook(conv))
+        self._emit("conversation_created", lambda: self._conversation_webhook(conv))
         return conv
 
     # -- messages ---------------------------------------------------------------------------
 
     def _messages_of(self, conv: Conversation) -> list[Message]:
-        return [m for m in self.messages if m.conversation_id == conv.id]
+        return self._by_conversation.get(conv.id, [])
 
     def _create_message(
         self,
@@ -423,9 +428,11 @@ class Emulator:
             raise ApiError(422, {"message": "Content is too long (maximum is 150000 characters)",
                                  "attributes": ["content"]})
         now = time.time()
-        recent = sum(
-            1 for m in self._messages_of(conv) if m.created_at > now - self.flood_window
-        )
+        recent = 0
+        for m in reversed(self._messages_of(conv)):  # newest first: stop at the window
+            if m.created_at <= now - self.flood_window:
+                break
+            recent += 1
         if recent >= self.flood_limit:
             raise ApiError(422, {"message": "Too many messages", "attributes": []})
         msg = Message(
@@ -445,6 +452,7 @@ class Emulator:
             att.setdefault("id", msg.id * 10 + i)
             att.setdefault("message_id", msg.id)
         self.messages.append(msg)
+        self._by_conversation.setdefault(conv.id, []).append(msg)
         conv.last_activity_at = now
         if msg.message_type == 0:
             conv.waiting_since = conv.waiting_since or now
@@ -452,7 +460,7 @@ class Emulator:
             if conv.first_reply_created_at is None:
                 conv.first_reply_created_at = now
             conv.waiting_since = None
-        self._emit("message_created", self._message_webhook(msg))
+        self._emit("message_created", lambda: self._message_webhook(msg))
         if msg.message_type == 0:
             self._reopen(conv)
         return msg
@@ -648,7 +656,7 @@ class Emulator:
         ]
         changed.append({"updated_at": {"previous_value": iso(before),
                                        "current_value": iso(conv.updated_at)}})
-        self._emit("conversation_updated",
+        self._emit("conversation_updated", lambda:
                    {**self._conversation_webhook(conv), "changed_attributes": changed})
 
     def _set_status(self, conv: Conversation, status: str) -> None:
@@ -658,7 +666,7 @@ class Emulator:
         if status != "pending" and old == "pending":
             conv.assignee_agent_bot_id = None
         now = time.time()
-        self._emit("conversation_status_changed",
+        self._emit("conversation_status_changed", lambda:
                    {**self._conversation_webhook(conv), "changed_attributes": None})
         self._changed(conv, {"status": (old, status),
                              "status_changed_at": (iso(conv.updated_at), iso(now))})
@@ -706,7 +714,7 @@ class Emulator:
         if (controller, action) == ("conversations", "toggle_typing_status"):
             state = body.get("typing_status")
             if state in ("on", "off"):
-                self._emit(f"conversation_typing_{state}", {
+                self._emit(f"conversation_typing_{state}", lambda: {
                     "user": self.bot.webhook() if who == "bot" else self.agents[3].webhook(),
                     "conversation": self._conversation_webhook(conv),
                     "is_private": bool(body.get("is_private")),
@@ -820,7 +828,7 @@ class Emulator:
             if status == "failed" and body.get("external_error"):
                 msg.content_attributes["external_error"] = body["external_error"]
             msg.updated_at = time.time()
-            self._emit("message_updated", self._message_webhook(msg))
+            self._emit("message_updated", lambda: self._message_webhook(msg))
         return self._message_app(msg)
 
     def _toggle_status(self, conv: Conversation, body: dict[str, Any], who: str) -> dict[str, Any]:
@@ -903,7 +911,7 @@ class Emulator:
             msg.status = "failed"
             msg.content_attributes["external_error"] = error
             msg.updated_at = time.time()
-            self._emit("message_updated", self._message_webhook(msg))
+            self._emit("message_updated", lambda: self._message_webhook(msg))
 
     def _conversation(self, conversation_id: int) -> Conversation:
         conv = self.conversations.get(int(conversation_id))

@@ -124,6 +124,9 @@ class FakeChatwoot:
         self._pending = 0
         self._pending_cv = threading.Condition()
         self.emulator.listeners.append(self._enqueue_webhook)
+        self.emulator.wants_events = lambda: bool(self.emulator.webhook_url) or len(
+            self.emulator.listeners
+        ) > 1
 
     # -- settings the tests read --------------------------------------------------------------
 
