@@ -48,7 +48,8 @@ class MirroredMessage:
     provider_message_id: str | None = None
     attachments: tuple[Attachment, ...] = ()
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
-    created_at: float = field(default_factory=time.time)
+    # looked up at call time, so that clocks patched in tests (freezegun) apply
+    created_at: float = field(default_factory=lambda: time.time())
     attempts: int = 0
     ambiguous: bool = False
 
