@@ -222,3 +222,17 @@ def test_one_session_is_reused(client):
     client.get_inbox()
     client.get_inbox()
     assert client.session is first and client.request_count == 2
+
+
+def test_proxy_and_ca_bundle_come_from_the_environment_once(monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    client = ChatwootClient(BASE, INBOX)
+    assert client.session.proxies["https"] == "http://proxy.internal:3128"
+    assert client.session.verify == str(bundle)
+    assert client.session.trust_env is False
+    monkeypatch.setenv("NO_PROXY", "chat.example.com")
+    assert "https" not in ChatwootClient(BASE, INBOX).session.proxies
