@@ -26,16 +26,20 @@ def measure(*, bot_token: bool, exchanges: int = 50) -> dict[str, float]:
     ) as rsps:
         fake = FakeChatwoot(rsps)
         extra = {"account_id": ACCOUNT, "bot_token": BOT_TOKEN} if bot_token else {}
-        config = Config(url=BASE, inbox_identifier=INBOX, db_path=f"{tmp}/m.db", **extra)
+        config = Config(url=BASE, inbox_identifier=INBOX, db_path=f"{tmp}/m.db",
+                        max_requests_per_minute=0, **extra)
         with Mirror(config) as mirror:
             mirror.log_exchange("5511987654321", "oi", "olá")
+            assert mirror.flush()
             new_contact = len(rsps.calls)
             for i in range(exchanges):
                 mirror.log_exchange("5511987654321", f"pergunta {i}", f"resposta {i}")
+                assert mirror.flush()
             steady = (len(rsps.calls) - new_contact) / exchanges
         with Mirror(config) as mirror:  # a restart: the store remembers the conversation
             before = len(rsps.calls)
             mirror.log_exchange("5511987654321", "voltei", "bem-vindo")
+            assert mirror.flush()
             after_restart = len(rsps.calls) - before
         assert len(fake.conversations) == 1
     return {"new_contact": new_contact, "steady_state": steady, "after_restart": after_restart}

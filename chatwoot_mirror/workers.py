@@ -260,7 +260,10 @@ class DeliveryWorkers:
             # Short retries are woken for exactly; longer ones are caught by the tick.
             scheduler.add_job(self.wake, "date", run_date=datetime.now() + timedelta(seconds=delay),
                               executor=_EXECUTOR)
-        log.warning(
+        # The first failure of a message is news; its retries during an outage are not
+        # (a thousand contacts would otherwise log a thousand lines per backoff round).
+        log.log(
+            logging.WARNING if attempts <= 1 else logging.DEBUG,
             "delivery failed contact=%s key=%s attempt=%d retry_in=%.1fs error=%s",
             message.identity.key, message.key, attempts, delay, error,
         )
