@@ -180,8 +180,8 @@ class FakeChatwoot:
         self._server = _Server((self.host, self.port), _Handler)
         self._server.emulator = self.emulator
         self.port = self._server.server_address[1]
-        serve = threading.Thread(target=self._server.serve_forever, name="fake-chatwoot",
-                                 daemon=True)
+        serve = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                 name="fake-chatwoot", daemon=True)
         hooks = threading.Thread(target=self._send_webhooks, name="fake-chatwoot-webhooks",
                                  daemon=True)
         self._threads = [serve, hooks]
