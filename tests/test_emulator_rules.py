@@ -340,3 +340,39 @@ def test_mirror_end_to_end_concurrent_first_messages_one_conversation(tmp_path):
         assert len(cw.messages()) == 20
         creates = [r for r in cw.requests if r[0] == "POST" and r[1].endswith("/contacts")]
         assert len(creates) == 1
+
+
+def test_the_readme_fixture_example(fake_chatwoot, tmp_path):
+    """The `fake_chatwoot` fixture comes from the installed pytest plugin (entry point)."""
+    config = Config(url=fake_chatwoot.url, inbox_identifier=fake_chatwoot.inbox_identifier,
+                    account_id=fake_chatwoot.account_id, bot_token=fake_chatwoot.bot_token,
+                    db_path=str(tmp_path / "mirror.db"))
+    with Mirror(config) as mirror:
+        mirror.log_exchange("+55 11 98765-4321", "Oi", "Olá! Como posso ajudar?")
+        assert mirror.flush()
+    assert [m["content"] for m in fake_chatwoot.messages()] == ["Oi", "Olá! Como posso ajudar?"]
+
+
+def test_standalone_emulator_prints_its_settings_and_serves(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatwoot_mirror.testing", "--port", "0", "--inbox-identifier",
+         "cli-inbox", "--port-file", str(port_file)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 20
+        while not (port_file.exists() and port_file.read_text()) and time.time() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text()}/public/api/v1/inboxes/cli-inbox"
+        assert requests.get(url, timeout=5).json()["identifier"] == "cli-inbox"
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "inbox identifier" in out and "cli-inbox" in out
+    assert "bot token" in out and "(random)" in out  # defaults are shown when not given
+    assert "lock to single conversation" in out
