@@ -478,23 +478,24 @@ class Emulator:
         chat = [m for m in self._messages_of(conv) if m.chat and (before is None or m.id < before)]
         return [self._message_public(m) for m in chat[-20:]]
 
-    def _sender_push(self, msg: Message) -> dict[str, Any] | None:
-        if msg.sender_type == "Contact" and msg.sender_id in self.contacts:
-            return self.contacts[msg.sender_id].push()
-        if msg.sender_type == "User" and msg.sender_id in self.agents:
-            return self.agents[msg.sender_id].push()
+    def _sender(self, msg: Message) -> Contact | Agent | Bot | None:
+        if msg.sender_type == "Contact":
+            return self.contacts.get(msg.sender_id or 0)
+        if msg.sender_type == "User":
+            return self.agents.get(msg.sender_id or 0)
         if msg.sender_type == "AgentBot":
-            return self.bot.push()
-        return None
+            return self.bot
+        return None  # Chatwoot's own template messages
+
+    def _sender_push(self, msg: Message) -> dict[str, Any] | None:
+        sender = self._sender(msg)
+        return sender.push() if sender is not None else None
 
     def _sender_webhook(self, msg: Message) -> dict[str, Any] | None:
-        if msg.sender_type == "Contact" and msg.sender_id in self.contacts:
-            return self.contacts[msg.sender_id].webhook(self.account)
-        if msg.sender_type == "User" and msg.sender_id in self.agents:
-            return self.agents[msg.sender_id].webhook()
-        if msg.sender_type == "AgentBot":
-            return self.bot.webhook()
-        return None
+        sender = self._sender(msg)
+        if isinstance(sender, Contact):
+            return sender.webhook(self.account)
+        return sender.webhook() if sender is not None else None
 
     def _message_public(self, msg: Message) -> dict[str, Any]:
         data: dict[str, Any] = {

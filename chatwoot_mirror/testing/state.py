@@ -109,19 +109,9 @@ class Contact:
         }
 
     def webhook(self, account: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "account": account,
-            "additional_attributes": self.additional_attributes,
-            "avatar": "",
-            "custom_attributes": self.custom_attributes,
-            "email": self.email,
-            "id": self.id,
-            "identifier": self.identifier,
-            "name": self.name,
-            "phone_number": self.phone_number,
-            "thumbnail": "",
-            "blocked": self.blocked,
-        }
+        """``Contact#webhook_data``: the push form without ``type``, plus account and avatar."""
+        data = {k: v for k, v in self.push().items() if k != "type"}
+        return {"account": account, "avatar": "", **data}
 
     def record(self) -> dict[str, Any]:
         """The full Contact row, as the public conversation view embeds it."""
