@@ -42,6 +42,10 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_RETRY_MAX_SECONDS": "longest delay between two attempts",
     "CHATWOOT_CLAIM_TTL_SECONDS": "how long a crashed process's claims block other workers",
     "CHATWOOT_DRAIN_SECONDS": "how long close() waits for queued messages",
+    "CHATWOOT_WEBHOOK_INSECURE": "true accepts unverified webhooks (neither secret nor token)",
+    "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS": "signed webhooks older than this are rejected",
+    "CHATWOOT_RESUME_AFTER_MINUTES": "resume the bot this long after the last human message",
+    "CHATWOOT_RESUME_ON_UNASSIGN": "resume the bot when the human assignee is removed",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -76,6 +80,10 @@ class Config:
     retry_max_seconds: float = 300.0
     claim_ttl_seconds: float = 30.0
     drain_seconds: float = 5.0
+    webhook_insecure: bool = False
+    webhook_max_age_seconds: float = 300.0
+    resume_after_minutes: float = 0.0
+    resume_on_unassign: bool = False
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -141,6 +149,10 @@ class Config:
             raise ConfigError("CHATWOOT_CLAIM_TTL_SECONDS", "must be at least 1 second")
         if self.drain_seconds < 0:
             raise ConfigError("CHATWOOT_DRAIN_SECONDS", "must be 0 or more seconds")
+        if self.webhook_max_age_seconds <= 0:
+            raise ConfigError("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "must be a positive number")
+        if self.resume_after_minutes < 0:
+            raise ConfigError("CHATWOOT_RESUME_AFTER_MINUTES", "must be 0 (never) or more")
 
     @property
     def has_bot_token(self) -> bool:
@@ -251,6 +263,18 @@ class Config:
             ),
             drain_seconds=_parse_float("CHATWOOT_DRAIN_SECONDS", text("CHATWOOT_DRAIN_SECONDS"),
                                        5.0),
+            webhook_insecure=_parse_bool(
+                "CHATWOOT_WEBHOOK_INSECURE", text("CHATWOOT_WEBHOOK_INSECURE"), False
+            ),
+            webhook_max_age_seconds=_parse_float(
+                "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", text("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS"), 300.0
+            ),
+            resume_after_minutes=_parse_float(
+                "CHATWOOT_RESUME_AFTER_MINUTES", text("CHATWOOT_RESUME_AFTER_MINUTES"), 0.0
+            ),
+            resume_on_unassign=_parse_bool(
+                "CHATWOOT_RESUME_ON_UNASSIGN", text("CHATWOOT_RESUME_ON_UNASSIGN"), False
+            ),
         )
 
 

@@ -14,11 +14,13 @@ from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
 from .delivery import INCOMING, OUTGOING, Deliverer, MirroredMessage
-from .errors import StoreError
+from .errors import ConfigError, StoreError
+from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
 from .outbox import Backoff, encode
 from .pacing import Pacer
 from .store import SQLiteStore, Store
+from .webhooks import WebhookHandler
 from .workers import DEAD, DONE, DeliveryWorkers
 
 log = logging.getLogger("chatwoot_mirror")
@@ -77,6 +79,9 @@ class Mirror:
             use_bot_token=config.has_bot_token,
             bot_prefix=config.bot_prefix,
         )
+        self.handoff_state = Handoff(
+            self.store, resume_after_minutes=config.resume_after_minutes
+        )
         self.workers = DeliveryWorkers(
             self.store,
             self.deliverer,
@@ -85,6 +90,7 @@ class Mirror:
             backoff=Backoff(config.retry_base_seconds, config.retry_max_seconds),
             pacer=Pacer(config.max_requests_per_minute),
             on_result=self._on_result,
+            periodic=[(60.0, self.handoff_state.resume_idle)],
         )
         if not config.has_bot_token:
             log.warning(
@@ -218,6 +224,60 @@ class Mirror:
             self._counters[name] += 1
             if error:
                 self._counters["last_error"] = error
+
+    # -- handoff ----------------------------------------------------------------------------
+
+    def is_paused(self, contact: object) -> bool:
+        """True while humans have the contact: the bot should stay silent. Local state only,
+        never a network call; False when mirroring is disabled or the store cannot answer."""
+        if not self.enabled:
+            return False
+        try:
+            return self.handoff_state.is_paused(self.identify(contact).key)
+        except (ValueError, StoreError) as exc:
+            log.warning("pause state unknown, bot not paused error=%s", exc)
+            return False
+
+    def handoff(self, contact: object, reason: str = "user_request") -> bool:
+        """Pause the bot for ``contact`` now (``reason`` is recorded and logged)."""
+        if not self.enabled:
+            return False
+        return self.handoff_state.pause(self.identify(contact).key, reason)
+
+    def resume(self, contact: object) -> bool:
+        """Give ``contact`` back to the bot now."""
+        if not self.enabled:
+            return False
+        return self.handoff_state.resume(self.identify(contact).key, "explicit")
+
+    def on_handoff(self, callback: Callback) -> Callback:
+        """Register ``fn(contact_key, reason)`` to run after a contact is handed to humans."""
+        if self.enabled:
+            self.handoff_state.on_handoff.append(callback)
+        return callback
+
+    def on_resume(self, callback: Callback) -> Callback:
+        """Register ``fn(contact_key, reason)`` to run after a contact is given back."""
+        if self.enabled:
+            self.handoff_state.on_resume.append(callback)
+        return callback
+
+    def webhook_handler(self) -> WebhookHandler:
+        """The framework-neutral Chatwoot webhook handler (the Flask blueprint wraps it).
+
+        Raises :class:`~chatwoot_mirror.errors.ConfigError` when no verification is
+        configured and ``CHATWOOT_WEBHOOK_INSECURE`` is not set."""
+        if not self.enabled:
+            raise ConfigError("CHATWOOT_ENABLED", "is false: there is nothing to hand off")
+        return WebhookHandler(
+            self.store,
+            self.handoff_state,
+            secret=self.config.webhook_secret,
+            token=self.config.webhook_token,
+            insecure=self.config.webhook_insecure,
+            max_age=self.config.webhook_max_age_seconds,
+            resume_on_unassign=self.config.resume_on_unassign,
+        )
 
     # -- lifecycle and inspection -----------------------------------------------------------
 

@@ -62,6 +62,7 @@ class DeliveryWorkers:
         backoff: Backoff | None = None,
         pacer: Pacer | None = None,
         on_result: Callable[[str, MirroredMessage, str | None], None] | None = None,
+        periodic: list[tuple[float, Callable[[], object]]] | None = None,
     ) -> None:
         self.store = store
         self.deliverer = deliverer
@@ -72,6 +73,7 @@ class DeliveryWorkers:
         self.backoff = backoff or Backoff()
         self.pacer = pacer or Pacer(None)
         self.on_result = on_result
+        self.periodic = list(periodic or [])
         # One claim owner per worker thread: a worker's release must never drop a claim
         # that another thread of the same process holds on the same contact.
         base = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -109,6 +111,9 @@ class DeliveryWorkers:
         )
         scheduler.add_job(self._prune, "interval", hours=1, executor=_EXECUTOR)
         scheduler.add_job(self._checkpoint, "interval", seconds=1, executor=_EXECUTOR)
+        for seconds, job in self.periodic:
+            scheduler.add_job(self._guarded(job), "interval", seconds=seconds,
+                              executor=_EXECUTOR)
         scheduler.start()
         self._scheduler = scheduler
         self.wake()
@@ -151,6 +156,15 @@ class DeliveryWorkers:
             self.store.renew_claims(self.owners, self.claim_ttl, time.time())
         except StoreError as exc:
             log.warning("claim renewal failed error=%s", exc)
+
+    @staticmethod
+    def _guarded(job: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("periodic job failed job=%s", getattr(job, "__name__", job))
+        return run
 
     def _checkpoint(self) -> None:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ContactRecord, OutboxCounts, OutboxRow, Store
+from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["ContactRecord", "OutboxCounts", "OutboxRow", "SQLiteStore", "Store"]
+__all__ = ["ContactRecord", "HandoffRecord", "OutboxCounts", "OutboxRow", "SQLiteStore", "Store"]

@@ -45,6 +45,18 @@ class OutboxCounts:
     oldest_queued_at: float | None
 
 
+@dataclass(frozen=True)
+class HandoffRecord:
+    """Who talks to a contact: ``state`` is ``"human"`` (bot paused) or ``"bot"``."""
+
+    contact_key: str
+    state: str
+    reason: str | None
+    changed_at: float
+    last_human_at: float | None
+    conversation_id: int | None
+
+
 class Store(abc.ABC):
     """Local state of the mirror: contacts, conversations, the outbox and named locks."""
 
@@ -163,6 +175,43 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def last_message_id(self, key: str) -> int | None:
         """Non-destructively read the contact's highest known Chatwoot message id."""
+
+    # -- handoff ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def handoff_state(self, contact_key: str) -> HandoffRecord | None:
+        """Non-destructively read the contact's handoff state (``None``: never handed off)."""
+
+    @abc.abstractmethod
+    def transition(
+        self,
+        contact_key: str,
+        state: str,
+        reason: str,
+        at: float,
+        *,
+        conversation_id: int | None = None,
+        human_activity: bool = False,
+    ) -> bool:
+        """Atomically move the contact to ``state`` ("human"/"bot") as of Chatwoot time ``at``.
+
+        Refused (``False``) when the stored transition is newer than ``at``: webhooks arrive
+        in any order, and a stale one must not undo a newer transition. ``human_activity``
+        records a human message at ``at`` (the idle-resume clock), even without a change.
+        Returns whether the contact changed hands; a first "bot" transition records its
+        time but changes nothing."""
+
+    @abc.abstractmethod
+    def idle_humans(self, before: float) -> list[HandoffRecord]:
+        """Non-destructively list paused contacts whose last human message is before ``before``."""
+
+    @abc.abstractmethod
+    def paused_contacts(self) -> list[HandoffRecord]:
+        """Non-destructively list every paused contact, oldest pause first."""
+
+    @abc.abstractmethod
+    def first_delivery(self, delivery_id: str, now: float) -> bool:
+        """Atomically record a webhook delivery id; ``False`` if it was recorded before."""
 
     def checkpoint(self) -> None:  # noqa: B027 - optional hook
         """Non-blocking maintenance run from a background job (SQLite: copy the write-ahead

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from ..errors import StoreError
-from .base import ContactRecord, OutboxCounts, OutboxRow, Store
+from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 
 T = TypeVar("T")
 
@@ -84,6 +84,24 @@ MIGRATIONS: list[str] = [
         INSERT OR IGNORE INTO queue (contact_key, next_attempt_at)
             VALUES (NEW.contact_key, NEW.created_at);
     END;
+    """,
+    # v4: handoff. One row per contact that has ever been handed to humans; `changed_at` is
+    # the Chatwoot time of the event behind the last transition, so a late, stale webhook
+    # cannot undo a newer one. Webhook delivery ids are remembered to drop replays.
+    """
+    CREATE TABLE handoff (
+        contact_key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        reason TEXT,
+        changed_at REAL NOT NULL,
+        last_human_at REAL,
+        conversation_id INTEGER
+    );
+    CREATE INDEX handoff_idle ON handoff (state, last_human_at);
+    CREATE TABLE webhook_deliveries (
+        delivery_id TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL
+    );
     """,
 ]
 
@@ -377,6 +395,7 @@ class SQLiteStore(Store):
 
     def prune_seen(self, before: float) -> int:
         with self._guard(), self._write() as conn:
+            conn.execute("DELETE FROM webhook_deliveries WHERE seen_at < ?", (before,))
             return conn.execute("DELETE FROM seen_ids WHERE seen_at < ?", (before,)).rowcount
 
     def dead_letter(self, key: str, owner: str, reason: str) -> None:
@@ -471,6 +490,78 @@ class SQLiteStore(Store):
             "SELECT last_message_id FROM contacts WHERE key = ?", (key,)
         ).fetchone())
         return row[0] if row else None
+
+    # -- handoff ----------------------------------------------------------------------------
+
+    def handoff_state(self, contact_key: str) -> HandoffRecord | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id"
+            " FROM handoff WHERE contact_key = ?", (contact_key,)
+        ).fetchone())
+        return HandoffRecord(*row) if row else None
+
+    def transition(
+        self,
+        contact_key: str,
+        state: str,
+        reason: str,
+        at: float,
+        *,
+        conversation_id: int | None = None,
+        human_activity: bool = False,
+    ) -> bool:
+        with self._guard(), self._write() as conn:
+            row = conn.execute(
+                "SELECT state, changed_at, last_human_at FROM handoff WHERE contact_key = ?",
+                (contact_key,),
+            ).fetchone()
+            last_human = at if human_activity else None
+            if row is None:
+                conn.execute(
+                    "INSERT INTO handoff (contact_key, state, reason, changed_at, last_human_at,"
+                    " conversation_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    (contact_key, state, reason, at,
+                     (last_human or at) if state == "human" else None, conversation_id),
+                )
+                # A first "bot" row changes nothing (the bot had the contact) but records
+                # the time, so that an older "human" event arriving late stays stale.
+                return state == "human"
+            current, changed_at, previous_human = row
+            if human_activity and state == "human" and current == "human":
+                conn.execute(
+                    "UPDATE handoff SET last_human_at = MAX(COALESCE(last_human_at, 0), ?)"
+                    " WHERE contact_key = ?",
+                    (at, contact_key),
+                )
+            if at < changed_at or current == state:
+                return False  # stale, or no change
+            conn.execute(
+                "UPDATE handoff SET state = ?, reason = ?, changed_at = ?,"
+                " last_human_at = COALESCE(?, last_human_at),"
+                " conversation_id = COALESCE(?, conversation_id) WHERE contact_key = ?",
+                (state, reason, at, last_human if state == "human" else previous_human,
+                 conversation_id, contact_key),
+            )
+            return True
+
+    def idle_humans(self, before: float) -> list[HandoffRecord]:
+        return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(
+            "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id"
+            " FROM handoff WHERE state = 'human' AND last_human_at < ?", (before,)
+        )])
+
+    def paused_contacts(self) -> list[HandoffRecord]:
+        return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(
+            "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id"
+            " FROM handoff WHERE state = 'human' ORDER BY changed_at"
+        )])
+
+    def first_delivery(self, delivery_id: str, now: float) -> bool:
+        with self._guard(), self._write() as conn:
+            return bool(conn.execute(
+                "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, seen_at) VALUES (?, ?)",
+                (delivery_id, now),
+            ).rowcount)
 
     def checkpoint(self) -> None:
         try:

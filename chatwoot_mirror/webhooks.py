@@ -1,0 +1,273 @@
+"""Chatwoot webhooks, framework-neutral: verify, parse, dispatch (the slack_bolt pattern).
+
+``WebhookHandler.handle(WebhookRequest) -> WebhookResponse``; ``chatwoot_mirror.flask``
+only translates Flask requests. Bad input always gets a 4xx and changes nothing; the
+raw payload (it carries the contact's ``pubsub_token``) is never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .delivery import MARKER, SOURCE_ID_PREFIX
+from .errors import ConfigError, StoreError
+from .handoff import Handoff
+from .store import Store
+
+log = logging.getLogger("chatwoot_mirror.webhooks")
+
+MAX_BYTES = 1024 * 1024
+
+
+@dataclass
+class WebhookRequest:
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return None
+
+
+@dataclass
+class WebhookResponse:
+    status: int
+    body: dict[str, Any]
+
+
+class Malformed(ValueError):
+    """The payload is JSON but not a Chatwoot webhook we can read."""
+
+
+def _reply(status: int, result: str, **extra: Any) -> WebhookResponse:
+    return WebhookResponse(status, {"result": result, **extra})
+
+
+class WebhookHandler:
+    """Verifies and dispatches Chatwoot webhooks to the handoff state machine.
+
+    Verification, in order of preference: ``secret`` (Chatwoot >= 4.13 signs with
+    ``X-Chatwoot-Signature: sha256=HMAC(secret, "{timestamp}.{raw body}")``), else
+    ``token`` (the URL must carry ``?token=...``), else ``insecure=True`` explicitly.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        handoff: Handoff,
+        *,
+        secret: str | None = None,
+        token: str | None = None,
+        insecure: bool = False,
+        max_age: float = 300.0,
+        max_bytes: int = MAX_BYTES,
+        resume_on_unassign: bool = False,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not (secret or token or insecure):
+            raise ConfigError(
+                "CHATWOOT_WEBHOOK_SECRET",
+                "is not set: copy the API inbox's webhook secret (Chatwoot >= 4.13), or set "
+                "CHATWOOT_WEBHOOK_TOKEN and add ?token=<it> to the webhook URL (older "
+                "Chatwoot), or set CHATWOOT_WEBHOOK_INSECURE=true to accept unverified calls",
+            )
+        self.store = store
+        self.handoff = handoff
+        self.secret = secret
+        self.token = token
+        self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.resume_on_unassign = resume_on_unassign
+        # resolved at call time, so that clocks patched in tests (freezegun) apply
+        self.clock = clock or (lambda: time.time())
+
+    # -- entry point --------------------------------------------------------------------------
+
+    def handle(self, request: WebhookRequest) -> WebhookResponse:
+        if len(request.body) > self.max_bytes:
+            return _reply(413, "too_large")
+        problem = self._verify(request)
+        if problem:
+            log.warning("webhook rejected reason=%s", problem)
+            return _reply(401, "unauthorized", reason=problem)
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            return _reply(400, "invalid_json")
+        if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
+            return _reply(400, "not_a_chatwoot_event")
+        try:
+            delivery = request.header("X-Chatwoot-Delivery")
+            if delivery and not self.store.first_delivery(delivery[:100], self.clock()):
+                return _reply(200, "duplicate")
+            return self._dispatch(payload)
+        except Malformed as exc:
+            log.warning("webhook not understood event=%s problem=%s", payload["event"][:50], exc)
+            return _reply(400, "malformed", reason=str(exc))
+        except StoreError as exc:
+            log.error("webhook not applied: store failed error=%s", exc)
+            return _reply(503, "store_unavailable")
+
+    def _verify(self, request: WebhookRequest) -> str | None:
+        if self.secret:
+            signature = request.header("X-Chatwoot-Signature") or ""
+            stamp = request.header("X-Chatwoot-Timestamp") or ""
+            if not signature.startswith("sha256=") or not stamp.isdigit():
+                return "missing signature"
+            if abs(self.clock() - int(stamp)) > self.max_age:
+                return "stale timestamp"
+            expected = hmac.new(
+                self.secret.encode(), stamp.encode() + b"." + request.body, hashlib.sha256
+            ).hexdigest()
+            if not hmac.compare_digest(signature[7:], expected):
+                return "bad signature"
+            return None
+        if self.token:
+            given = request.query.get("token", "")
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return "bad token"
+        return None
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _dispatch(self, payload: dict[str, Any]) -> WebhookResponse:
+        event = payload["event"]
+        handler = {
+            "message_created": self._message_created,
+            "conversation_status_changed": self._status_changed,
+            "conversation_updated": self._conversation_updated,
+            "conversation_resolved": self._status_changed,
+            "conversation_opened": self._conversation_opened,
+        }.get(event)
+        if handler is None:
+            return _reply(200, "ignored")
+        return handler(payload)
+
+    def _message_created(self, payload: dict[str, Any]) -> WebhookResponse:
+        conversation = _obj(payload, "conversation")
+        key = _source_id(conversation)
+        message_type = payload.get("message_type")
+        sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else None
+        if message_type != "outgoing" or payload.get("private") is True:
+            return _reply(200, "ignored")  # customer messages and private notes never pause
+        if _ours(payload) or sender is None or sender.get("type") != "user":
+            return _reply(200, "ignored")  # our bot's echo, other bots, Chatwoot's templates
+        at = _iso_time(payload.get("created_at")) or self.clock()
+        self.handoff.pause(key, "agent_reply", at=at, conversation_id=_int(conversation, "id"),
+                           human_activity=True)
+        return _reply(200, "paused")
+
+    def _status_changed(self, payload: dict[str, Any]) -> WebhookResponse:
+        status = _str(payload, "status")
+        key = _source_id(payload)
+        at = _conversation_time(payload) or self.clock()
+        if status in ("resolved", "pending"):
+            self.handoff.resume(key, status, at=at)
+            return _reply(200, "resumed")
+        return _reply(200, "ignored")
+
+    def _conversation_opened(self, payload: dict[str, Any]) -> WebhookResponse:
+        key = _source_id(payload)
+        at = _conversation_time(payload) or self.clock()
+        if _str(payload, "status") == "open":
+            self.handoff.pause(key, "opened", at=at, conversation_id=_int(payload, "id"))
+            return _reply(200, "paused")
+        return _reply(200, "ignored")
+
+    def _conversation_updated(self, payload: dict[str, Any]) -> WebhookResponse:
+        key = _source_id(payload)
+        at = _conversation_time(payload) or self.clock()
+        changes = payload.get("changed_attributes")
+        if not isinstance(changes, list):
+            raise Malformed("changed_attributes is not a list")
+        status = _str(payload, "status")
+        changed: dict[str, Any] = {}
+        for item in changes:
+            if isinstance(item, dict):
+                changed.update(item)
+        result = "ignored"
+        move = changed.get("status")
+        if isinstance(move, dict):
+            if move.get("previous_value") == "pending" and move.get("current_value") == "open":
+                self.handoff.pause(key, "taken_over", at=at, conversation_id=_int(payload, "id"))
+                result = "paused"
+            elif move.get("current_value") in ("resolved", "pending"):
+                self.handoff.resume(key, str(move["current_value"]), at=at)
+                result = "resumed"
+        assignee = changed.get("assignee_id")
+        if isinstance(assignee, dict) and result == "ignored":
+            meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+            human = meta.get("assignee_type") == "User"
+            if assignee.get("current_value") and human and status != "resolved":
+                self.handoff.pause(key, "assigned", at=at, conversation_id=_int(payload, "id"))
+                result = "paused"
+            elif assignee.get("current_value") is None and self.resume_on_unassign:
+                self.handoff.resume(key, "unassigned", at=at)
+                result = "resumed"
+        return _reply(200, result)
+
+
+# -- careful readers of untrusted payloads ------------------------------------------------------
+
+def _obj(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise Malformed(f"{key} is not an object")
+    return value
+
+
+def _str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _int(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _source_id(conversation: dict[str, Any]) -> str:
+    """Our contact key: the contact_inbox source_id chatwoot-mirror created the contact with."""
+    inbox = _obj(conversation, "contact_inbox")
+    source_id = inbox.get("source_id")
+    if not isinstance(source_id, str) or not source_id or len(source_id) > 200:
+        raise Malformed("contact_inbox.source_id is missing")
+    return source_id
+
+
+def _ours(payload: dict[str, Any]) -> bool:
+    source_id = payload.get("source_id")
+    attrs = payload.get("content_attributes")
+    return (isinstance(source_id, str) and source_id.startswith(SOURCE_ID_PREFIX)) or (
+        isinstance(attrs, dict) and MARKER in attrs
+    )
+
+
+def _iso_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _conversation_time(payload: dict[str, Any]) -> float | None:
+    """When Chatwoot last changed the conversation (``updated_at``, unix seconds)."""
+    for key in ("updated_at", "timestamp"):
+        value = payload.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
