@@ -46,6 +46,8 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS": "signed webhooks older than this are rejected",
     "CHATWOOT_RESUME_AFTER_MINUTES": "resume the bot this long after the last human message",
     "CHATWOOT_RESUME_ON_UNASSIGN": "resume the bot when the human assignee is removed",
+    "CHATWOOT_RELAY_TEMPLATES": "also send Chatwoot's own template messages to the customer",
+    "CHATWOOT_RELAY_MAX_ATTEMPTS": "tries to send an agent's reply before reporting it failed",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -84,6 +86,8 @@ class Config:
     webhook_max_age_seconds: float = 300.0
     resume_after_minutes: float = 0.0
     resume_on_unassign: bool = False
+    relay_templates: bool = False
+    relay_max_attempts: int = 5
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -151,6 +155,8 @@ class Config:
             raise ConfigError("CHATWOOT_DRAIN_SECONDS", "must be 0 or more seconds")
         if self.webhook_max_age_seconds <= 0:
             raise ConfigError("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "must be a positive number")
+        if self.relay_max_attempts < 1:
+            raise ConfigError("CHATWOOT_RELAY_MAX_ATTEMPTS", "must be at least 1")
         if self.resume_after_minutes < 0:
             raise ConfigError("CHATWOOT_RESUME_AFTER_MINUTES", "must be 0 (never) or more")
 
@@ -274,6 +280,12 @@ class Config:
             ),
             resume_on_unassign=_parse_bool(
                 "CHATWOOT_RESUME_ON_UNASSIGN", text("CHATWOOT_RESUME_ON_UNASSIGN"), False
+            ),
+            relay_templates=_parse_bool(
+                "CHATWOOT_RELAY_TEMPLATES", text("CHATWOOT_RELAY_TEMPLATES"), False
+            ),
+            relay_max_attempts=_default(
+                _parse_int("CHATWOOT_RELAY_MAX_ATTEMPTS", text("CHATWOOT_RELAY_MAX_ATTEMPTS")), 5
             ),
         )
 

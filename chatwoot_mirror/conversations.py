@@ -114,7 +114,9 @@ class ConversationResolver:
             identifier_hash=identifier_hash,
         )
         source_id = str(contact.get("source_id") or identity.source_id)
-        self.store.save_contact(identity.key, source_id, _int(contact.get("id")))
+        self.store.save_contact(
+            identity.key, source_id, _int(contact.get("id")), identity.to_json()
+        )
 
         conversations = self.client.list_conversations(source_id)
         chosen = _pick(conversations, self.resolved_policy)

@@ -19,8 +19,9 @@ from typing import Any
 
 from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
-from .errors import NotFound
+from .errors import ChatwootError, NotFound, Rejected, Unavailable
 from .identity import ContactIdentity
+from .relay import AgentMessage, RelayRejected, Sender
 
 log = logging.getLogger("chatwoot_mirror.delivery")
 
@@ -34,6 +35,7 @@ _TRUNCATED = "\n[…truncated by chatwoot-mirror]"
 
 INCOMING = "incoming"
 OUTGOING = "outgoing"
+RELAY = "relay"  # an agent's reply on its way to the customer
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class MirroredMessage:
     created_at: float = field(default_factory=lambda: time.time())
     attempts: int = 0
     ambiguous: bool = False
+    relay: AgentMessage | None = None
 
 
 class Deliverer:
@@ -64,17 +67,24 @@ class Deliverer:
         *,
         use_bot_token: bool,
         bot_prefix: str = "🤖 ",
+        report_status: bool = False,
+        relay_max_attempts: int = 5,
     ) -> None:
         self.client = client
         self.resolver = resolver
         self.use_bot_token = use_bot_token
         self.bot_prefix = bot_prefix
+        self.report_status = report_status
+        self.relay_max_attempts = relay_max_attempts
+        self.sender: Sender | None = None
 
     def deliver(self, message: MirroredMessage) -> dict[str, Any]:
         """Post ``message``; a 404 (conversation or contact deleted in Chatwoot) re-resolves once.
 
         Returns Chatwoot's message JSON. Raises :class:`~chatwoot_mirror.errors.ChatwootError`.
         """
+        if message.direction == RELAY:
+            return self._relay(message)
         target = self.resolver.resolve(message.identity, _display_name(message))
         try:
             result = self._post(target, message)
@@ -100,6 +110,8 @@ class Deliverer:
         same content, newer than that id and not older than the enqueue time minus two
         minutes of clock skew.
         """
+        if message.direction == RELAY:
+            return None  # the channel has no look-up: a relay is at least once
         record = self.resolver.store.get_contact(message.identity.key)
         if record is None or record.conversation_id is None:
             return None  # never resolved, so never posted
@@ -119,6 +131,45 @@ class Deliverer:
                 return None
             before = int(page[0]["id"])
         return None
+
+    def _relay(self, message: MirroredMessage) -> dict[str, Any]:
+        agent_message = message.relay
+        if agent_message is None:
+            raise Rejected("relay item without its message", operation="relay")
+        if self.sender is None:
+            raise Rejected("no channel sender registered (mirror.on_agent_message)",
+                           operation="relay")
+        try:
+            provider_id = self.sender(agent_message)
+        except RelayRejected as exc:
+            self._report(agent_message, "failed", str(exc))
+            raise Rejected(f"channel refused: {exc}"[:300], operation="relay") from None
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            if message.attempts + 1 >= self.relay_max_attempts:
+                self._report(agent_message, "failed", reason)
+                raise Rejected(f"channel send failed {message.attempts + 1} times: {reason}",
+                               operation="relay") from None
+            raise Unavailable(f"channel send failed: {reason}", operation="relay") from None
+        self._report(agent_message, "delivered", None)
+        log.info("agent message relayed contact=%s conversation=%s chatwoot_message=%s",
+                 agent_message.contact.key, agent_message.conversation_id,
+                 agent_message.chatwoot_message_id)
+        return {"id": 0, "provider_message_id": provider_id}
+
+    def _report(self, message: AgentMessage, status: str, error: str | None) -> None:
+        """Tell Chatwoot what became of an agent's message (needs a user token)."""
+        if not self.report_status:
+            return
+        try:
+            self.client.update_message_status(
+                message.conversation_id, message.chatwoot_message_id, status,
+                external_error=error,
+            )
+        except ChatwootError as exc:
+            # The customer has (or has not) the message either way; never resend for this.
+            log.warning("message status not reported conversation=%s error=%s",
+                        message.conversation_id, exc)
 
     def _matches(self, item: dict[str, Any], message: MirroredMessage, expected: str) -> bool:
         if self.use_bot_token:

@@ -9,6 +9,7 @@ segments cannot hold ``.``, ``/`` or ``?``, so keys use ``[A-Za-z0-9_-]`` only.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -36,6 +37,14 @@ class ContactIdentity:
     @property
     def source_id(self) -> str:
         return self.key
+
+    def to_json(self) -> str:
+        return json.dumps({"key": self.key, "kind": self.kind, "identifier": self.identifier,
+                           "phone_number": self.phone_number, "raw": self.raw})
+
+    @classmethod
+    def from_json(cls, text: str) -> ContactIdentity:
+        return cls(**json.loads(text))
 
 
 def identify(

@@ -13,12 +13,13 @@ import requests
 from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
-from .delivery import INCOMING, OUTGOING, Deliverer, MirroredMessage
+from .delivery import INCOMING, OUTGOING, RELAY, Deliverer, MirroredMessage
 from .errors import ConfigError, StoreError
 from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
 from .outbox import Backoff, encode
 from .pacing import Pacer
+from .relay import AgentMessage, Sender
 from .store import SQLiteStore, Store
 from .webhooks import WebhookHandler
 from .workers import DEAD, DONE, DeliveryWorkers
@@ -78,6 +79,8 @@ class Mirror:
             self.resolver,
             use_bot_token=config.has_bot_token,
             bot_prefix=config.bot_prefix,
+            report_status=bool(config.api_token and config.account_id),
+            relay_max_attempts=config.relay_max_attempts,
         )
         self.handoff_state = Handoff(
             self.store, resume_after_minutes=config.resume_after_minutes
@@ -262,6 +265,32 @@ class Mirror:
             self.handoff_state.on_resume.append(callback)
         return callback
 
+    def on_agent_message(self, sender: Sender) -> Sender:
+        """Register the channel sender for agents' replies: ``fn(AgentMessage) -> provider id``.
+
+        Called from the delivery workers with retries (``CHATWOOT_RELAY_MAX_ATTEMPTS``); raise
+        :class:`~chatwoot_mirror.relay.RelayRejected` when the channel refuses for good."""
+        if self.enabled:
+            self.deliverer.sender = sender
+        return sender
+
+    def relay(self, message: AgentMessage) -> bool:
+        """Queue an agent's message for the customer (the webhook handler calls this)."""
+        if not self.enabled or self._closed:
+            return False
+        if self.deliverer.sender is None:
+            log.warning("agent reply not relayed, no sender registered (mirror.on_agent_message)"
+                        " contact=%s conversation=%s", message.contact.key,
+                        message.conversation_id)
+            return False
+        queued = self.store.enqueue([encode(MirroredMessage(
+            identity=message.contact, direction=RELAY, content=message.text, relay=message,
+            # Chatwoot's message id dedupes a webhook that arrives twice
+            provider_message_id=f"chatwoot:{message.chatwoot_message_id}",
+        ))])
+        self.workers.wake()
+        return all(queued)
+
     def webhook_handler(self) -> WebhookHandler:
         """The framework-neutral Chatwoot webhook handler (the Flask blueprint wraps it).
 
@@ -277,6 +306,8 @@ class Mirror:
             insecure=self.config.webhook_insecure,
             max_age=self.config.webhook_max_age_seconds,
             resume_on_unassign=self.config.resume_on_unassign,
+            relay=self.relay,
+            relay_templates=self.config.relay_templates,
         )
 
     # -- lifecycle and inspection -----------------------------------------------------------

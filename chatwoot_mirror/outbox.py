@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass
 
 from .client import Attachment
-from .delivery import MirroredMessage
+from .delivery import RELAY, MirroredMessage
 from .identity import ContactIdentity
+from .relay import AgentMessage
 from .store import OutboxRow
 
 #: Chatwoot counts a conversation's messages over the last minute for its flood 422.
@@ -44,9 +45,13 @@ def encode(message: MirroredMessage) -> OutboxRow:
             for a in message.attachments
         ],
     }
+    if message.relay is not None:
+        payload["relay"] = message.relay.to_dict()
+    # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back.
+    prefix = "relay:" if message.direction == RELAY else ""
     return OutboxRow(
         key=message.key,
-        contact_key=message.identity.key,
+        contact_key=prefix + message.identity.key,
         payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
         provider_message_id=message.provider_message_id,
         created_at=message.created_at,
@@ -69,6 +74,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         created_at=row.created_at,
         attempts=row.attempts,
         ambiguous=row.ambiguous,
+        relay=AgentMessage.from_dict(payload["relay"]) if payload.get("relay") else None,
     )
 
 

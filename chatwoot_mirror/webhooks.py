@@ -20,6 +20,8 @@ from typing import Any
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
 from .handoff import Handoff
+from .identity import ContactIdentity, identify
+from .relay import AgentAttachment, AgentMessage
 from .store import Store
 
 log = logging.getLogger("chatwoot_mirror.webhooks")
@@ -74,6 +76,8 @@ class WebhookHandler:
         max_age: float = 300.0,
         max_bytes: int = MAX_BYTES,
         resume_on_unassign: bool = False,
+        relay: Callable[[AgentMessage], bool] | None = None,
+        relay_templates: bool = False,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not (secret or token or insecure):
@@ -90,6 +94,8 @@ class WebhookHandler:
         self.max_age = max_age
         self.max_bytes = max_bytes
         self.resume_on_unassign = resume_on_unassign
+        self.relay = relay
+        self.relay_templates = relay_templates
         # resolved at call time, so that clocks patched in tests (freezegun) apply
         self.clock = clock or (lambda: time.time())
 
@@ -160,14 +166,64 @@ class WebhookHandler:
         key = _source_id(conversation)
         message_type = payload.get("message_type")
         sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else None
-        if message_type != "outgoing" or payload.get("private") is True:
-            return _reply(200, "ignored")  # customer messages and private notes never pause
-        if _ours(payload) or sender is None or sender.get("type") != "user":
-            return _reply(200, "ignored")  # our bot's echo, other bots, Chatwoot's templates
+        if payload.get("private") is True or _ours(payload):
+            return _reply(200, "ignored")  # private notes and our own messages: never
+        if message_type == "template" and sender is None and self.relay_templates:
+            self._relay(key, payload, conversation, "template")
+            return _reply(200, "relayed")  # Chatwoot speaking for the business
+        if message_type != "outgoing" or sender is None or sender.get("type") != "user":
+            return _reply(200, "ignored")  # customer messages, bots, templates
         at = _iso_time(payload.get("created_at")) or self.clock()
         self.handoff.pause(key, "agent_reply", at=at, conversation_id=_int(conversation, "id"),
                            human_activity=True)
+        self._relay(key, payload, conversation, "agent")
         return _reply(200, "paused")
+
+    def _relay(self, key: str, payload: dict[str, Any], conversation: dict[str, Any],
+               kind: str) -> None:
+        if self.relay is None:
+            return
+        message_id, conversation_id = _int(payload, "id"), _int(conversation, "id")
+        if message_id is None or conversation_id is None:
+            raise Malformed("message or conversation id missing")
+        attachments = []
+        for item in payload.get("attachments") or []:
+            if isinstance(item, dict) and isinstance(item.get("data_url"), str):
+                attachments.append(AgentAttachment(
+                    item["data_url"], str(item.get("file_type") or "file"),
+                    item.get("fallback_title") if isinstance(item.get("fallback_title"), str)
+                    else None,
+                ))
+        content = payload.get("content")
+        if not isinstance(content, str):
+            content = ""
+        if not content and not attachments:
+            return
+        sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+        self.relay(AgentMessage(
+            contact=self._identity(key, conversation),
+            text=content,
+            chatwoot_message_id=message_id,
+            conversation_id=conversation_id,
+            attachments=tuple(attachments),
+            agent_name=sender.get("name") if isinstance(sender.get("name"), str) else None,
+            kind=kind,
+        ))
+
+    def _identity(self, key: str, conversation: dict[str, Any]) -> ContactIdentity:
+        """Where the customer is: our stored identity, else what Chatwoot knows of them."""
+        record = self.store.get_contact(key)
+        if record is not None and record.identity:
+            return ContactIdentity.from_json(record.identity)
+        meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}
+        contact = meta.get("sender") if isinstance(meta.get("sender"), dict) else {}
+        for field_name in ("phone_number", "identifier"):
+            value = contact.get(field_name)
+            if isinstance(value, str) and value.strip():
+                found = identify(value)
+                return ContactIdentity(key, found.kind, found.identifier, found.phone_number,
+                                       found.raw)
+        raise Malformed("the contact has neither a stored identity nor a phone or identifier")
 
     def _status_changed(self, payload: dict[str, Any]) -> WebhookResponse:
         status = _str(payload, "status")

@@ -19,6 +19,7 @@ class ContactRecord:
     source_id: str
     contact_id: int | None
     conversation_id: int | None
+    identity: str | None = None  # JSON of the ContactIdentity, for relays
 
 
 @dataclass
@@ -65,8 +66,11 @@ class Store(abc.ABC):
         """Non-destructively read the contact stored under ``key``, or ``None``."""
 
     @abc.abstractmethod
-    def save_contact(self, key: str, source_id: str, contact_id: int | None) -> None:
-        """Atomically insert or update the contact's ids; a stored conversation id is kept."""
+    def save_contact(
+        self, key: str, source_id: str, contact_id: int | None, identity: str | None = None
+    ) -> None:
+        """Atomically insert or update the contact's ids (and identity JSON, when given);
+        a stored conversation id is kept."""
 
     @abc.abstractmethod
     def set_conversation(self, key: str, conversation_id: int) -> None:

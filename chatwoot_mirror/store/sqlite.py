@@ -103,6 +103,10 @@ MIGRATIONS: list[str] = [
         seen_at REAL NOT NULL
     );
     """,
+    # v5: the contact's identity (where a relayed agent reply must go).
+    """
+    ALTER TABLE contacts ADD COLUMN identity TEXT;
+    """,
 ]
 
 _ROW = (
@@ -213,19 +217,25 @@ class SQLiteStore(Store):
     def get_contact(self, key: str) -> ContactRecord | None:
         row = self._read(
             lambda c: c.execute(
-                "SELECT key, source_id, contact_id, conversation_id FROM contacts WHERE key = ?",
+                "SELECT key, source_id, contact_id, conversation_id, identity FROM contacts"
+                " WHERE key = ?",
                 (key,),
             ).fetchone()
         )
         return ContactRecord(*row) if row else None
 
-    def save_contact(self, key: str, source_id: str, contact_id: int | None) -> None:
+    def save_contact(
+        self, key: str, source_id: str, contact_id: int | None, identity: str | None = None
+    ) -> None:
         with self._guard(), self._write() as conn:
             conn.execute(
-                "INSERT INTO contacts (key, source_id, contact_id, updated_at) VALUES (?, ?, ?, ?)"
+                "INSERT INTO contacts (key, source_id, contact_id, identity, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(key) DO UPDATE SET source_id = excluded.source_id,"
-                " contact_id = excluded.contact_id, updated_at = excluded.updated_at",
-                (key, source_id, contact_id, time.time()),
+                " contact_id = excluded.contact_id,"
+                " identity = COALESCE(excluded.identity, identity),"
+                " updated_at = excluded.updated_at",
+                (key, source_id, contact_id, identity, time.time()),
             )
 
     def set_conversation(self, key: str, conversation_id: int) -> None:
