@@ -43,10 +43,12 @@ class Handoff:
         conversation_id: int | None = None,
         human_activity: bool = False,
     ) -> bool:
-        """Hand the contact to humans; ``False`` if already there or ``at`` is stale."""
+        """Hand the contact to humans; ``False`` if already there or ``at`` is stale.
+
+        ``at``: the Chatwoot time of the event behind it; ``None`` for a local decision."""
         changed = self.store.transition(
-            contact_key, HUMAN, reason, time.time() if at is None else at,
-            conversation_id=conversation_id, human_activity=human_activity,
+            contact_key, HUMAN, reason, at,
+            conversation_id=conversation_id, human_activity=human_activity, now=time.time(),
         )
         if changed:
             log.info("bot paused contact=%s conversation=%s reason=%s",
@@ -56,8 +58,7 @@ class Handoff:
 
     def resume(self, contact_key: str, reason: str, *, at: float | None = None) -> bool:
         """Give the contact back to the bot; ``False`` if not paused or ``at`` is stale."""
-        changed = self.store.transition(contact_key, BOT, reason,
-                                        time.time() if at is None else at)
+        changed = self.store.transition(contact_key, BOT, reason, at, now=time.time())
         if changed:
             log.info("bot resumed contact=%s reason=%s", contact_key, reason)
             self._notify(self.on_resume, contact_key, reason)
@@ -70,8 +71,7 @@ class Handoff:
         now = time.time() if now is None else now
         count = 0
         for record in self.store.idle_humans(now - self.resume_after_minutes * 60):
-            # `now` as the event time: newer than any human message behind the pause
-            count += self.resume(record.contact_key, "idle_timeout", at=now)
+            count += self.resume(record.contact_key, "idle_timeout")
         return count
 
     def paused(self) -> list[HandoffRecord]:

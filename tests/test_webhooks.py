@@ -309,3 +309,19 @@ def test_flask_blueprint_only_translates(mirror):
     big = b"x" * (1024 * 1024 + 10)
     assert client.post("/chatwoot/webhook", data=big).status_code == 413
     assert client.get("/chatwoot/webhook").status_code == 405
+
+
+def test_local_decisions_do_not_make_later_chatwoot_events_stale(handler, mirror):
+    """This host's clock may run ahead of Chatwoot's: a resume decided here must not make
+    the agent's next reply (stamped by Chatwoot) look stale."""
+    with freeze_time("2026-08-18 15:00:00"):  # host clock an hour ahead of Chatwoot's
+        handler.handle(signed(contract("chatwoot/webhooks/message_created.json")))  # 14:02
+        assert mirror.is_paused(CONTACT)
+        assert mirror.resume(CONTACT)
+        stale = contract("chatwoot/webhooks/message_created.json")  # the same reply again
+        handler.handle(signed(stale))
+        assert not mirror.is_paused(CONTACT)
+        newer = contract("chatwoot/webhooks/message_created.json")
+        newer["created_at"] = "2026-08-18T14:03:00.000Z"  # the agent writes again
+        handler.handle(signed(newer))
+        assert mirror.is_paused(CONTACT)

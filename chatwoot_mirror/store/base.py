@@ -192,18 +192,22 @@ class Store(abc.ABC):
         contact_key: str,
         state: str,
         reason: str,
-        at: float,
+        at: float | None,
         *,
         conversation_id: int | None = None,
         human_activity: bool = False,
+        now: float | None = None,
     ) -> bool:
-        """Atomically move the contact to ``state`` ("human"/"bot") as of Chatwoot time ``at``.
+        """Atomically move the contact to ``state`` ("human"/"bot").
 
-        Refused (``False``) when the stored transition is newer than ``at``: webhooks arrive
-        in any order, and a stale one must not undo a newer transition. ``human_activity``
-        records a human message at ``at`` (the idle-resume clock), even without a change.
-        Returns whether the contact changed hands; a first "bot" transition records its
-        time but changes nothing."""
+        ``at`` is the Chatwoot time of the webhook event behind the move. Webhooks arrive
+        in any order, so an event not strictly newer than the last one applied is refused
+        (``False``): a stale event never undoes a newer transition. ``at=None`` is a local
+        decision (explicit call, idle timeout, trigger): it changes hands without moving
+        that clock, so skew between this host's clock and Chatwoot's cannot make a later
+        Chatwoot event look stale. ``human_activity`` records a human message (the idle
+        clock) even without a change. Returns whether the contact changed hands; a first
+        "bot" transition records its time but changes nothing."""
 
     @abc.abstractmethod
     def idle_humans(self, before: float) -> list[HandoffRecord]:

@@ -515,42 +515,47 @@ class SQLiteStore(Store):
         contact_key: str,
         state: str,
         reason: str,
-        at: float,
+        at: float | None,
         *,
         conversation_id: int | None = None,
         human_activity: bool = False,
+        now: float | None = None,
     ) -> bool:
+        now = time.time() if now is None else now
         with self._guard(), self._write() as conn:
             row = conn.execute(
-                "SELECT state, changed_at, last_human_at FROM handoff WHERE contact_key = ?",
-                (contact_key,),
+                "SELECT state, changed_at FROM handoff WHERE contact_key = ?", (contact_key,)
             ).fetchone()
-            last_human = at if human_activity else None
+            human_at = (at if at is not None else now) if human_activity else None
             if row is None:
                 conn.execute(
                     "INSERT INTO handoff (contact_key, state, reason, changed_at, last_human_at,"
                     " conversation_id) VALUES (?, ?, ?, ?, ?, ?)",
-                    (contact_key, state, reason, at,
-                     (last_human or at) if state == "human" else None, conversation_id),
+                    (contact_key, state, reason, 0.0 if at is None else at,
+                     (human_at or now) if state == "human" else None, conversation_id),
                 )
                 # A first "bot" row changes nothing (the bot had the contact) but records
                 # the time, so that an older "human" event arriving late stays stale.
                 return state == "human"
-            current, changed_at, previous_human = row
-            if human_activity and state == "human" and current == "human":
+            current, changed_at = row
+            if human_at is not None and current == "human":
                 conn.execute(
                     "UPDATE handoff SET last_human_at = MAX(COALESCE(last_human_at, 0), ?)"
                     " WHERE contact_key = ?",
-                    (at, contact_key),
+                    (human_at, contact_key),
                 )
-            if at < changed_at or current == state:
-                return False  # stale, or no change
+            if at is not None and at <= changed_at:
+                return False  # stale (or the same event again): a newer one decided
+            if current == state:
+                if at is not None:
+                    conn.execute("UPDATE handoff SET changed_at = ? WHERE contact_key = ?",
+                                 (at, contact_key))
+                return False
             conn.execute(
-                "UPDATE handoff SET state = ?, reason = ?, changed_at = ?,"
-                " last_human_at = COALESCE(?, last_human_at),"
+                "UPDATE handoff SET state = ?, reason = ?, changed_at = COALESCE(?, changed_at),"
+                " last_human_at = CASE WHEN ? = 'human' THEN ? ELSE last_human_at END,"
                 " conversation_id = COALESCE(?, conversation_id) WHERE contact_key = ?",
-                (state, reason, at, last_human if state == "human" else previous_human,
-                 conversation_id, contact_key),
+                (state, reason, at, state, human_at or now, conversation_id, contact_key),
             )
             return True
 
