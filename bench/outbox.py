@@ -152,7 +152,7 @@ def bench_drain(messages: int = 6000, contacts: int = 100, workers: int = 4) -> 
             for i in range(messages // 2):
                 mirror.log_exchange(f"55119100{i % contacts:05d}", f"q{i}", f"a{i}")
             t0 = time.perf_counter()
-            mirror.workers.start()
+            mirror.start()
             ok = mirror.flush(600)
             elapsed = time.perf_counter() - t0
             delivered = mirror.stats()["delivered"]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .texts import DEFAULTS, LANGUAGES
+from .triggers import BusinessHours
 
 PREFIX = "CHATWOOT_"
 
@@ -48,6 +50,15 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_RESUME_ON_UNASSIGN": "resume the bot when the human assignee is removed",
     "CHATWOOT_RELAY_TEMPLATES": "also send Chatwoot's own template messages to the customer",
     "CHATWOOT_RELAY_MAX_ATTEMPTS": "tries to send an agent's reply before reporting it failed",
+    "CHATWOOT_LANGUAGE": "language of the default customer texts: pt-BR, es or en",
+    "CHATWOOT_TEXT_HANDOFF": "text sent to the customer on a handoff ('' = none)",
+    "CHATWOOT_TEXT_AFTER_HOURS": "text sent to the customer outside business hours ('' = none)",
+    "CHATWOOT_TEXT_RESUME": "text sent to the customer when the bot resumes",
+    "CHATWOOT_RESUME_NOTICE": "true sends the resume text when the bot takes over again",
+    "CHATWOOT_HANDOFF_KEYWORDS": "comma-separated words that hand the customer to humans",
+    "CHATWOOT_MAX_BOT_TURNS": "hand over after this many bot replies in a row (0 = never)",
+    "CHATWOOT_BUSINESS_HOURS": "e.g. mon-fri 08:00-18:00;sat 09:00-12:00",
+    "CHATWOOT_TIMEZONE": "timezone of the business hours, e.g. America/Sao_Paulo",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -88,6 +99,15 @@ class Config:
     resume_on_unassign: bool = False
     relay_templates: bool = False
     relay_max_attempts: int = 5
+    language: str = "pt-BR"
+    text_handoff: str | None = None  # None: the language's default; "": send nothing
+    text_after_hours: str | None = None
+    text_resume: str | None = None
+    resume_notice: bool = False
+    handoff_keywords: tuple[str, ...] | None = None  # None: every language's defaults
+    max_bot_turns: int = 0
+    business_hours: str | None = None
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -155,6 +175,12 @@ class Config:
             raise ConfigError("CHATWOOT_DRAIN_SECONDS", "must be 0 or more seconds")
         if self.webhook_max_age_seconds <= 0:
             raise ConfigError("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "must be a positive number")
+        if self.language not in LANGUAGES:
+            raise ConfigError("CHATWOOT_LANGUAGE", f"must be one of {', '.join(LANGUAGES)}")
+        if self.max_bot_turns < 0:
+            raise ConfigError("CHATWOOT_MAX_BOT_TURNS", "must be 0 (never) or more")
+        if self.business_hours:
+            BusinessHours.parse(self.business_hours, self.timezone)  # fail at start-up
         if self.relay_max_attempts < 1:
             raise ConfigError("CHATWOOT_RELAY_MAX_ATTEMPTS", "must be at least 1")
         if self.resume_after_minutes < 0:
@@ -287,7 +313,29 @@ class Config:
             relay_max_attempts=_default(
                 _parse_int("CHATWOOT_RELAY_MAX_ATTEMPTS", text("CHATWOOT_RELAY_MAX_ATTEMPTS")), 5
             ),
+            language=text("CHATWOOT_LANGUAGE") or "pt-BR",
+            # texts are read unstripped: "" (set but empty) turns a message off
+            text_handoff=ours.get("CHATWOOT_TEXT_HANDOFF"),
+            text_after_hours=ours.get("CHATWOOT_TEXT_AFTER_HOURS"),
+            text_resume=ours.get("CHATWOOT_TEXT_RESUME"),
+            resume_notice=_parse_bool("CHATWOOT_RESUME_NOTICE", text("CHATWOOT_RESUME_NOTICE"),
+                                      False),
+            handoff_keywords=(
+                None if "CHATWOOT_HANDOFF_KEYWORDS" not in ours else tuple(
+                    w.strip() for w in ours["CHATWOOT_HANDOFF_KEYWORDS"].split(",") if w.strip()
+                )
+            ),
+            max_bot_turns=_default(
+                _parse_int("CHATWOOT_MAX_BOT_TURNS", text("CHATWOOT_MAX_BOT_TURNS")), 0
+            ),
+            business_hours=text("CHATWOOT_BUSINESS_HOURS"),
+            timezone=text("CHATWOOT_TIMEZONE"),
         )
+
+    def text(self, name: str) -> str:
+        """The customer text ``name`` (handoff, after_hours, resume): override or default."""
+        override = getattr(self, f"text_{name}")
+        return getattr(DEFAULTS[self.language], name) if override is None else override
 
 
 _SECRET_FIELDS = {"bot_token", "api_token", "webhook_secret", "webhook_token", "hmac_token",

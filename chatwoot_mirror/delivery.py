@@ -159,8 +159,8 @@ class Deliverer:
 
     def _report(self, message: AgentMessage, status: str, error: str | None) -> None:
         """Tell Chatwoot what became of an agent's message (needs a user token)."""
-        if not self.report_status:
-            return
+        if not self.report_status or not message.chatwoot_message_id:
+            return  # no user token, or our own notice (not a Chatwoot message)
         try:
             self.client.update_message_status(
                 message.conversation_id, message.chatwoot_message_id, status,

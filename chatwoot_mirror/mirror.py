@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable
+from datetime import datetime, timezone
 from typing import Any
 
 import requests
@@ -21,10 +24,23 @@ from .outbox import Backoff, encode
 from .pacing import Pacer
 from .relay import AgentMessage, Sender
 from .store import SQLiteStore, Store
+from .texts import all_default_keywords
+from .triggers import BusinessHours, Keywords
 from .webhooks import WebhookHandler
 from .workers import DEAD, DONE, DeliveryWorkers
 
 log = logging.getLogger("chatwoot_mirror")
+
+# Mirrors whose threads are running. At interpreter exit their workers and scheduler are
+# stopped (without draining: close() drains) so that no daemon thread is still logging
+# while the interpreter finalises, which can abort the process.
+_RUNNING: weakref.WeakSet[Mirror] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_mirrors() -> None:
+    for mirror in list(_RUNNING):
+        mirror.workers.stop(timeout=1.0)
 
 
 class Mirror:
@@ -95,6 +111,15 @@ class Mirror:
             on_result=self._on_result,
             periodic=[(60.0, self.handoff_state.resume_idle)],
         )
+        self.keywords = Keywords(
+            all_default_keywords() if config.handoff_keywords is None else config.handoff_keywords
+        )
+        self.business_hours = (
+            BusinessHours.parse(config.business_hours, config.timezone)
+            if config.business_hours else None
+        )
+        if config.resume_notice:
+            self.handoff_state.on_resume.append(self._resume_notice)
         if not config.has_bot_token:
             log.warning(
                 "CHATWOOT_BOT_TOKEN is not set: bot replies will be posted as customer "
@@ -104,7 +129,14 @@ class Mirror:
                 config.bot_prefix,
             )
         if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the delivery workers and the scheduler (done by the constructor unless
+        ``start=False``)."""
+        if self.enabled and not self._closed:
             self.workers.start()
+            _RUNNING.add(self)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Mirror:
@@ -145,6 +177,19 @@ class Mirror:
             ],
         )
 
+    def handoff_reason(self, contact: object, text: str | None) -> str | None:
+        """Whether this customer message should go to humans, and why (``keyword_detected``,
+        ``after_hours``), without changing anything: call it before the bot answers."""
+        if not self.enabled:
+            return None
+        if text and self.keywords.find(text):
+            return "keyword_detected"
+        if self.business_hours is not None and not self.business_hours.is_open(
+            datetime.now(timezone.utc)
+        ):
+            return "after_hours"
+        return None
+
     def log_incoming(
         self,
         contact: object,
@@ -174,6 +219,8 @@ class Mirror:
         self,
         contact: object,
         items: list[tuple[str, str, str | None, str | None, tuple[Attachment, ...]]],
+        *,
+        triggers: bool = True,
     ) -> bool:
         if not self.enabled or self._closed:
             return False
@@ -214,7 +261,61 @@ class Mirror:
             log.debug("provider message seen before, not queued again contact=%s",
                       identity.key)
         self.workers.wake()
+        if triggers:
+            fresh = [m for m, new in zip(messages, queued, strict=True) if new]
+            self._apply_triggers(identity, fresh)
         return True
+
+    def _apply_triggers(self, identity: ContactIdentity, messages: list[MirroredMessage]) -> None:
+        """Hand over by keyword, outside business hours, or after too many bot turns."""
+        try:
+            if self.handoff_state.is_paused(identity.key):
+                return
+            for message in messages:
+                if message.direction == INCOMING:
+                    reason = self.handoff_reason(identity.raw, message.content)
+                    if reason:
+                        self._auto_handoff(identity, reason)
+                        return
+                elif self.config.max_bot_turns:
+                    turns = self.store.count_bot_turn(identity.key)
+                    if turns >= self.config.max_bot_turns:
+                        self._auto_handoff(identity, "max_turns")
+                        return
+        except StoreError as exc:
+            log.error("handoff triggers not evaluated contact=%s error=%s", identity.key, exc)
+
+    def _auto_handoff(self, identity: ContactIdentity, reason: str) -> None:
+        if self.handoff_state.pause(identity.key, reason):
+            text = self.config.text("after_hours" if reason == "after_hours" else "handoff")
+            if text:
+                self.notify_customer(identity, text)
+
+    def notify_customer(self, contact: object, text: str) -> bool:
+        """Send ``text`` to the customer through the registered channel sender, and mirror it
+        as the bot's message in Chatwoot. Both go through the durable queue."""
+        if not self.enabled or self._closed:
+            return False
+        identity = contact if isinstance(contact, ContactIdentity) else self.identify(contact)
+        relayed = True
+        if self.deliverer.sender is not None:
+            relayed = all(self.store.enqueue([encode(MirroredMessage(
+                identity=identity, direction=RELAY, content=text,
+                relay=AgentMessage(contact=identity, text=text, chatwoot_message_id=0,
+                                   conversation_id=0, kind="notice"),
+            ))]))
+        else:
+            log.warning("customer notice not sent, no sender registered contact=%s",
+                        identity.key)
+        mirrored = self._queue(identity.raw or identity.key,
+                               [(OUTGOING, text, None, None, ())], triggers=False)
+        return relayed and mirrored
+
+    def _resume_notice(self, contact_key: str, reason: str) -> None:
+        record = self.store.get_contact(contact_key)
+        text = self.config.text("resume")
+        if record is not None and record.identity and text:
+            self.notify_customer(ContactIdentity.from_json(record.identity), text)
 
     def _on_result(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
         name = "delivered" if outcome == DONE else "dead_lettered" if outcome == DEAD else (
@@ -379,6 +480,7 @@ class Mirror:
         self._closed = True
         if self.enabled:
             self.workers.stop()
+            _RUNNING.discard(self)
             self.client.close()
             self.store.close()
 

@@ -152,7 +152,7 @@ def test_a_webhook_delivered_twice_is_relayed_once(tmp_path):
     handler.handle(signed(payload, delivery="a"))
     handler.handle(signed(payload, delivery="b"))  # Chatwoot re-sent, new delivery id
     assert mirror.stats()["queued"] == 1
-    mirror.workers.start()
+    mirror.start()
     assert mirror.flush()
     assert [m.chatwoot_message_id for m in sent] == [payload["id"]]
     # no stored identity for this contact: the payload's phone number is used

@@ -157,7 +157,7 @@ def test_flood_422_backs_off_that_conversation_only(db_path):
     with FakeChatwoot(flood_limit=4, flood_window=0.5) as cw:
         mirror = Mirror(config(cw, db_path), start=False)
         mirror.workers.backoff = Backoff(0.02, 0.2, flood=0.6)
-        mirror.workers.start()
+        mirror.start()
         with mirror:
             log_many(mirror, ["5511987650001"], 4)  # 8 messages into one conversation
             mirror.log_incoming("5511987650002", "t q0 other")

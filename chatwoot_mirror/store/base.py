@@ -210,6 +210,11 @@ class Store(abc.ABC):
         "bot" transition records its time but changes nothing."""
 
     @abc.abstractmethod
+    def count_bot_turn(self, contact_key: str) -> int:
+        """Atomically count one more bot reply since the contact last changed hands, and
+        return the count (every change of hands starts it again at 0)."""
+
+    @abc.abstractmethod
     def idle_humans(self, before: float) -> list[HandoffRecord]:
         """Non-destructively list paused contacts whose last human message is before ``before``."""
 

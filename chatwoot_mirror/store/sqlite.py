@@ -107,6 +107,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE contacts ADD COLUMN identity TEXT;
     """,
+    # v6: bot replies since the contact last changed hands (the max-turns trigger).
+    """
+    ALTER TABLE handoff ADD COLUMN bot_turns INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 _ROW = (
@@ -553,11 +557,23 @@ class SQLiteStore(Store):
                 return False
             conn.execute(
                 "UPDATE handoff SET state = ?, reason = ?, changed_at = COALESCE(?, changed_at),"
+                " bot_turns = 0,"
                 " last_human_at = CASE WHEN ? = 'human' THEN ? ELSE last_human_at END,"
                 " conversation_id = COALESCE(?, conversation_id) WHERE contact_key = ?",
                 (state, reason, at, state, human_at or now, conversation_id, contact_key),
             )
             return True
+
+    def count_bot_turn(self, contact_key: str) -> int:
+        with self._guard(), self._write() as conn:
+            conn.execute(
+                "INSERT INTO handoff (contact_key, state, changed_at, bot_turns)"
+                " VALUES (?, 'bot', 0, 1)"
+                " ON CONFLICT(contact_key) DO UPDATE SET bot_turns = bot_turns + 1",
+                (contact_key,),
+            )
+            return int(conn.execute("SELECT bot_turns FROM handoff WHERE contact_key = ?",
+                                    (contact_key,)).fetchone()[0])
 
     def idle_humans(self, before: float) -> list[HandoffRecord]:
         return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(

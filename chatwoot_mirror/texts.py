@@ -1,0 +1,53 @@
+"""Default customer-facing texts, in Brazilian Portuguese, Spanish and English.
+
+Every text can be replaced through the environment (``CHATWOOT_TEXT_*``); an empty value
+turns that message off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LANGUAGES = ("pt-BR", "es", "en")
+
+
+@dataclass(frozen=True)
+class Texts:
+    handoff: str
+    resume: str
+    after_hours: str
+    keywords: tuple[str, ...]
+
+
+DEFAULTS: dict[str, Texts] = {
+    "pt-BR": Texts(
+        handoff="Certo! Vou te passar para um atendente. Aguarde um instante, por favor.",
+        resume="Voltei! Sou o assistente virtual. Em que posso ajudar?",
+        after_hours="Nosso atendimento humano está fora do horário agora. Deixe sua mensagem "
+                    "e responderemos assim que possível.",
+        keywords=("atendente", "humano", "pessoa", "operador", "agente", "falar com alguem"),
+    ),
+    "es": Texts(
+        handoff="¡Claro! Te paso con un agente. Espera un momento, por favor.",
+        resume="¡Volví! Soy el asistente virtual. ¿En qué puedo ayudarte?",
+        after_hours="Nuestro equipo está fuera de horario ahora. Deja tu mensaje y te "
+                    "responderemos lo antes posible.",
+        keywords=("agente", "humano", "persona", "operador", "asesor"),
+    ),
+    "en": Texts(
+        handoff="Sure! I'm passing you to a member of our team. Please hold on a moment.",
+        resume="I'm back! I'm the virtual assistant. How can I help?",
+        after_hours="Our team is outside business hours right now. Leave your message and "
+                    "we will get back to you as soon as possible.",
+        keywords=("human", "agent", "person", "operator", "representative"),
+    ),
+}
+
+
+def all_default_keywords() -> tuple[str, ...]:
+    """Keywords of every language: customers do not always write in the bot's language."""
+    seen: dict[str, None] = {}
+    for texts in DEFAULTS.values():
+        for word in texts.keywords:
+            seen.setdefault(word, None)
+    return tuple(seen)
