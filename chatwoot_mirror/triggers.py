@@ -38,7 +38,7 @@ class Keywords:
         if self._pattern is None or not text:
             return None
         match = self._pattern.search(fold(text))
-        return match.group(1) if match else None
+        return " ".join(match.group(1).split()) if match else None
 
 
 @dataclass(frozen=True)
