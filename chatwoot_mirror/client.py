@@ -393,6 +393,13 @@ class ChatwootClient:
             token=token,
         )
 
+    def list_agents(self) -> list[dict[str, Any]]:
+        """The account's agents with ``availability_status`` (user token)."""
+        operation = "list_agents"
+        result = self._request(operation, "GET", self._app("/agents"),
+                               headers=self._auth("user", operation), token="user")
+        return list(result or [])
+
     def update_message_status(
         self,
         conversation_id: int,

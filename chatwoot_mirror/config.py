@@ -59,6 +59,9 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_MAX_BOT_TURNS": "hand over after this many bot replies in a row (0 = never)",
     "CHATWOOT_BUSINESS_HOURS": "e.g. mon-fri 08:00-18:00;sat 09:00-12:00",
     "CHATWOOT_TIMEZONE": "timezone of the business hours, e.g. America/Sao_Paulo",
+    "CHATWOOT_TEXT_NO_AGENT": "text when no agent is online; {protocol} = conversation number",
+    "CHATWOOT_HANDOFF_LABEL": "label put on conversations the bot hands over",
+    "CHATWOOT_TRANSCRIPT_MESSAGES": "messages quoted in the handoff's private note",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -108,6 +111,9 @@ class Config:
     max_bot_turns: int = 0
     business_hours: str | None = None
     timezone: str | None = None
+    text_no_agent: str | None = None
+    handoff_label: str = "bot-handoff"
+    transcript_messages: int = 10
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -177,6 +183,8 @@ class Config:
             raise ConfigError("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "must be a positive number")
         if self.language not in LANGUAGES:
             raise ConfigError("CHATWOOT_LANGUAGE", f"must be one of {', '.join(LANGUAGES)}")
+        if not 0 <= self.transcript_messages <= 20:
+            raise ConfigError("CHATWOOT_TRANSCRIPT_MESSAGES", "must be between 0 and 20")
         if self.max_bot_turns < 0:
             raise ConfigError("CHATWOOT_MAX_BOT_TURNS", "must be 0 (never) or more")
         if self.business_hours:
@@ -330,10 +338,17 @@ class Config:
             ),
             business_hours=text("CHATWOOT_BUSINESS_HOURS"),
             timezone=text("CHATWOOT_TIMEZONE"),
+            text_no_agent=ours.get("CHATWOOT_TEXT_NO_AGENT"),
+            handoff_label=text("CHATWOOT_HANDOFF_LABEL") or "bot-handoff",
+            transcript_messages=_default(
+                _parse_int("CHATWOOT_TRANSCRIPT_MESSAGES", text("CHATWOOT_TRANSCRIPT_MESSAGES")),
+                10,
+            ),
         )
 
     def text(self, name: str) -> str:
-        """The customer text ``name`` (handoff, after_hours, resume): override or default."""
+        """The customer text ``name`` (handoff, after_hours, resume, no_agent): override or
+        default."""
         override = getattr(self, f"text_{name}")
         return getattr(DEFAULTS[self.language], name) if override is None else override
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
-from .errors import ChatwootError, NotFound, Rejected, Unavailable
+from .errors import AuthError, ChatwootError, NotFound, Rejected, Unavailable
 from .identity import ContactIdentity
 from .relay import AgentMessage, RelayRejected, Sender
 
@@ -36,6 +37,7 @@ _TRUNCATED = "\n[…truncated by chatwoot-mirror]"
 INCOMING = "incoming"
 OUTGOING = "outgoing"
 RELAY = "relay"  # an agent's reply on its way to the customer
+ACTION = "action"  # Chatwoot-side work of a handoff: status, label, attribute, note
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class MirroredMessage:
     attempts: int = 0
     ambiguous: bool = False
     relay: AgentMessage | None = None
+    action: dict[str, Any] | None = None
 
 
 class Deliverer:
@@ -77,6 +80,8 @@ class Deliverer:
         self.report_status = report_status
         self.relay_max_attempts = relay_max_attempts
         self.sender: Sender | None = None
+        #: ``fn(identity, conversation_id, reason)`` once a handoff's Chatwoot work is done.
+        self.on_handoff_done: Callable[[ContactIdentity, int, str], None] | None = None
 
     def deliver(self, message: MirroredMessage) -> dict[str, Any]:
         """Post ``message``; a 404 (conversation or contact deleted in Chatwoot) re-resolves once.
@@ -85,6 +90,8 @@ class Deliverer:
         """
         if message.direction == RELAY:
             return self._relay(message)
+        if message.direction == ACTION:
+            return self._act(message)
         target = self.resolver.resolve(message.identity, _display_name(message))
         try:
             result = self._post(target, message)
@@ -110,8 +117,8 @@ class Deliverer:
         same content, newer than that id and not older than the enqueue time minus two
         minutes of clock skew.
         """
-        if message.direction == RELAY:
-            return None  # the channel has no look-up: a relay is at least once
+        if message.direction in (RELAY, ACTION):
+            return None  # no look-up: relays and handoff actions are at least once
         record = self.resolver.store.get_contact(message.identity.key)
         if record is None or record.conversation_id is None:
             return None  # never resolved, so never posted
@@ -131,6 +138,67 @@ class Deliverer:
                 return None
             before = int(page[0]["id"])
         return None
+
+    def _act(self, message: MirroredMessage) -> dict[str, Any]:
+        """A handoff's Chatwoot-side work, after the contact's earlier messages (same queue).
+
+        Chatwoot's label and custom-attribute calls replace the whole set, so both are read
+        first and merged; on a Chatwoot too old to let a bot read them (< 4.14.2) they are
+        left alone rather than wiped."""
+        action = message.action or {}
+        target = self.resolver.resolve(message.identity, _display_name(message))
+        conversation = target.conversation_id
+        if action.get("name") == "resume":
+            try:
+                self.client.toggle_typing_status(conversation, False)
+            except AuthError:
+                pass  # Chatwoot < 4.12: bots cannot toggle typing
+            return {"id": 0}
+        reason = str(action.get("reason", "user_request"))
+        self.client.toggle_status(conversation, "open")
+        labels = [str(label) for label in action.get("labels", [])]
+        try:
+            existing = self.client.get_labels(conversation)
+            if any(label not in existing for label in labels):
+                self.client.set_labels(conversation, existing + [
+                    label for label in labels if label not in existing])
+        except AuthError:
+            log.info("labels not set, this Chatwoot does not let bots read them "
+                     "conversation=%s", conversation)
+        try:
+            current = self.client.get_conversation(conversation).get("custom_attributes") or {}
+            self.client.set_custom_attributes(conversation,
+                                              {**current, "handoff_reason": reason})
+        except AuthError:
+            log.info("handoff_reason not set, this Chatwoot does not let bots read attributes "
+                     "conversation=%s", conversation)
+        note = str(action.get("note") or "")
+        transcript = self._transcript(target, int(action.get("turns", 10)),
+                                      action.get("who") or ["Customer", "Bot", "Agent", "[file]"])
+        self.client.create_message(
+            conversation, "\n".join(filter(None, [note, transcript])), private=True,
+            source_id=SOURCE_ID_PREFIX + message.key,
+            content_attributes={MARKER: {"key": message.key}},
+        )
+        if self.on_handoff_done is not None:
+            self.on_handoff_done(message.identity, conversation, reason)
+        return {"id": 0}
+
+    def _transcript(self, target: Target, turns: int, who: list[str]) -> str:
+        """The conversation's last ``turns`` public messages, one line each."""
+        if turns <= 0:
+            return ""
+        customer, bot, agent, attachment = who
+        lines = []
+        for item in self.client.list_messages_public(target.source_id,
+                                                     target.conversation_id)[-turns:]:
+            sender = item.get("sender") or {}
+            if item.get("message_type") == 0:
+                label = customer
+            else:
+                label = bot if sender.get("type") == "agent_bot" else agent
+            lines.append(f"{label}: {item.get('content') or attachment}")
+        return "\n".join(lines)
 
     def _relay(self, message: MirroredMessage) -> dict[str, Any]:
         agent_message = message.relay

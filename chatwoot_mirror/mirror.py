@@ -16,15 +16,15 @@ import requests
 from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
-from .delivery import INCOMING, OUTGOING, RELAY, Deliverer, MirroredMessage
-from .errors import ConfigError, StoreError
+from .delivery import ACTION, INCOMING, OUTGOING, RELAY, Deliverer, MirroredMessage
+from .errors import ChatwootError, ConfigError, StoreError
 from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
 from .outbox import Backoff, encode
 from .pacing import Pacer
 from .relay import AgentMessage, Sender
 from .store import SQLiteStore, Store
-from .texts import all_default_keywords
+from .texts import DEFAULTS, all_default_keywords
 from .triggers import BusinessHours, Keywords
 from .webhooks import WebhookHandler
 from .workers import DEAD, DONE, DeliveryWorkers
@@ -120,6 +120,9 @@ class Mirror:
         )
         if config.resume_notice:
             self.handoff_state.on_resume.append(self._resume_notice)
+        if config.has_bot_token:
+            self.handoff_state.on_resume.append(self._resume_actions)
+            self.deliverer.on_handoff_done = self._ticket_if_nobody_is_online
         if not config.has_bot_token:
             log.warning(
                 "CHATWOOT_BOT_TOKEN is not set: bot replies will be posted as customer "
@@ -287,9 +290,57 @@ class Mirror:
 
     def _auto_handoff(self, identity: ContactIdentity, reason: str) -> None:
         if self.handoff_state.pause(identity.key, reason):
-            text = self.config.text("after_hours" if reason == "after_hours" else "handoff")
-            if text:
-                self.notify_customer(identity, text)
+            self._after_local_handoff(identity, reason, None)
+
+    def _after_local_handoff(
+        self, identity: ContactIdentity, reason: str, note: str | None
+    ) -> None:
+        """What a handoff decided on the bot's side does: tell the customer, and queue the
+        Chatwoot-side work (it runs after the contact's earlier messages are delivered)."""
+        text = self.config.text("after_hours" if reason == "after_hours" else "handoff")
+        if text:
+            self.notify_customer(identity, text)
+        if not self.config.has_bot_token:
+            return
+        texts = DEFAULTS[self.config.language]
+        labels = [self.config.handoff_label] + (["after-hours"] if reason == "after_hours"
+                                                else [])
+        header = texts.note.format(reason=reason)
+        self._enqueue_action(identity, {
+            "name": "handoff", "reason": reason, "labels": labels,
+            "note": "\n".join(filter(None, [header, note])),
+            "turns": self.config.transcript_messages, "who": list(texts.who),
+        })
+
+    def _enqueue_action(self, identity: ContactIdentity, action: dict[str, Any]) -> None:
+        try:
+            self.store.enqueue([encode(MirroredMessage(
+                identity=identity, direction=ACTION, content=str(action["name"]),
+                action=action,
+            ))])
+            self.workers.wake()
+        except StoreError as exc:
+            log.error("handoff action not queued contact=%s error=%s", identity.key, exc)
+
+    def _resume_actions(self, contact_key: str, reason: str) -> None:
+        record = self.store.get_contact(contact_key)
+        if record is not None and record.identity:
+            self._enqueue_action(ContactIdentity.from_json(record.identity), {"name": "resume"})
+
+    def _ticket_if_nobody_is_online(
+        self, identity: ContactIdentity, conversation_id: int, reason: str
+    ) -> None:
+        """With a user token: when no agent is online, give the customer a protocol number."""
+        text = self.config.text("no_agent")
+        if not (self.config.api_token and text) or reason == "after_hours":
+            return  # after hours the customer already got the out-of-hours text
+        try:
+            agents = self.client.list_agents()
+        except ChatwootError as exc:
+            log.warning("agents' availability unknown contact=%s error=%s", identity.key, exc)
+            return
+        if not any(a.get("availability_status") == "online" for a in agents):
+            self.notify_customer(identity, text.format(protocol=conversation_id))
 
     def notify_customer(self, contact: object, text: str) -> bool:
         """Send ``text`` to the customer through the registered channel sender, and mirror it
@@ -342,11 +393,19 @@ class Mirror:
             log.warning("pause state unknown, bot not paused error=%s", exc)
             return False
 
-    def handoff(self, contact: object, reason: str = "user_request") -> bool:
-        """Pause the bot for ``contact`` now (``reason`` is recorded and logged)."""
+    def handoff(
+        self, contact: object, reason: str = "user_request", note: str | None = None
+    ) -> bool:
+        """Hand ``contact`` to humans now: the bot pauses, the customer gets the handoff text
+        and, with a bot token, the conversation is opened for agents with a label, a
+        ``handoff_reason`` attribute and a private note (``note``, then the transcript)."""
         if not self.enabled:
             return False
-        return self.handoff_state.pause(self.identify(contact).key, reason)
+        identity = self.identify(contact)
+        if not self.handoff_state.pause(identity.key, reason):
+            return False
+        self._after_local_handoff(identity, reason, note)
+        return True
 
     def resume(self, contact: object) -> bool:
         """Give ``contact`` back to the bot now."""

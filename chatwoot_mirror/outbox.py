@@ -47,6 +47,8 @@ def encode(message: MirroredMessage) -> OutboxRow:
     }
     if message.relay is not None:
         payload["relay"] = message.relay.to_dict()
+    if message.action is not None:
+        payload["action"] = message.action
     # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back.
     prefix = "relay:" if message.direction == RELAY else ""
     return OutboxRow(
@@ -75,6 +77,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         attempts=row.attempts,
         ambiguous=row.ambiguous,
         relay=AgentMessage.from_dict(payload["relay"]) if payload.get("relay") else None,
+        action=payload.get("action"),
     )
 
 

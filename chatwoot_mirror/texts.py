@@ -16,6 +16,9 @@ class Texts:
     handoff: str
     resume: str
     after_hours: str
+    no_agent: str  # {protocol}: the conversation number
+    note: str  # private note for agents; {reason}
+    who: tuple[str, str, str, str]  # transcript labels: customer, bot, agent, attachment
     keywords: tuple[str, ...]
 
 
@@ -25,6 +28,10 @@ DEFAULTS: dict[str, Texts] = {
         resume="Voltei! Sou o assistente virtual. Em que posso ajudar?",
         after_hours="Nosso atendimento humano está fora do horário agora. Deixe sua mensagem "
                     "e responderemos assim que possível.",
+        no_agent="No momento não há atendentes disponíveis. Registramos seu atendimento com o "
+                 "protocolo #{protocol} e retornaremos em breve.",
+        note="Conversa transferida pelo bot (motivo: {reason}). Últimas mensagens:",
+        who=("Cliente", "Bot", "Atendente", "[anexo]"),
         keywords=("atendente", "humano", "pessoa", "operador", "agente", "falar com alguem"),
     ),
     "es": Texts(
@@ -32,6 +39,10 @@ DEFAULTS: dict[str, Texts] = {
         resume="¡Volví! Soy el asistente virtual. ¿En qué puedo ayudarte?",
         after_hours="Nuestro equipo está fuera de horario ahora. Deja tu mensaje y te "
                     "responderemos lo antes posible.",
+        no_agent="En este momento no hay agentes disponibles. Registramos tu caso con el "
+                 "protocolo #{protocol} y te responderemos pronto.",
+        note="Conversación transferida por el bot (motivo: {reason}). Últimos mensajes:",
+        who=("Cliente", "Bot", "Agente", "[adjunto]"),
         keywords=("agente", "humano", "persona", "operador", "asesor"),
     ),
     "en": Texts(
@@ -39,6 +50,10 @@ DEFAULTS: dict[str, Texts] = {
         resume="I'm back! I'm the virtual assistant. How can I help?",
         after_hours="Our team is outside business hours right now. Leave your message and "
                     "we will get back to you as soon as possible.",
+        no_agent="No agent is available right now. Your request is logged as protocol "
+                 "#{protocol} and we will get back to you soon.",
+        note="Conversation handed over by the bot (reason: {reason}). Last messages:",
+        who=("Customer", "Bot", "Agent", "[attachment]"),
         keywords=("human", "agent", "person", "operator", "representative"),
     ),
 }

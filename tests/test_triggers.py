@@ -109,9 +109,67 @@ def test_keyword_hands_over_and_tells_the_customer(cw, tmp_path):
     assert mirror.flush()
     assert [m.text for m in sent] == [DEFAULTS["pt-BR"].handoff]
     assert sent[0].kind == "notice" and sent[0].contact.phone_number == "+5511987654321"
-    messages = [(m["content"], m["sender"]["type"]) for m in cw.messages()]
-    assert messages[-1] == (DEFAULTS["pt-BR"].handoff, "agent_bot")  # mirrored as the bot's
+    public = [(m["content"], m["sender"]["type"]) for m in cw.messages() if not m["private"]]
+    assert public[-1] == (DEFAULTS["pt-BR"].handoff, "agent_bot")  # mirrored as the bot's
     mirror.close()
+
+
+def test_bot_side_handoff_opens_the_conversation_for_humans(tmp_path):
+    with FakeChatwoot(bot_active=True) as cw:
+        mirror, sent = make(cw, tmp_path, api_token=cw.user_token)
+        mirror.log_exchange(PHONE, "qual o horário?", "Das 8h às 18h.")
+        assert mirror.flush()
+        [conv] = cw.conversations()
+        assert conv["status"] == "pending"  # the bot's queue
+        cw.emulator.conversations[conv["id"]].labels = ["vip"]
+        cw.emulator.conversations[conv["id"]].custom_attributes = {"order_id": "A-1029"}
+        assert mirror.handoff(PHONE, note="Cliente pediu reembolso")
+        assert mirror.flush()
+        [conv] = cw.conversations()
+        assert conv["status"] == "open"
+        assert conv["labels"] == ["vip", "bot-handoff"]  # merged, not replaced
+        assert conv["custom_attributes"] == {"order_id": "A-1029",
+                                             "handoff_reason": "user_request"}
+        [note] = [m for m in cw.messages() if m["private"]]
+        assert note["content"].splitlines() == [
+            "Conversa transferida pelo bot (motivo: user_request). Últimas mensagens:",
+            "Cliente pediu reembolso",
+            "Cliente: qual o horário?",
+            "Bot: Das 8h às 18h.",
+            f"Bot: {DEFAULTS['pt-BR'].handoff}",
+        ]
+        assert note["sender"]["type"] == "agent_bot"
+        # agent 3 is online: no ticket text
+        assert [m.text for m in sent] == [DEFAULTS["pt-BR"].handoff]
+        mirror.resume(PHONE)
+        assert mirror.flush()
+        assert any(r[1].endswith("/toggle_typing_status") for r in cw.requests)
+        mirror.close()
+
+
+def test_nobody_online_gives_the_customer_a_protocol_number(cw, tmp_path):
+    for agent in cw.emulator.agents.values():
+        agent.availability_status = "offline"
+    mirror, sent = make(cw, tmp_path, api_token=cw.user_token, language="en")
+    mirror.log_incoming(PHONE, "I need a human")
+    assert mirror.flush()
+    assert mirror.flush()  # the ticket is queued by the worker once the handoff is done
+    [conv] = cw.conversations()
+    assert [m.text for m in sent] == [
+        DEFAULTS["en"].handoff, DEFAULTS["en"].no_agent.format(protocol=conv["id"])]
+    mirror.close()
+
+
+def test_without_a_bot_token_only_the_local_pause_and_the_notice(cw, tmp_path):
+    config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                    db_path=str(tmp_path / "m.db"), max_requests_per_minute=0)
+    with Mirror(config) as mirror:
+        mirror.log_incoming(PHONE, "oi")
+        assert mirror.flush()
+        assert mirror.handoff(PHONE)
+        assert mirror.is_paused(PHONE)
+        assert mirror.flush()
+    assert not any(r[1].startswith("/api/v1/") for r in cw.requests)
 
 
 def test_max_bot_turns_counts_since_the_last_change_of_hands(cw, tmp_path):
@@ -153,7 +211,8 @@ def test_inside_business_hours_nothing_happens(cw, tmp_path):
 
 
 def test_resume_notice_is_optional(cw, tmp_path):
-    for notice, expected in ((False, []), (True, [DEFAULTS["pt-BR"].resume])):
+    handoff, resume = DEFAULTS["pt-BR"].handoff, DEFAULTS["pt-BR"].resume
+    for notice, expected in ((False, [handoff]), (True, [handoff, resume])):
         mirror, sent = make(cw, tmp_path / str(notice), resume_notice=notice)
         mirror.log_incoming(PHONE, "oi")
         assert mirror.flush()
