@@ -113,6 +113,10 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+_HANDOFF = (
+    "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id FROM handoff"
+)
+
 _ROW = (
     "SELECT id, key, contact_key, payload, provider_message_id, created_at, attempts,"
     " ambiguous, last_error FROM outbox"
@@ -509,8 +513,7 @@ class SQLiteStore(Store):
 
     def handoff_state(self, contact_key: str) -> HandoffRecord | None:
         row = self._read(lambda c: c.execute(
-            "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id"
-            " FROM handoff WHERE contact_key = ?", (contact_key,)
+            _HANDOFF + " WHERE contact_key = ?", (contact_key,)
         ).fetchone())
         return HandoffRecord(*row) if row else None
 
@@ -577,14 +580,12 @@ class SQLiteStore(Store):
 
     def idle_humans(self, before: float) -> list[HandoffRecord]:
         return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(
-            "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id"
-            " FROM handoff WHERE state = 'human' AND last_human_at < ?", (before,)
+            _HANDOFF + " WHERE state = 'human' AND last_human_at < ?", (before,)
         )])
 
     def paused_contacts(self) -> list[HandoffRecord]:
         return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(
-            "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id"
-            " FROM handoff WHERE state = 'human' ORDER BY changed_at"
+            _HANDOFF + " WHERE state = 'human' ORDER BY changed_at"
         )])
 
     def first_delivery(self, delivery_id: str, now: float) -> bool:
