@@ -194,10 +194,12 @@ class DeliveryWorkers:
                     while self._signals == seen and not self._stop.is_set():
                         self._signal_cv.wait()
                 continue
-            self._deliver_run(owner, [decode(row) for row in rows])
+            self._deliver_run(owner, rows[0].contact_key, [decode(row) for row in rows])
 
-    def _deliver_run(self, owner: str, messages: list[MirroredMessage]) -> None:
-        contact_key = messages[0].identity.key
+    def _deliver_run(
+        self, owner: str, contact_key: str, messages: list[MirroredMessage]
+    ) -> None:
+        """Deliver one claimed run; ``contact_key`` is the queue's key (relays have their own)."""
         for message in messages:
             if self._stop.is_set() or not self.pacer.acquire(self._stop):
                 break

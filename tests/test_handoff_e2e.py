@@ -175,3 +175,34 @@ def test_templates_are_relayed_only_when_asked(tmp_path):
         assert result == expected
         assert not mirror.is_paused("5511987654321")
         mirror.close(timeout=0)
+
+
+def test_a_relay_queued_during_a_relay_run_is_not_held_back(tmp_path):
+    """Regression: the run's claim was released under the contact's key instead of the
+    relay queue's own key, so a relay queued mid-run waited for the claim to expire."""
+    import time as clock
+
+    from chatwoot_mirror.identity import identify
+    from chatwoot_mirror.outbox import decode
+
+    mirror = Mirror(Config(url="http://127.0.0.1:9", inbox_identifier="t",
+                           db_path=str(tmp_path / "m.db")), start=False)
+    contact = identify(PHONE)
+    sent: list[str] = []
+
+    def sender(message: AgentMessage) -> None:
+        sent.append(message.text)
+        if message.text == "one":  # the agent writes again while "one" is being sent
+            mirror.relay(AgentMessage(contact=contact, text="two", chatwoot_message_id=2,
+                                      conversation_id=1))
+
+    mirror.on_agent_message(sender)
+    mirror.relay(AgentMessage(contact=contact, text="one", chatwoot_message_id=1,
+                              conversation_id=1))
+    first, second = mirror.workers.owners[:2]
+    rows = mirror.store.claim(first, 30, 20, clock.time())
+    mirror.workers._deliver_run(first, rows[0].contact_key, [decode(r) for r in rows])
+    rows = mirror.store.claim(second, 30, 20, clock.time())  # at once, not 30 s later
+    assert [decode(r).content for r in rows] == ["two"]
+    assert sent == ["one"]
+    mirror.close(timeout=0)
