@@ -497,6 +497,15 @@ class Emulator:
             return sender.webhook(self.account)
         return sender.webhook() if sender is not None else None
 
+    def _with_attachments_and_sender(self, data: dict[str, Any], msg: Message) -> dict[str, Any]:
+        """Both jbuilder views add ``attachments`` and ``sender`` only when there are some."""
+        if msg.attachments:
+            data["attachments"] = msg.attachments
+        sender = self._sender_push(msg)
+        if sender is not None:
+            data["sender"] = sender
+        return data
+
     def _message_public(self, msg: Message) -> dict[str, Any]:
         data: dict[str, Any] = {
             "id": msg.id,
@@ -507,12 +516,7 @@ class Emulator:
             "created_at": int(msg.created_at),
             "conversation_id": msg.conversation_id,
         }
-        if msg.attachments:
-            data["attachments"] = msg.attachments
-        sender = self._sender_push(msg)
-        if sender is not None:
-            data["sender"] = sender
-        return data
+        return self._with_attachments_and_sender(data, msg)
 
     def _message_app(self, msg: Message) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -561,12 +565,7 @@ class Emulator:
                 "contact_inbox": {"source_id": conv.contact_inbox.source_id},
             },
         }
-        if msg.attachments:
-            data["attachments"] = msg.attachments
-        sender = self._sender_push(msg)
-        if sender is not None:
-            data["sender"] = sender
-        return data
+        return self._with_attachments_and_sender(data, msg)
 
     def _message_webhook(self, msg: Message) -> dict[str, Any]:
         conv = self.conversations[msg.conversation_id]
