@@ -270,10 +270,12 @@ class Mirror:
         return True
 
     def _apply_triggers(self, identity: ContactIdentity, messages: list[MirroredMessage]) -> None:
-        """Hand over by keyword, outside business hours, or after too many bot turns."""
+        """Hand over by keyword, outside business hours, or after too many bot turns.
+
+        The checks are pure Python; the store is touched only when one fires (pause()
+        itself ignores a contact that is already with humans), which keeps the host path
+        at one SQLite call."""
         try:
-            if self.handoff_state.is_paused(identity.key):
-                return
             for message in messages:
                 if message.direction == INCOMING:
                     reason = self.handoff_reason(identity.raw, message.content)
