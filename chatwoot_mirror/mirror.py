@@ -325,9 +325,9 @@ class Mirror:
             log.error("handoff action not queued contact=%s error=%s", identity.key, exc)
 
     def _resume_actions(self, contact_key: str, reason: str) -> None:
-        record = self.store.get_contact(contact_key)
-        if record is not None and record.identity:
-            self._enqueue_action(ContactIdentity.from_json(record.identity), {"name": "resume"})
+        identity = self.store.contact_identity(contact_key)
+        if identity is not None:
+            self._enqueue_action(identity, {"name": "resume"})
 
     def _ticket_if_nobody_is_online(
         self, identity: ContactIdentity, conversation_id: int, reason: str
@@ -365,10 +365,10 @@ class Mirror:
         return relayed and mirrored
 
     def _resume_notice(self, contact_key: str, reason: str) -> None:
-        record = self.store.get_contact(contact_key)
+        identity = self.store.contact_identity(contact_key)
         text = self.config.text("resume")
-        if record is not None and record.identity and text:
-            self.notify_customer(ContactIdentity.from_json(record.identity), text)
+        if identity is not None and text:
+            self.notify_customer(identity, text)
 
     def _on_result(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
         name = "delivered" if outcome == DONE else "dead_lettered" if outcome == DEAD else (

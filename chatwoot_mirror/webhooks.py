@@ -212,9 +212,9 @@ class WebhookHandler:
 
     def _identity(self, key: str, conversation: dict[str, Any]) -> ContactIdentity:
         """Where the customer is: our stored identity, else what Chatwoot knows of them."""
-        record = self.store.get_contact(key)
-        if record is not None and record.identity:
-            return ContactIdentity.from_json(record.identity)
+        stored = self.store.contact_identity(key)
+        if stored is not None:
+            return stored
         meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}
         contact = meta.get("sender") if isinstance(meta.get("sender"), dict) else {}
         for field_name in ("phone_number", "identifier"):

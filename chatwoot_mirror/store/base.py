@@ -10,6 +10,8 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..identity import ContactIdentity
+
 
 @dataclass(frozen=True)
 class ContactRecord:
@@ -71,6 +73,14 @@ class Store(abc.ABC):
     ) -> None:
         """Atomically insert or update the contact's ids (and identity JSON, when given);
         a stored conversation id is kept."""
+
+    def contact_identity(self, key: str) -> ContactIdentity | None:
+        """Non-destructively read the identity stored for ``key`` (where to reach the
+        customer), or ``None`` when the contact is unknown or was saved without one."""
+        record = self.get_contact(key)
+        if record is None or not record.identity:
+            return None
+        return ContactIdentity.from_json(record.identity)
 
     @abc.abstractmethod
     def set_conversation(self, key: str, conversation_id: int) -> None:
