@@ -350,19 +350,15 @@ class Mirror:
         if not self.enabled or self._closed:
             return False
         identity = contact if isinstance(contact, ContactIdentity) else self.identify(contact)
-        relayed = True
-        if self.deliverer.sender is not None:
-            relayed = all(self.store.enqueue([encode(MirroredMessage(
-                identity=identity, direction=RELAY, content=text,
-                relay=AgentMessage(contact=identity, text=text, chatwoot_message_id=0,
-                                   conversation_id=0, kind="notice"),
-            ))]))
-        else:
-            log.warning("customer notice not sent, no sender registered contact=%s",
-                        identity.key)
+        relayed = self._enqueue_relay(
+            AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
+                         kind="notice"),
+            dedupe_id=None,
+        )
         mirrored = self._queue(identity.raw or identity.key,
                                [(OUTGOING, text, None, None, ())], triggers=False)
-        return relayed and mirrored
+        # With no sender registered there is nothing to relay; the notice is still mirrored.
+        return (relayed or self.deliverer.sender is None) and mirrored
 
     def _resume_notice(self, contact_key: str, reason: str) -> None:
         identity = self.store.contact_identity(contact_key)
@@ -440,15 +436,20 @@ class Mirror:
         """Queue an agent's message for the customer (the webhook handler calls this)."""
         if not self.enabled or self._closed:
             return False
+        # Chatwoot's message id dedupes a webhook that arrives twice
+        return self._enqueue_relay(message, dedupe_id=f"chatwoot:{message.chatwoot_message_id}")
+
+    def _enqueue_relay(self, message: AgentMessage, *, dedupe_id: str | None) -> bool:
+        """Queue ``message`` for the channel sender; ``False`` when no sender is registered
+        (there is nobody to send it) or ``dedupe_id`` was queued before."""
         if self.deliverer.sender is None:
-            log.warning("agent reply not relayed, no sender registered (mirror.on_agent_message)"
-                        " contact=%s conversation=%s", message.contact.key,
-                        message.conversation_id)
+            log.warning("%s not sent to the customer, no sender registered "
+                        "(mirror.on_agent_message) contact=%s conversation=%s",
+                        message.kind, message.contact.key, message.conversation_id)
             return False
         queued = self.store.enqueue([encode(MirroredMessage(
             identity=message.contact, direction=RELAY, content=message.text, relay=message,
-            # Chatwoot's message id dedupes a webhook that arrives twice
-            provider_message_id=f"chatwoot:{message.chatwoot_message_id}",
+            provider_message_id=dedupe_id,
         ))])
         self.workers.wake()
         return all(queued)
