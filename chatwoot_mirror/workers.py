@@ -104,15 +104,14 @@ class DeliveryWorkers:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             daemon=True,
         )
-        scheduler.add_job(self._wake_if_due, "interval", seconds=self.tick, executor=_EXECUTOR)
-        scheduler.add_job(
-            self._renew_claims, "interval", seconds=max(0.05, self.claim_ttl / 3),
-            executor=_EXECUTOR,
-        )
-        scheduler.add_job(self._prune, "interval", hours=1, executor=_EXECUTOR)
-        scheduler.add_job(self._checkpoint, "interval", seconds=1, executor=_EXECUTOR)
-        for seconds, job in self.periodic:
-            scheduler.add_job(self._guarded(job), "interval", seconds=seconds,
+        jobs = [
+            (self.tick, self._wake_if_due, "outbox check"),
+            (max(0.05, self.claim_ttl / 3), self._renew_claims, "claim renewal"),
+            (3600.0, self._prune, "pruning provider ids"),
+            (1.0, self.store.checkpoint, "store checkpoint"),
+        ] + [(seconds, job, getattr(job, "__name__", "host job")) for seconds, job in self.periodic]
+        for seconds, job, name in jobs:
+            scheduler.add_job(self._guarded(job, name), "interval", seconds=seconds,
                               executor=_EXECUTOR)
         scheduler.start()
         self._scheduler = scheduler
@@ -143,40 +142,28 @@ class DeliveryWorkers:
     # -- periodic jobs ------------------------------------------------------------------------
 
     def _wake_if_due(self) -> None:
-        try:
-            due = self.store.next_due_at(time.time())
-        except StoreError as exc:
-            log.warning("outbox check failed error=%s", exc)
-            return
+        due = self.store.next_due_at(time.time())
         if due is not None and due <= time.time():
             self.wake()
 
     def _renew_claims(self) -> None:
-        try:
-            self.store.renew_claims(self.owners, self.claim_ttl, time.time())
-        except StoreError as exc:
-            log.warning("claim renewal failed error=%s", exc)
+        self.store.renew_claims(self.owners, self.claim_ttl, time.time())
+
+    def _prune(self) -> None:
+        self.store.prune_seen(time.time() - SEEN_IDS_KEPT_FOR)
 
     @staticmethod
-    def _guarded(job: Callable[[], object]) -> Callable[[], None]:
+    def _guarded(job: Callable[[], object], name: str) -> Callable[[], None]:
+        """Every periodic job runs through here: a store failure is one warning line and the
+        job runs again at its next interval; anything else is logged with its traceback."""
         def run() -> None:
             try:
                 job()
+            except StoreError as exc:
+                log.warning("periodic job failed job=%s error=%s", name, exc)
             except Exception:
-                log.exception("periodic job failed job=%s", getattr(job, "__name__", job))
+                log.exception("periodic job failed job=%s", name)
         return run
-
-    def _checkpoint(self) -> None:
-        try:
-            self.store.checkpoint()
-        except StoreError as exc:
-            log.warning("store checkpoint failed error=%s", exc)
-
-    def _prune(self) -> None:
-        try:
-            self.store.prune_seen(time.time() - SEEN_IDS_KEPT_FOR)
-        except StoreError as exc:
-            log.warning("pruning provider ids failed error=%s", exc)
 
     # -- the worker loop ----------------------------------------------------------------------
 

@@ -380,3 +380,22 @@ def test_process_killed_mid_delivery_is_finished_by_the_next_one(db_path):
         with Mirror(config(cw, db_path, claim_ttl_seconds=1)) as mirror:
             assert mirror.flush(30)
         assert_each_once_in_order(cw, contacts, 3, tag="k")
+
+
+def test_periodic_jobs_survive_store_failures(db_path, caplog):
+    from chatwoot_mirror.errors import StoreError
+    from chatwoot_mirror.workers import DeliveryWorkers
+
+    def broken() -> None:
+        raise StoreError("disk full")
+
+    def buggy() -> None:
+        raise KeyError("oops")
+
+    DeliveryWorkers._guarded(broken, "store checkpoint")()
+    DeliveryWorkers._guarded(buggy, "host job")()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in warnings] == [
+        "periodic job failed job=store checkpoint error=disk full"]
+    assert errors and errors[0].exc_info is not None
