@@ -123,7 +123,7 @@ class Mirror:
         if config.has_bot_token:
             self.handoff_state.on_resume.append(self._resume_actions)
             self.deliverer.on_handoff_done = self._ticket_if_nobody_is_online
-        if not config.has_bot_token:
+        else:
             log.warning(
                 "CHATWOOT_BOT_TOKEN is not set: bot replies will be posted as customer "
                 "(incoming) messages prefixed with %r; create an Agent Bot in Chatwoot "
