@@ -62,6 +62,7 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_TEXT_NO_AGENT": "text when no agent is online; {protocol} = conversation number",
     "CHATWOOT_HANDOFF_LABEL": "label put on conversations the bot hands over",
     "CHATWOOT_TRANSCRIPT_MESSAGES": "messages quoted in the handoff's private note",
+    "CHATWOOT_MEDIA_MAX_MB": "customer files larger than this are mirrored as a text note",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -114,6 +115,7 @@ class Config:
     text_no_agent: str | None = None
     handoff_label: str = "bot-handoff"
     transcript_messages: int = 10
+    media_max_mb: float = 40.0  # Chatwoot's own default upload limit
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -193,6 +195,8 @@ class Config:
             raise ConfigError("CHATWOOT_RELAY_MAX_ATTEMPTS", "must be at least 1")
         if self.resume_after_minutes < 0:
             raise ConfigError("CHATWOOT_RESUME_AFTER_MINUTES", "must be 0 (never) or more")
+        if self.media_max_mb < 0:
+            raise ConfigError("CHATWOOT_MEDIA_MAX_MB", "must be 0 (never upload files) or more")
 
     @property
     def has_bot_token(self) -> bool:
@@ -318,6 +322,8 @@ class Config:
             relay_templates=_parse_bool(
                 "CHATWOOT_RELAY_TEMPLATES", text("CHATWOOT_RELAY_TEMPLATES"), False
             ),
+            media_max_mb=_parse_float("CHATWOOT_MEDIA_MAX_MB", text("CHATWOOT_MEDIA_MAX_MB"),
+                                      40.0),
             relay_max_attempts=_default(
                 _parse_int("CHATWOOT_RELAY_MAX_ATTEMPTS", text("CHATWOOT_RELAY_MAX_ATTEMPTS")), 5
             ),

@@ -22,7 +22,9 @@ from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
 from .errors import AuthError, ChatwootError, NotFound, Rejected, Unavailable
 from .identity import ContactIdentity
+from .media import Fetcher, MediaError, MediaRef, MediaTooLarge
 from .relay import AgentMessage, RelayRejected, Sender
+from .texts import DEFAULTS
 
 log = logging.getLogger("chatwoot_mirror.delivery")
 
@@ -50,7 +52,7 @@ class MirroredMessage:
     content: str
     sender_name: str | None = None
     provider_message_id: str | None = None
-    attachments: tuple[Attachment, ...] = ()
+    attachments: tuple[Attachment | MediaRef, ...] = ()
     key: str = field(default_factory=lambda: uuid.uuid4().hex)
     # looked up at call time, so that clocks patched in tests (freezegun) apply
     created_at: float = field(default_factory=lambda: time.time())
@@ -72,8 +74,14 @@ class Deliverer:
         bot_prefix: str = "🤖 ",
         report_status: bool = False,
         relay_max_attempts: int = 5,
+        media_max_bytes: int = 40 * 1024 * 1024,
+        language: str = "pt-BR",
     ) -> None:
         self.client = client
+        self.media_max_bytes = media_max_bytes
+        self.texts = DEFAULTS[language]
+        #: adapter name -> fetcher of that provider's files (``mirror.on_media_download``)
+        self.media_fetchers: dict[str, Fetcher] = {}
         self.resolver = resolver
         self.use_bot_token = use_bot_token
         self.bot_prefix = bot_prefix
@@ -243,9 +251,11 @@ class Deliverer:
         if self.use_bot_token:
             marker = (item.get("content_attributes") or {}).get(MARKER)
             return isinstance(marker, dict) and marker.get("key") == message.key
+        content = item.get("content") or ""
         return (
             item.get("message_type") == 0
-            and item.get("content") == expected
+            # a file that could not be uploaded adds a note after the text
+            and (content.startswith(expected) if message.attachments else content == expected)
             and float(item.get("created_at") or 0) >= message.created_at - 120
         )
 
@@ -254,8 +264,44 @@ class Deliverer:
             return _fit(self.bot_prefix + message.content)
         return _fit(message.content)
 
+    def _files(self, message: MirroredMessage) -> tuple[list[Attachment], list[str]]:
+        """The message's files as bytes, and a note for each one that cannot be uploaded.
+
+        A provider hiccup (5xx, timeout) is retried with the message; after the third
+        attempt, or on a refusal, the file becomes a note rather than holding up the
+        contact's later messages."""
+        files: list[Attachment] = []
+        notes: list[str] = []
+        for item in message.attachments:
+            if not isinstance(item, MediaRef):
+                files.append(item)
+                continue
+            fetch = self.media_fetchers.get(item.source)
+            try:
+                if self.media_max_bytes <= 0:
+                    raise MediaTooLarge(item.size)
+                if fetch is None:
+                    raise MediaError(f"no media fetcher registered for {item.source!r} "
+                                     "(mirror.on_media_download)", retryable=True)
+                files.append(fetch(item, self.media_max_bytes))
+            except MediaTooLarge as exc:
+                size_mb = f"{exc.size / 1_048_576:.1f}" if exc.size else "?"
+                notes.append(self.texts.media_too_large.format(kind=item.kind, size_mb=size_mb))
+            except MediaError as exc:
+                if exc.retryable and message.attempts < 2:
+                    raise Unavailable(f"file not downloaded: {exc}"[:300],
+                                      operation="download_media") from None
+                log.warning("file not mirrored contact=%s kind=%s error=%s",
+                            message.identity.key, item.kind, exc)
+                notes.append(self.texts.media_unavailable.format(kind=item.kind))
+        return files, notes
+
     def _post(self, target: Target, message: MirroredMessage) -> dict[str, Any]:
         content = self._content(message)
+        attachments: list[Attachment] = []
+        if message.attachments:
+            attachments, notes = self._files(message)
+            content = "\n".join(filter(None, [content, *notes]))
         if self.use_bot_token:
             marker: dict[str, Any] = {"key": message.key}
             if message.provider_message_id:
@@ -266,13 +312,13 @@ class Deliverer:
                 message_type="outgoing" if message.direction == OUTGOING else "incoming",
                 source_id=SOURCE_ID_PREFIX + message.key,
                 content_attributes={MARKER: marker},
-                attachments=message.attachments,
+                attachments=attachments,
             )
         return self.client.create_incoming_message(
             target.source_id,
             target.conversation_id,
             content,
-            attachments=message.attachments,
+            attachments=attachments,
         )
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,9 +21,10 @@ from .delivery import ACTION, INCOMING, OUTGOING, RELAY, Deliverer, MirroredMess
 from .errors import ChatwootError, ConfigError, StoreError
 from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
+from .media import Fetcher, MediaRef
 from .outbox import Backoff, encode
 from .pacing import Pacer
-from .relay import AgentMessage, Sender
+from .relay import AgentAttachment, AgentMessage, Sender
 from .store import SQLiteStore, Store
 from .texts import DEFAULTS, all_default_keywords
 from .triggers import BusinessHours, Keywords
@@ -41,6 +43,19 @@ _RUNNING: weakref.WeakSet[Mirror] = weakref.WeakSet()
 def _stop_running_mirrors() -> None:
     for mirror in list(_RUNNING):
         mirror.workers.stop(timeout=1.0)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What :meth:`Mirror.receive` did with a customer message."""
+
+    queued: bool  # written to the outbox
+    duplicate: bool  # the provider delivered this message id before: do nothing
+    paused: bool  # humans have the contact (after this message's triggers)
+
+    @property
+    def bot_should_answer(self) -> bool:
+        return not (self.duplicate or self.paused)
 
 
 class Mirror:
@@ -97,6 +112,8 @@ class Mirror:
             bot_prefix=config.bot_prefix,
             report_status=bool(config.api_token and config.account_id),
             relay_max_attempts=config.relay_max_attempts,
+            media_max_bytes=int(config.media_max_mb * 1024 * 1024),
+            language=config.language,
         )
         self.handoff_state = Handoff(
             self.store, resume_after_minutes=config.resume_after_minutes
@@ -200,12 +217,35 @@ class Mirror:
         *,
         sender_name: str | None = None,
         message_id: str | None = None,
-        attachments: Iterable[Attachment] = (),
+        attachments: Iterable[Attachment | MediaRef] = (),
     ) -> bool:
         """Queue a message the customer sent (shown as theirs in Chatwoot)."""
         return self._queue(
             contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))]
         )
+
+    def receive(
+        self,
+        contact: object,
+        text: str,
+        *,
+        sender_name: str | None = None,
+        message_id: str | None = None,
+        attachments: Iterable[Attachment | MediaRef] = (),
+    ) -> Received:
+        """Mirror a customer message and tell the bot whether to answer it.
+
+        Like :meth:`log_incoming`, then the handoff triggers, then the pause state: the
+        bot should answer unless the provider delivered ``message_id`` before or humans
+        have the contact. Never raises; when the store fails the bot answers (mirroring
+        must not silence it)."""
+        flags = self._queue(
+            contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))],
+            flags=True,
+        )
+        duplicate = flags is not None and bool(flags) and not flags[0]
+        return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
+                        paused=not duplicate and self.is_paused(contact))
 
     def log_outgoing(
         self,
@@ -221,18 +261,22 @@ class Mirror:
     def _queue(
         self,
         contact: object,
-        items: list[tuple[str, str, str | None, str | None, tuple[Attachment, ...]]],
+        items: list[tuple[str, str, str | None, str | None, tuple[Attachment | MediaRef, ...]]],
         *,
         triggers: bool = True,
-    ) -> bool:
+        flags: bool = False,
+    ) -> Any:
+        """Queue ``items`` in one transaction; ``True`` when they are written down (or
+        ``flags=True``: one ``False`` per item already seen, ``None`` on failure)."""
+        failed = None if flags else False
         if not self.enabled or self._closed:
-            return False
+            return failed
         try:
             identity = self.identify(contact)
         except ValueError as exc:
             log.warning("message not mirrored: %s", exc)
             self._count("not_queued", str(exc))
-            return False
+            return failed
         messages = []
         for direction, text, sender_name, message_id, files in items:
             content = "" if text is None else str(text)
@@ -249,17 +293,17 @@ class Mirror:
                 )
             )
         if not messages:
-            return True
+            return [] if flags else True
         try:
             queued = self.store.enqueue([encode(m) for m in messages])
         except StoreError as exc:
             log.error("message not queued contact=%s error=%s", identity.key, exc)
             self._count("not_queued", str(exc))
-            return False
+            return failed
         except Exception as exc:  # the host bot must never crash because of mirroring
             log.exception("message not queued contact=%s", identity.key)
             self._count("not_queued", type(exc).__name__)
-            return False
+            return failed
         if not all(queued):
             log.debug("provider message seen before, not queued again contact=%s",
                       identity.key)
@@ -267,7 +311,7 @@ class Mirror:
         if triggers:
             fresh = [m for m, new in zip(messages, queued, strict=True) if new]
             self._apply_triggers(identity, fresh)
-        return True
+        return list(queued) if flags else True
 
     def _apply_triggers(self, identity: ContactIdentity, messages: list[MirroredMessage]) -> None:
         """Hand over by keyword, outside business hours, or after too many bot turns.
@@ -344,19 +388,26 @@ class Mirror:
         if not any(a.get("availability_status") == "online" for a in agents):
             self.notify_customer(identity, text.format(protocol=conversation_id))
 
-    def notify_customer(self, contact: object, text: str) -> bool:
-        """Send ``text`` to the customer through the registered channel sender, and mirror it
-        as the bot's message in Chatwoot. Both go through the durable queue."""
+    def notify_customer(
+        self, contact: object, text: str, *, media: Iterable[AgentAttachment] = (),
+        kind: str = "notice",
+    ) -> bool:
+        """Send ``text`` (and files by URL) to the customer through the registered channel
+        sender, and mirror it as the bot's message in Chatwoot; both through the durable
+        queue. ``kind="bot"`` marks the bot's own replies (they count as bot turns)."""
         if not self.enabled or self._closed:
             return False
         identity = contact if isinstance(contact, ContactIdentity) else self.identify(contact)
+        media = tuple(media)
         relayed = self._enqueue_relay(
             AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
-                         kind="notice"),
+                         attachments=media, kind=kind),
             dedupe_id=None,
         )
+        # Chatwoot takes files only as uploads; a file the bot sends by URL shows as its URL.
+        shown = "\n".join(filter(None, [text, *(f"[{m.file_type}] {m.url}" for m in media)]))
         mirrored = self._queue(identity.raw or identity.key,
-                               [(OUTGOING, text, None, None, ())], triggers=False)
+                               [(OUTGOING, shown, None, None, ())], triggers=kind == "bot")
         # With no sender registered there is nothing to relay; the notice is still mirrored.
         return (relayed or self.deliverer.sender is None) and mirrored
 
@@ -431,6 +482,14 @@ class Mirror:
         if self.enabled:
             self.deliverer.sender = sender
         return sender
+
+    def on_media_download(self, source: str, fetch: Fetcher) -> Fetcher:
+        """Register how to download files of ``source`` (an adapter's name) that customers
+        sent: ``fetch(MediaRef, max_bytes) -> Attachment``, called from the delivery
+        workers just before the message is posted (see :mod:`chatwoot_mirror.media`)."""
+        if self.enabled:
+            self.deliverer.media_fetchers[source] = fetch
+        return fetch
 
     def relay(self, message: AgentMessage) -> bool:
         """Queue an agent's message for the customer (the webhook handler calls this)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .client import Attachment
 from .delivery import RELAY, MirroredMessage
 from .identity import ContactIdentity
+from .media import MediaRef
 from .relay import AgentMessage
 from .store import OutboxRow
 
@@ -37,7 +38,7 @@ def encode(message: MirroredMessage) -> OutboxRow:
         "content": message.content,
         "sender_name": message.sender_name,
         "attachments": [
-            {
+            {"ref": a.to_dict()} if isinstance(a, MediaRef) else {
                 "filename": a.filename,
                 "content_type": a.content_type,
                 "data": base64.b64encode(a.data).decode("ascii"),
@@ -69,6 +70,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         sender_name=payload.get("sender_name"),
         provider_message_id=row.provider_message_id,
         attachments=tuple(
+            MediaRef.from_dict(a["ref"]) if "ref" in a else
             Attachment(base64.b64decode(a["data"]), a["filename"], a["content_type"])
             for a in payload.get("attachments", ())
         ),

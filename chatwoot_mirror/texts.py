@@ -20,6 +20,9 @@ class Texts:
     note: str  # private note for agents; {reason}
     who: tuple[str, str, str, str]  # transcript labels: customer, bot, agent, attachment
     keywords: tuple[str, ...]
+    media_too_large: str  # shown to agents in place of a file; {kind}, {size_mb}
+    media_unavailable: str  # {kind}
+    from_phone: str  # prefix of messages typed on the business phone itself
 
 
 DEFAULTS: dict[str, Texts] = {
@@ -33,6 +36,9 @@ DEFAULTS: dict[str, Texts] = {
         note="Conversa transferida pelo bot (motivo: {reason}). Últimas mensagens:",
         who=("Cliente", "Bot", "Atendente", "[anexo]"),
         keywords=("atendente", "humano", "pessoa", "operador", "agente", "falar com alguem"),
+        media_too_large="[{kind} de {size_mb} MB não copiado: acima do limite]",
+        media_unavailable="[{kind} não copiado: o provedor não entregou o arquivo]",
+        from_phone="[enviado pelo celular] ",
     ),
     "es": Texts(
         handoff="¡Claro! Te paso con un agente. Espera un momento, por favor.",
@@ -44,6 +50,9 @@ DEFAULTS: dict[str, Texts] = {
         note="Conversación transferida por el bot (motivo: {reason}). Últimos mensajes:",
         who=("Cliente", "Bot", "Agente", "[adjunto]"),
         keywords=("agente", "humano", "persona", "operador", "asesor"),
+        media_too_large="[{kind} de {size_mb} MB no copiado: supera el límite]",
+        media_unavailable="[{kind} no copiado: el proveedor no entregó el archivo]",
+        from_phone="[enviado desde el teléfono] ",
     ),
     "en": Texts(
         handoff="Sure! I'm passing you to a member of our team. Please hold on a moment.",
@@ -55,6 +64,9 @@ DEFAULTS: dict[str, Texts] = {
         note="Conversation handed over by the bot (reason: {reason}). Last messages:",
         who=("Customer", "Bot", "Agent", "[attachment]"),
         keywords=("human", "agent", "person", "operator", "representative"),
+        media_too_large="[{kind} of {size_mb} MB not copied: over the limit]",
+        media_unavailable="[{kind} not copied: the provider did not hand over the file]",
+        from_phone="[sent from the phone] ",
     ),
 }
 

@@ -150,7 +150,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def prune_seen(self, before: float) -> int:
-        """Atomically forget provider message ids first seen before ``before``."""
+        """Atomically forget provider message ids first seen before ``before``, and values
+        that expired before it."""
 
     @abc.abstractmethod
     def dead_letter(self, key: str, owner: str, reason: str) -> None:
@@ -235,6 +236,25 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def first_delivery(self, delivery_id: str, now: float) -> bool:
         """Atomically record a webhook delivery id; ``False`` if it was recorded before."""
+
+    # -- integration state -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_value(self, scope: str, key: str, now: float) -> str | None:
+        """Non-destructively read the value stored under ``(scope, key)``; ``None`` when
+        there is none or it expired at or before ``now``."""
+
+    @abc.abstractmethod
+    def set_value(
+        self, scope: str, key: str, value: str, expires_at: float | None = None
+    ) -> None:
+        """Atomically store ``value`` under ``(scope, key)``, replacing any earlier value
+        and its expiry; committed (visible to every process) when this returns."""
+
+    @abc.abstractmethod
+    def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
+        """Atomically remove ``(scope, key)`` (only while it still holds ``expected``, when
+        given, so a stale reader cannot delete a newer value); ``True`` if removed."""
 
     def checkpoint(self) -> None:  # noqa: B027 - optional hook
         """Non-blocking maintenance run from a background job (SQLite: copy the write-ahead

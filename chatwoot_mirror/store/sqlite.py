@@ -111,6 +111,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE handoff ADD COLUMN bot_turns INTEGER NOT NULL DEFAULT 0;
     """,
+    # v7: small per-contact state of channel integrations (a Typebot session id, say).
+    """
+    CREATE TABLE kv (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (scope, key)
+    );
+    """,
 ]
 
 _HANDOFF = (
@@ -414,6 +424,7 @@ class SQLiteStore(Store):
     def prune_seen(self, before: float) -> int:
         with self._guard(), self._write() as conn:
             conn.execute("DELETE FROM webhook_deliveries WHERE seen_at < ?", (before,))
+            conn.execute("DELETE FROM kv WHERE expires_at < ?", (before,))
             return conn.execute("DELETE FROM seen_ids WHERE seen_at < ?", (before,)).rowcount
 
     def dead_letter(self, key: str, owner: str, reason: str) -> None:
@@ -594,6 +605,36 @@ class SQLiteStore(Store):
                 "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, seen_at) VALUES (?, ?)",
                 (delivery_id, now),
             ).rowcount)
+
+    def get_value(self, scope: str, key: str, now: float) -> str | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT value FROM kv WHERE scope = ? AND key = ?"
+            " AND (expires_at IS NULL OR expires_at > ?)",
+            (scope, key, now),
+        ).fetchone())
+        return row[0] if row else None
+
+    def set_value(
+        self, scope: str, key: str, value: str, expires_at: float | None = None
+    ) -> None:
+        with self._guard(), self._write_lock_only():
+            self._conn().execute(
+                "INSERT INTO kv (scope, key, value, expires_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value,"
+                " expires_at = excluded.expires_at",
+                (scope, key, value, expires_at),
+            )
+
+    def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
+        with self._guard(), self._write_lock_only():
+            if expected is None:
+                cursor = self._conn().execute(
+                    "DELETE FROM kv WHERE scope = ? AND key = ?", (scope, key))
+            else:
+                cursor = self._conn().execute(
+                    "DELETE FROM kv WHERE scope = ? AND key = ? AND value = ?",
+                    (scope, key, expected))
+            return bool(cursor.rowcount)
 
     def checkpoint(self) -> None:
         try:
