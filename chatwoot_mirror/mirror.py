@@ -456,6 +456,19 @@ class Mirror:
         self._after_local_handoff(identity, reason, note)
         return True
 
+    def human_replied(self, contact: object, reason: str = "owner_reply") -> bool:
+        """A person answered the customer outside Chatwoot (typed on the business phone):
+        pause the bot quietly, no handoff text, and count it as human activity for
+        ``CHATWOOT_RESUME_AFTER_MINUTES``. ``True`` if the bot had the contact."""
+        if not self.enabled:
+            return False
+        try:
+            return self.handoff_state.pause(self.identify(contact).key, reason,
+                                            human_activity=True)
+        except (ValueError, StoreError) as exc:
+            log.warning("bot not paused after a human reply error=%s", exc)
+            return False
+
     def resume(self, contact: object) -> bool:
         """Give ``contact`` back to the bot now."""
         if not self.enabled:

@@ -1,1 +1,39 @@
-"""Channel adapters (360dialog, Uazapi, Z-PRO/Typebot) for chatwoot-mirror."""
+"""Channel adapters: one module per provider, one shared interface (:mod:`.base`).
+
+* :class:`~integrations.dialog360.Dialog360Adapter` (360dialog, Cloud API and On-Premise)
+* :class:`~integrations.uazapi.UazapiAdapter` (uazapiGO v2)
+* :class:`~integrations.zpro.ZproAdapter` (Z-PRO; partly inferred, see the module)
+* :class:`~integrations.typebot.TypebotBot` (Typebot's Chat API as the bot function)
+
+:func:`~integrations.inbound.handle_inbound` ties a parsed event, the host's bot function
+and the mirror together; :mod:`integrations.flask` mounts it as a webhook route.
+"""
+
+from .base import (
+    BotReply,
+    ChannelAdapter,
+    InboundEvent,
+    ProviderError,
+    ProviderRejected,
+)
+from .dialog360 import Dialog360Adapter
+from .inbound import InboundHandler, connect, handle_inbound
+from .typebot import TypebotBot, TypebotHandoffHandler
+from .uazapi import UazapiAdapter
+from .zpro import ZproAdapter
+
+__all__ = [
+    "BotReply",
+    "ChannelAdapter",
+    "Dialog360Adapter",
+    "InboundEvent",
+    "InboundHandler",
+    "ProviderError",
+    "ProviderRejected",
+    "TypebotBot",
+    "TypebotHandoffHandler",
+    "UazapiAdapter",
+    "ZproAdapter",
+    "connect",
+    "handle_inbound",
+]

@@ -1,0 +1,334 @@
+"""360dialog (WhatsApp Business API): Cloud API and On-Premise.
+
+* Webhooks: the Cloud API forwards Meta's body (``entry[].changes[].value``); On-Premise
+  puts ``contacts``/``messages``/``statuses`` at the top level. Both are read; every
+  entry, change, message and status is iterated (never ``[0]``).
+* Sending: ``POST {base}/messages`` (Cloud) or ``{base}/v1/messages`` (On-Premise) with
+  the ``D360-API-KEY`` header. Since 2026 a user may hide their number behind a username:
+  such a contact is a BSUID (``BR.1502…``) and is sent to as ``recipient``.
+* Files: ``GET {base}/{media_id}`` gives a ``lookaside.fbsbx.com`` URL; 360dialog serves
+  the same path and query from its own host with the API key (the key is never sent to
+  Meta's host).
+* Echoes: the Cloud API does not echo messages sent through it (they come back only as
+  statuses). A Coexistence number also sends ``smb_message_echoes`` for messages typed in
+  the WhatsApp Business app: those are ``owner`` events.
+* Verification: 360dialog does not sign number webhooks. Add a required header in the
+  360dialog Hub (webhook settings) carrying a secret, or put ``?token=<secret>`` in the
+  webhook URL, and pass the same ``webhook_secret`` here.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from chatwoot_mirror.client import Attachment
+from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.media import MediaError, MediaRef
+
+from .base import (
+    MESSAGE,
+    OWNER,
+    STATUS,
+    HttpAdapter,
+    InboundEvent,
+    ProviderError,
+    as_attachment,
+    digits_of,
+    header,
+    kind_of,
+    load_json,
+    log,
+    skip,
+)
+
+CLOUD_URL = "https://waba-v2.360dialog.io"
+ON_PREMISE_HOSTS = {"waba.360dialog.io", "waba-sandbox.360dialog.io"}
+MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+_BSUID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class Dialog360Adapter(HttpAdapter):
+    """``Dialog360Adapter(api_key)``; ``base_url`` for On-Premise or the sandbox (detected
+    from the host, or say ``on_premise=``)."""
+
+    name = "dialog360"
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str = CLOUD_URL,
+        *,
+        on_premise: bool | None = None,
+        webhook_secret: str | None = None,
+        secret_header: str = "X-Webhook-Secret",
+        insecure: bool = False,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (3.05, 15.0),
+    ) -> None:
+        super().__init__(session=session, timeout=timeout)
+        if not api_key:
+            raise ValueError("api_key is empty: copy the channel's API key from the 360dialog Hub")
+        self.api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        host = urlsplit(self.base_url).hostname or ""
+        self.on_premise = host in ON_PREMISE_HOSTS if on_premise is None else on_premise
+        self.webhook_secret = webhook_secret
+        self.secret_header = secret_header
+        self.insecure = insecure
+
+    @property
+    def verifies(self) -> bool:
+        return bool(self.webhook_secret) or self.insecure
+
+    def _headers(self) -> dict[str, str]:
+        return {"D360-API-KEY": self.api_key}
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> bool:
+        if not self.webhook_secret:
+            return self.insecure
+        given = header(headers, self.secret_header) or (query or {}).get("token") or ""
+        if given.lower().startswith("bearer "):
+            given = given[7:]
+        return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
+        data = load_json(body, self.name)
+        if not isinstance(data, dict):
+            return [] if data is None else skip(self.name, "not_an_object")
+        if isinstance(data.get("entry"), list):
+            events: list[InboundEvent] = []
+            for entry in data["entry"]:
+                for change in _dicts(entry.get("changes") if isinstance(entry, dict) else None):
+                    value = change.get("value")
+                    if not isinstance(value, dict):
+                        continue
+                    field = change.get("field")
+                    if field == "messages":
+                        events.extend(self._value(value))
+                    elif field == "smb_message_echoes":
+                        events.extend(self._echoes(value))
+                    else:
+                        skip(self.name, f"field_{str(field)[:40]}")
+            return events
+        if any(k in data for k in ("messages", "statuses", "errors")):
+            return self._value(data)  # On-Premise: the same objects at the top level
+        return skip(self.name, "unknown_shape")
+
+    def _value(self, value: dict[str, Any]) -> list[InboundEvent]:
+        names: dict[str, str] = {}
+        for contact in _dicts(value.get("contacts")):
+            name = (contact.get("profile") or {}).get("name")
+            for key in ("wa_id", "user_id"):
+                if contact.get(key) and name:
+                    names[str(contact[key])] = str(name)
+        events = []
+        for message in _dicts(value.get("messages")):
+            contact = message.get("from") or message.get("from_user_id")
+            if not contact:
+                skip(self.name, "message_without_sender")
+                continue
+            event = self._message(MESSAGE, str(contact), message, names.get(str(contact)))
+            if event is not None:
+                events.append(event)
+        for status in _dicts(value.get("statuses")):
+            errors = _dicts(status.get("errors"))
+            error = None
+            if errors:
+                first = errors[0]
+                details = (first.get("error_data") or {}).get("details")
+                error = f"{first.get('code')} {details or first.get('title') or ''}".strip()
+            events.append(InboundEvent(
+                kind=STATUS,
+                contact=str(status.get("recipient_id") or status.get("recipient_user_id") or ""),
+                message_id=_str(status.get("id")),
+                timestamp=_seconds(status.get("timestamp")),
+                raw_type="status",
+                status=_str(status.get("status")),
+                error=error,
+            ))
+        for error in _dicts(value.get("errors")):
+            log.warning("360dialog reported an error code=%s title=%s",
+                        error.get("code"), str(error.get("title"))[:100])
+        return events
+
+    def _echoes(self, value: dict[str, Any]) -> list[InboundEvent]:
+        events = []
+        for echo in _dicts(value.get("message_echoes")):
+            contact = echo.get("to") or echo.get("to_user_id")
+            if contact:
+                event = self._message(OWNER, str(contact), echo, None)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    def _message(self, kind: str, contact: str, message: dict[str, Any],
+                 name: str | None) -> InboundEvent | None:
+        raw_type = str(message.get("type") or "")
+        body = message.get(raw_type) if isinstance(message.get(raw_type), dict) else {}
+        text = ""
+        attachments: tuple[MediaRef, ...] = ()
+        expects_reply = True
+        if raw_type == "text":
+            text = str(body.get("body") or "")
+        elif raw_type in MEDIA_TYPES:
+            text = str(body.get("caption") or "")
+            if body.get("id"):
+                attachments = (MediaRef(
+                    source=self.name, ref=str(body["id"]),
+                    kind="audio" if raw_type == "audio" else raw_type,
+                    mime_type=_str(body.get("mime_type")), filename=_str(body.get("filename")),
+                ),)
+        elif raw_type == "location":
+            text = _location(body)
+        elif raw_type == "interactive":
+            reply = body.get(str(body.get("type"))) if isinstance(body, dict) else None
+            reply = reply if isinstance(reply, dict) else {}
+            text = str(reply.get("title") or reply.get("body") or reply.get("response_json")
+                       or "")
+        elif raw_type == "button":
+            text = str(body.get("text") or body.get("payload") or "")
+        elif raw_type == "reaction":
+            emoji = body.get("emoji")
+            if not emoji:
+                return None  # a reaction taken back: nothing to show
+            text, expects_reply = str(emoji), False
+        elif raw_type == "contacts":
+            text = _contacts(message.get("contacts"))
+        else:
+            text, expects_reply = f"[{raw_type or 'unknown'} message]", False
+        return InboundEvent(
+            kind=kind, contact=contact, text=text, name=name,
+            message_id=_str(message.get("id")), timestamp=_seconds(message.get("timestamp")),
+            attachments=attachments, raw_type=raw_type, expects_reply=expects_reply,
+        )
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    def _messages_url(self) -> str:
+        return self.base_url + ("/v1/messages" if self.on_premise else "/messages")
+
+    def _envelope(self, contact: str | ContactIdentity) -> dict[str, Any]:
+        address = digits_of(contact)
+        body: dict[str, Any] = {"recipient_type": "individual"}
+        if not self.on_premise:
+            body["messaging_product"] = "whatsapp"
+        if "." in address and address[:2].isalpha() and set(address[:2]) <= _BSUID_CHARS:
+            body["recipient"] = address  # a BSUID: the user hides their number
+        else:
+            body["to"] = address
+        return body
+
+    def _send(self, operation: str, body: dict[str, Any]) -> str | None:
+        data = self._json(operation, "POST", self._messages_url(), json=body,
+                          headers=self._headers())
+        messages = data.get("messages") or []
+        if messages and isinstance(messages[0], dict):
+            return _str(messages[0].get("id"))
+        return None
+
+    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+        body = self._envelope(contact)
+        body.update(type="text", text={"body": text, "preview_url": False})
+        return self._send("send_text", body)
+
+    def send_media(
+        self,
+        contact: str | ContactIdentity,
+        url_or_bytes: str | bytes,
+        mime_type: str,
+        caption: str | None = None,
+        filename: str | None = None,
+    ) -> str | None:
+        kind = kind_of(mime_type)
+        if isinstance(url_or_bytes, bytes):
+            media: dict[str, Any] = {"id": self.upload(url_or_bytes, mime_type, filename)}
+        else:
+            media = {"link": url_or_bytes}
+        if caption and kind != "audio":
+            media["caption"] = caption
+        if filename and kind == "document":
+            media["filename"] = filename
+        body = self._envelope(contact)
+        body.update({"type": kind, kind: media})
+        return self._send("send_media", body)
+
+    def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
+        """Upload a file to 360dialog; its media id."""
+        url = self.base_url + ("/v1/media" if self.on_premise else "/media")
+        result = self._json(
+            "upload_media", "POST", url, headers=self._headers(),
+            data={"messaging_product": "whatsapp"},
+            files={"file": (filename or "file", data, mime_type)},
+        )
+        media_id = result.get("id") or ((result.get("media") or [{}])[0]).get("id")
+        if not media_id:
+            raise ProviderError("no media id in the answer", operation="upload_media")
+        return str(media_id)
+
+    def download(self, media: MediaRef, max_bytes: int) -> Attachment:
+        if self.on_premise:
+            data, content_type = self._fetch("download_media",
+                                             f"{self.base_url}/v1/media/{media.ref}",
+                                             max_bytes, media.size, headers=self._headers())
+            return as_attachment(media, data, content_type)
+        try:
+            info = self._json("media_url", "GET", f"{self.base_url}/{media.ref}",
+                              headers=self._headers())
+        except ProviderError as exc:
+            raise MediaError(str(exc), retryable=exc.retryable) from None
+        if not info.get("url"):
+            raise MediaError("media_url: no url in the answer")
+        size = info.get("file_size")
+        data, content_type = self._fetch(
+            "download_media", self._on_our_host(str(info["url"])), max_bytes,
+            int(size) if isinstance(size, int) else media.size, headers=self._headers(),
+        )
+        mime = media.mime_type or _str(info.get("mime_type"))
+        return as_attachment(MediaRef(**{**media.to_dict(), "mime_type": mime}), data,
+                             content_type)
+
+    def _on_our_host(self, url: str) -> str:
+        """Meta's lookaside URL, served by 360dialog: same path and query, our base host."""
+        parts = urlsplit(url)
+        base = urlsplit(self.base_url)
+        return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _location(body: dict[str, Any]) -> str:
+    lines = [str(body[k]) for k in ("name", "address") if body.get(k)]
+    if body.get("latitude") is not None and body.get("longitude") is not None:
+        lines.append(f"https://maps.google.com/?q={body['latitude']},{body['longitude']}")
+    return "\n".join(lines)
+
+
+def _contacts(value: Any) -> str:
+    lines = []
+    for card in _dicts(value):
+        name = (card.get("name") or {}).get("formatted_name") or ""
+        phones = ", ".join(str(p.get("phone")) for p in _dicts(card.get("phones")))
+        lines.append(" ".join(filter(None, [name, phones])))
+    return "\n".join(lines)

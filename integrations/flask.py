@@ -1,0 +1,52 @@
+"""Flask wiring for provider webhooks: translates requests, nothing else.
+
+    app.register_blueprint(
+        create_provider_blueprint(mirror, UazapiAdapter(url, token), my_bot),
+        url_prefix="/uazapi")                       # POST /uazapi/webhook
+    app.register_blueprint(create_typebot_blueprint(mirror, token), url_prefix="/typebot")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from chatwoot_mirror.mirror import Mirror
+from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
+
+from .base import BotFunction, ChannelAdapter
+from .inbound import InboundHandler
+from .typebot import TypebotHandoffHandler
+
+
+def _translate(handle: Any, max_bytes: int) -> tuple[Response, int]:
+    if (request.content_length or 0) > max_bytes:
+        return jsonify({"result": "too_large"}), 413
+    result: WebhookResponse = handle(WebhookRequest(
+        headers=dict(request.headers), body=request.get_data(), query=request.args.to_dict()))
+    return jsonify(result.body), result.status
+
+
+def create_provider_blueprint(
+    mirror: Mirror, adapter: ChannelAdapter, bot_fn: BotFunction, *,
+    name: str | None = None, **options: Any,
+) -> Blueprint:
+    """``POST /webhook`` for ``adapter``'s webhooks (see :class:`InboundHandler`)."""
+    handler = InboundHandler(mirror, adapter, bot_fn, **options)
+    blueprint = Blueprint(name or f"{adapter.name}_webhook", __name__)
+    blueprint.add_url_rule("/webhook", "webhook",
+                           lambda: _translate(handler.handle, handler.max_bytes),
+                           methods=["POST"])
+    return blueprint
+
+
+def create_typebot_blueprint(mirror: Mirror, token: str, *,
+                             name: str = "typebot_handoff") -> Blueprint:
+    """``POST /handoff`` for a Typebot HTTP Request block (see
+    :class:`~integrations.typebot.TypebotHandoffHandler`)."""
+    handler = TypebotHandoffHandler(mirror, token)
+    blueprint = Blueprint(name, __name__)
+    blueprint.add_url_rule("/handoff", "handoff",
+                           lambda: _translate(handler.handle, 64 * 1024), methods=["POST"])
+    return blueprint

@@ -1,0 +1,272 @@
+"""uazapi (uazapiGO v2).
+
+* Webhooks: the real deliveries are a flat envelope ``{EventType, message, chat, owner,
+  token, ...}``, not the ``{event, instance, data}`` of the published spec. ``messages``
+  events carry one message; ``messages_update`` carries receipts for a batch of ids.
+  uazapi v1 (the Node build) bodies are refused with a log line.
+* Who wrote: ``fromMe=false`` is the customer; ``fromMe=true, wasSentByApi=false`` was
+  typed on the phone or WhatsApp Web (an ``owner`` event); ``fromMe=true,
+  wasSentByApi=true`` is an echo of a ``/send/*`` call (ours carry our ``track_source``).
+  The customer is ``message.chatid``; ``sender`` is a LID and, on ``fromMe`` messages,
+  the instance owner.
+* Groups are skipped unless ``include_groups=True``. ``messageTimestamp`` is in ms.
+* Sending: ``POST {base}/send/text`` and ``/send/media`` with the ``token`` header.
+  Files: ``POST {base}/message/download`` returns a link (kept about two days).
+* Verification: every webhook carries the instance token; it must match ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from chatwoot_mirror.client import Attachment
+from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
+
+from .base import (
+    ECHO,
+    MESSAGE,
+    OWNER,
+    STATUS,
+    HttpAdapter,
+    InboundEvent,
+    ProviderError,
+    as_attachment,
+    digits_of,
+    kind_of,
+    load_json,
+    log,
+    skip,
+)
+
+TRACK_SOURCE = "chatwoot-mirror"
+_MEDIA_KINDS = {
+    "image": "image", "video": "video", "gif": "video", "ptv": "video", "audio": "audio",
+    "ptt": "audio", "myaudio": "audio", "document": "document", "sticker": "sticker",
+    "user_created_sticker": "sticker",
+}
+
+
+class UazapiAdapter(HttpAdapter):
+    """``UazapiAdapter("https://acme.uazapi.com", instance_token)``."""
+
+    name = "uazapi"
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        include_groups: bool = False,
+        track_source: str = TRACK_SOURCE,
+        typing_delay_ms: int = 0,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (3.05, 15.0),
+    ) -> None:
+        super().__init__(session=session, timeout=timeout)
+        if not base_url or not token:
+            raise ValueError("base_url and token are required: the instance's server URL "
+                             "and token from the uazapi panel")
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.include_groups = include_groups
+        self.track_source = track_source
+        self.typing_delay_ms = typing_delay_ms
+
+    verifies = True  # the instance token travels in every webhook
+
+    def _headers(self) -> dict[str, str]:
+        return {"token": self.token}
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> bool:
+        try:
+            given = json.loads(body).get("token")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            return False
+        return isinstance(given, str) and hmac.compare_digest(given.encode(),
+                                                              self.token.encode())
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
+        data = load_json(body, self.name)
+        if not isinstance(data, dict):
+            return [] if data is None else skip(self.name, "not_an_object")
+        event_type = data.get("EventType")
+        if event_type == "messages" and isinstance(data.get("message"), dict):
+            event = self._message(data["message"], data.get("chat") or {})
+            return [event] if event is not None else []
+        if event_type == "messages_update":
+            return self._receipts(data)
+        if event_type == "connection":
+            instance = data.get("instance") if isinstance(data.get("instance"), dict) else {}
+            log.info("uazapi connection status=%s", str(instance.get("status"))[:30])
+            return []
+        if "event" in data and "data" in data:
+            return skip(self.name, "uazapi_v1_body_unsupported")
+        return skip(self.name, f"event_{str(event_type)[:40]}")
+
+    def _message(self, message: dict[str, Any], chat: dict[str, Any]) -> InboundEvent | None:
+        chatid = str(message.get("chatid") or chat.get("wa_chatid") or "")
+        if not chatid:
+            skip(self.name, "message_without_chat")
+            return None
+        is_group = bool(message.get("isGroup")) or chatid.endswith("@g.us")
+        if is_group and not self.include_groups:
+            log.debug("uazapi group message skipped")
+            return None
+        from_me = bool(message.get("fromMe"))
+        if from_me:
+            kind = ECHO if message.get("wasSentByApi") else OWNER
+        else:
+            kind = MESSAGE
+        content = message.get("content")
+        content = content if isinstance(content, dict) else {"text": content}
+        text = str(message.get("text") or content.get("text") or "")
+        media_type = str(message.get("mediaType") or "")
+        message_type = str(message.get("messageType") or "")
+        raw_type = media_type or str(message.get("type") or message_type)
+        attachments: tuple[MediaRef, ...] = ()
+        expects_reply = True
+        message_id = str(message.get("messageid") or message.get("id") or "") or None
+        if message.get("type") == "reaction":
+            if not text:
+                return None  # a reaction taken back
+            expects_reply = False
+        elif message.get("edited"):
+            text, expects_reply = f"(edited) {text}", False
+        elif media_type in _MEDIA_KINDS and message_id:
+            text = str(content.get("caption") or text)
+            size = content.get("fileLength")
+            attachments = (MediaRef(
+                source=self.name, ref=message_id, kind=_MEDIA_KINDS[media_type],
+                mime_type=_str(content.get("mimetype")), filename=_str(content.get("fileName")),
+                size=int(size) if isinstance(size, (int, float)) else None,
+            ),)
+        elif media_type == "location":
+            lat, lng = content.get("degreesLatitude"), content.get("degreesLongitude")
+            text = "\n".join(filter(None, [
+                str(content.get("name") or ""), str(content.get("address") or ""),
+                f"https://maps.google.com/?q={lat},{lng}" if lat is not None else ""]))
+        elif media_type in ("list_response", "buttons_response") or message_type in (
+                "ListResponseMessage", "ButtonsResponseMessage"):
+            text = str(message.get("vote") or content.get("title") or text
+                       or message.get("buttonOrListid") or "")
+        elif media_type == "vcard":
+            text = text or str(content.get("displayName") or "")
+        elif not text:
+            text, expects_reply = f"[{raw_type or 'unknown'} message]", False
+        sender_name = message.get("senderName")
+        if is_group and kind == MESSAGE and sender_name:
+            text = f"{sender_name}: {text}"  # the group is the contact; say who spoke
+        if from_me or is_group:
+            name = chat.get("name") or chat.get("wa_name") or message.get("groupName")
+        else:
+            name = sender_name or chat.get("wa_name") or chat.get("name")
+        return InboundEvent(
+            kind=kind, contact=chatid, text=text, name=_str(name) or None,
+            message_id=message_id, timestamp=_ms(message.get("messageTimestamp")),
+            attachments=attachments, raw_type=raw_type, expects_reply=expects_reply,
+        )
+
+    def _receipts(self, data: dict[str, Any]) -> list[InboundEvent]:
+        event = data.get("event") if isinstance(data.get("event"), dict) else {}
+        ids = event.get("MessageIDs")
+        if not isinstance(ids, list):
+            return skip(self.name, "receipt_without_ids")
+        state = str(data.get("state") or event.get("Type") or "").lower()
+        stamp = event.get("Timestamp")
+        return [
+            InboundEvent(kind=STATUS, contact=str(event.get("Chat") or ""), message_id=str(i),
+                         timestamp=_seconds(stamp), raw_type="receipt", status=state)
+            for i in ids if i
+        ]
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    def _post(self, operation: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._json(operation, "POST", self.base_url + path, json=body,
+                          headers=self._headers())
+
+    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+        body: dict[str, Any] = {
+            "number": digits_of(contact), "text": text,
+            "track_source": self.track_source, "track_id": uuid.uuid4().hex,
+        }
+        if self.typing_delay_ms:
+            body["delay"] = self.typing_delay_ms
+        return _str(self._post("send_text", "/send/text", body).get("messageid"))
+
+    def send_media(
+        self,
+        contact: str | ContactIdentity,
+        url_or_bytes: str | bytes,
+        mime_type: str,
+        caption: str | None = None,
+        filename: str | None = None,
+    ) -> str | None:
+        kind = kind_of(mime_type)
+        file = (base64.b64encode(url_or_bytes).decode("ascii")
+                if isinstance(url_or_bytes, bytes) else url_or_bytes)
+        body: dict[str, Any] = {
+            "number": digits_of(contact), "type": kind, "file": file,
+            "track_source": self.track_source, "track_id": uuid.uuid4().hex,
+        }
+        if caption and kind != "audio":
+            body["text"] = caption
+        if filename and kind == "document":
+            body["docName"] = filename
+        return _str(self._post("send_media", "/send/media", body).get("messageid"))
+
+    def download(self, media: MediaRef, max_bytes: int) -> Attachment:
+        if media.size is not None and media.size > max_bytes:
+            raise MediaTooLarge(media.size)
+        try:
+            info = self._post("download_media", "/message/download",
+                              {"id": media.ref, "return_link": True})
+        except ProviderError as exc:
+            raise MediaError(str(exc), retryable=exc.retryable) from None
+        mime = media.mime_type or _str(info.get("mimetype"))
+        ref = MediaRef(**{**media.to_dict(), "mime_type": mime})
+        if info.get("base64Data"):
+            try:
+                data = base64.b64decode(str(info["base64Data"]), validate=False)
+            except (binascii.Error, ValueError):
+                raise MediaError("download_media: invalid base64 in the answer") from None
+            if len(data) > max_bytes:
+                raise MediaTooLarge(len(data))
+            return as_attachment(ref, data, mime)
+        if not info.get("fileURL"):
+            raise MediaError("download_media: no fileURL in the answer")
+        # the link is public (no token): never send the instance token to it
+        data, content_type = self._fetch("download_media", str(info["fileURL"]), max_bytes,
+                                         media.size)
+        return as_attachment(ref, data, content_type)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _ms(value: Any) -> float | None:
+    try:
+        return float(value) / 1000.0
+    except (TypeError, ValueError):
+        return None
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,178 @@
+"""Z-PRO (ZDG), a Whaticket-family platform. **Partly inferred: check against your tenant.**
+
+Confirmed in Z-PRO's public help centre: an API token made under Admin > API, sent as
+``Authorization: Bearer <token>``; endpoint names (SendMessageAPIText,
+SendMessageAPIFileURL, ...); tickets Aberto / Pendente / Fechado. Not public, and taken
+from the open-source relatives Z-PRO most likely shares conventions with (Izing, Whaticket
+SaaS, Z-PRO-compatible front ends), hence configurable here:
+
+* send text: ``POST {base}/v2/api/external/{api_id}`` with ``{body, number, externalKey,
+  isClosed}`` (``send_path``); a file by URL: ``POST .../url`` with ``{mediaUrl, body,
+  number, externalKey}`` (``media_path``); the answer has no message id (Izing queues the
+  send), so ``externalKey`` is the id we return and find again in status callbacks;
+* webhooks: a connection's message webhook ``{mensagem, sender, fromMe, chamadoId,
+  ticketData{...}}``, and Izing-style callbacks ``{type: "hookMessageStatus", ack,
+  messageId, number, externalKey}`` / ``{type: "hookSessionStatus", ...}``.
+
+Neither webhook is signed: put ``?token=<secret>`` in the URL you give Z-PRO and pass the
+same ``webhook_secret``. A ``fromMe`` message is our own send when we sent that text to
+that number in the last five minutes, otherwise a person typing in Z-PRO (``owner``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from chatwoot_mirror.identity import ContactIdentity
+
+from .base import (
+    ECHO,
+    MESSAGE,
+    OWNER,
+    STATUS,
+    HttpAdapter,
+    InboundEvent,
+    RecentSends,
+    digits_of,
+    header,
+    load_json,
+    log,
+    skip,
+)
+
+#: Izing's ack levels (-1 invalid number, -2 session error, then WhatsApp's)
+ACKS = {-2: "failed", -1: "failed", 0: "pending", 1: "sent", 2: "delivered", 3: "read",
+        4: "played"}
+
+
+class ZproAdapter(HttpAdapter):
+    """``ZproAdapter("https://api.zpro.example.com", api_id, token, webhook_secret=...)``."""
+
+    name = "zpro"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_id: str,
+        token: str,
+        *,
+        send_path: str = "/v2/api/external/{api_id}",
+        media_path: str = "/v2/api/external/{api_id}/url",
+        close_ticket: bool = False,
+        webhook_secret: str | None = None,
+        insecure: bool = False,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (3.05, 15.0),
+    ) -> None:
+        super().__init__(session=session, timeout=timeout)
+        if not (base_url and api_id and token):
+            raise ValueError("base_url, api_id and token are required (Z-PRO: Admin > API)")
+        self.base_url = base_url.rstrip("/")
+        self.api_id = api_id
+        self.token = token
+        self.send_path = send_path
+        self.media_path = media_path
+        self.close_ticket = close_ticket
+        self.webhook_secret = webhook_secret
+        self.insecure = insecure
+        self.recent = RecentSends()
+
+    @property
+    def verifies(self) -> bool:
+        return bool(self.webhook_secret) or self.insecure
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _url(self, path: str) -> str:
+        return self.base_url + path.format(api_id=self.api_id)
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> bool:
+        if not self.webhook_secret:
+            return self.insecure
+        given = (query or {}).get("token") or header(headers, "X-Webhook-Token") or ""
+        return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
+        data = load_json(body, self.name)
+        if not isinstance(data, dict):
+            return [] if data is None else skip(self.name, "not_an_object")
+        kind = data.get("type")
+        if kind == "hookMessageStatus":
+            ack = data.get("ack")
+            return [InboundEvent(
+                kind=STATUS, contact=str(data.get("number") or ""),
+                message_id=str(data.get("externalKey") or data.get("messageId") or "") or None,
+                raw_type=kind, status=ACKS.get(ack if isinstance(ack, int) else 99, "unknown"),
+                error=str(data["error"])[:200] if data.get("error") else None,
+            )]
+        if kind == "hookSessionStatus":
+            log.info("zpro session status=%s", str(data.get("status"))[:30])
+            return []
+        if "mensagem" in data and data.get("sender"):
+            return self._message(data)
+        return skip(self.name, f"unknown_shape_{str(kind)[:30]}")
+
+    def _message(self, data: dict[str, Any]) -> list[InboundEvent]:
+        if data.get("isGroup"):
+            return skip(self.name, "group_message")
+        contact = str(data["sender"])
+        text = str(data.get("mensagem") or "")
+        ticket = data.get("ticketData") if isinstance(data.get("ticketData"), dict) else {}
+        if data.get("fromMe"):
+            kind = ECHO if self.recent.pop(digits_of(contact), text) else OWNER
+        else:
+            kind = MESSAGE
+        # No message id in this webhook: the ticket, its update time and the text make one,
+        # so a redelivered webhook is recognised.
+        fingerprint = hashlib.sha256(
+            json.dumps([data.get("chamadoId"), ticket.get("updatedAt"), text]).encode()
+        ).hexdigest()[:24]
+        return [InboundEvent(
+            kind=kind, contact=contact, text=text,
+            name=str(data.get("name") or "") or None,
+            message_id=f"zpro-{fingerprint}", raw_type="message",
+        )]
+
+    # -- outbound -----------------------------------------------------------------------------
+
+    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+        number = digits_of(contact)
+        key = f"chatwoot-mirror-{uuid.uuid4().hex[:16]}"
+        self.recent.add(number, text)
+        self._json("send_text", "POST", self._url(self.send_path), headers=self._headers(),
+                   json={"body": text, "number": number, "externalKey": key,
+                         "isClosed": self.close_ticket})
+        return key
+
+    def send_media(
+        self,
+        contact: str | ContactIdentity,
+        url_or_bytes: str | bytes,
+        mime_type: str,
+        caption: str | None = None,
+        filename: str | None = None,
+    ) -> str | None:
+        number = digits_of(contact)
+        key = f"chatwoot-mirror-{uuid.uuid4().hex[:16]}"
+        if isinstance(url_or_bytes, bytes):
+            self._json("send_media", "POST", self._url(self.send_path), headers=self._headers(),
+                       data={"body": caption or "", "number": number, "externalKey": key},
+                       files={"media": (filename or "file", url_or_bytes, mime_type)})
+        else:
+            self._json("send_media", "POST", self._url(self.media_path),
+                       headers=self._headers(),
+                       json={"mediaUrl": url_or_bytes, "body": caption or "", "number": number,
+                             "externalKey": key})
+        return key
