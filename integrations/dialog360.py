@@ -237,7 +237,9 @@ class Dialog360Adapter(HttpAdapter):
 
     def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
         body = self._envelope(contact)
-        body.update(type="text", text={"body": text, "preview_url": False})
+        # On-Premise takes the bare body (as Chatwoot's own 360dialog provider sends it)
+        content = {"body": text} if self.on_premise else {"body": text, "preview_url": False}
+        body.update(type="text", text=content)
         return self._send("send_text", body)
 
     def send_media(

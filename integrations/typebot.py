@@ -296,9 +296,11 @@ def markdown_to_whatsapp(text: str) -> str:
     text = _MD_LINK.sub(lambda m: m.group(1) if m.group(1) == m.group(2) else
                         f"{m.group(1)} ({m.group(2)})" if m.group(1) else m.group(2), text)
     text = _MD_BULLET.sub(lambda m: f"{m.group(1)}• ", text)
+    # bold first, behind a placeholder, so its asterisks are not read as italics
+    text = _MD_BOLD.sub(lambda m: f"\x00{m.group(1) or m.group(2)}\x00", text)
     text = _MD_ITALIC.sub(lambda m: f"_{m.group(1)}_", text)
-    text = _MD_BOLD.sub(lambda m: f"*{m.group(1) or m.group(2)}*", text)
-    return _MD_STRIKE.sub(lambda m: f"~{m.group(1)}~", text)
+    text = _MD_STRIKE.sub(lambda m: f"~{m.group(1)}~", text)
+    return text.replace("\x00", "*")
 
 
 class TypebotHandoffHandler:
