@@ -287,7 +287,10 @@ class Deliverer:
             except MediaTooLarge as exc:
                 size_mb = f"{exc.size / 1_048_576:.1f}" if exc.size else "?"
                 notes.append(self.texts.media_too_large.format(kind=item.kind, size_mb=size_mb))
-            except MediaError as exc:
+            except Exception as exc:
+                if not isinstance(exc, MediaError):  # a fetcher's bug: same fate as a hiccup
+                    log.exception("media fetcher failed contact=%s", message.identity.key)
+                    exc = MediaError(type(exc).__name__, retryable=True)
                 if exc.retryable and message.attempts < 2:
                     raise Unavailable(f"file not downloaded: {exc}"[:300],
                                       operation="download_media") from None
