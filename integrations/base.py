@@ -21,6 +21,7 @@ import abc
 import json
 import logging
 import mimetypes
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from typing import Any, ClassVar
 import requests
 
 from chatwoot_mirror.client import Attachment
-from chatwoot_mirror.errors import MirrorError
+from chatwoot_mirror.errors import ConfigError, MirrorError
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef, read_limited
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage, RelayRejected
@@ -166,6 +167,23 @@ def mime_for(item: AgentAttachment) -> str:
         return guessed
     return {"image": "image/jpeg", "audio": "audio/mpeg", "video": "video/mp4"}.get(
         item.file_type, "application/octet-stream")
+
+
+def env_value(environ: Mapping[str, str] | None, name: str, hint: str,
+              required: bool = True) -> str | None:
+    """An adapter setting from the environment; a missing required one fails at start-up
+    with a message naming the variable and where to find its value."""
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if not value and required:
+        raise ConfigError(name, f"is not set: {hint}")
+    return value or None
+
+
+def env_flag(environ: Mapping[str, str] | None, name: str) -> bool:
+    value = (env_value(environ, name, "", required=False) or "false").lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise ConfigError(name, "must be true or false")
+    return value in ("1", "true", "yes", "on")
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

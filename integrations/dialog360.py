@@ -39,6 +39,8 @@ from .base import (
     ProviderError,
     as_attachment,
     digits_of,
+    env_flag,
+    env_value,
     header,
     kind_of,
     load_json,
@@ -80,6 +82,18 @@ class Dialog360Adapter(HttpAdapter):
         self.webhook_secret = webhook_secret
         self.secret_header = secret_header
         self.insecure = insecure
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Dialog360Adapter:
+        """``D360_API_KEY`` (required), ``D360_BASE_URL``, ``D360_WEBHOOK_SECRET``,
+        ``D360_WEBHOOK_INSECURE``."""
+        return cls(
+            env_value(environ, "D360_API_KEY", "copy the channel's API key from the 360dialog "
+                      "Hub (Channels > API key)") or "",
+            env_value(environ, "D360_BASE_URL", "", required=False) or CLOUD_URL,
+            webhook_secret=env_value(environ, "D360_WEBHOOK_SECRET", "", required=False),
+            insecure=env_flag(environ, "D360_WEBHOOK_INSECURE"),
+        )
 
     @property
     def verifies(self) -> bool:
@@ -126,7 +140,7 @@ class Dialog360Adapter(HttpAdapter):
     def _value(self, value: dict[str, Any]) -> list[InboundEvent]:
         names: dict[str, str] = {}
         for contact in _dicts(value.get("contacts")):
-            name = (contact.get("profile") or {}).get("name")
+            name = _obj(contact.get("profile")).get("name")
             for key in ("wa_id", "user_id"):
                 if contact.get(key) and name:
                     names[str(contact[key])] = str(name)
@@ -144,7 +158,7 @@ class Dialog360Adapter(HttpAdapter):
             error = None
             if errors:
                 first = errors[0]
-                details = (first.get("error_data") or {}).get("details")
+                details = _obj(first.get("error_data")).get("details")
                 error = f"{first.get('code')} {details or first.get('title') or ''}".strip()
             events.append(InboundEvent(
                 kind=STATUS,
@@ -173,7 +187,7 @@ class Dialog360Adapter(HttpAdapter):
     def _message(self, kind: str, contact: str, message: dict[str, Any],
                  name: str | None) -> InboundEvent | None:
         raw_type = str(message.get("type") or "")
-        body = message.get(raw_type) if isinstance(message.get(raw_type), dict) else {}
+        body = _obj(message.get(raw_type))
         text = ""
         attachments: tuple[MediaRef, ...] = ()
         expects_reply = True
@@ -190,8 +204,7 @@ class Dialog360Adapter(HttpAdapter):
         elif raw_type == "location":
             text = _location(body)
         elif raw_type == "interactive":
-            reply = body.get(str(body.get("type"))) if isinstance(body, dict) else None
-            reply = reply if isinstance(reply, dict) else {}
+            reply = _obj(body.get(str(body.get("type"))))
             text = str(reply.get("title") or reply.get("body") or reply.get("response_json")
                        or "")
         elif raw_type == "button":
@@ -309,6 +322,10 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -330,7 +347,7 @@ def _location(body: dict[str, Any]) -> str:
 def _contacts(value: Any) -> str:
     lines = []
     for card in _dicts(value):
-        name = (card.get("name") or {}).get("formatted_name") or ""
+        name = _obj(card.get("name")).get("formatted_name") or ""
         phones = ", ".join(str(p.get("phone")) for p in _dicts(card.get("phones")))
         lines.append(" ".join(filter(None, [name, phones])))
     return "\n".join(lines)

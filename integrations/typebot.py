@@ -34,7 +34,15 @@ from chatwoot_mirror.relay import AgentAttachment
 from chatwoot_mirror.store import Store
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
-from .base import BotReply, HttpAdapter, InboundEvent, ProviderRejected, digits_of, log
+from .base import (
+    BotReply,
+    HttpAdapter,
+    InboundEvent,
+    ProviderRejected,
+    digits_of,
+    env_value,
+    log,
+)
 
 SCOPE = "typebot"
 HANDOFF_REASON = "typebot_handoff"
@@ -94,6 +102,17 @@ class TypebotBot:
         self.text_format = text_format
         self.http = _TypebotHttp(session=session, timeout=timeout)
         self.scope = f"{SCOPE}:{public_id}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *,
+                 store: Store | None = None) -> TypebotBot:
+        """``TYPEBOT_URL`` and ``TYPEBOT_PUBLIC_ID`` (required)."""
+        return cls(
+            env_value(environ, "TYPEBOT_URL", "the viewer's URL, e.g. https://typebot.io") or "",
+            env_value(environ, "TYPEBOT_PUBLIC_ID", "the published flow's public id "
+                      "(Typebot: Share > API)") or "",
+            store=store,
+        )
 
     def __call__(self, event: InboundEvent) -> BotReply:
         key = event.contact

@@ -41,6 +41,8 @@ from .base import (
     ProviderError,
     as_attachment,
     digits_of,
+    env_flag,
+    env_value,
     kind_of,
     load_json,
     log,
@@ -82,6 +84,16 @@ class UazapiAdapter(HttpAdapter):
         self.typing_delay_ms = typing_delay_ms
 
     verifies = True  # the instance token travels in every webhook
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> UazapiAdapter:
+        """``UAZAPI_URL`` and ``UAZAPI_TOKEN`` (required), ``UAZAPI_INCLUDE_GROUPS``."""
+        return cls(
+            env_value(environ, "UAZAPI_URL", "the instance's server, e.g. "
+                      "https://acme.uazapi.com") or "",
+            env_value(environ, "UAZAPI_TOKEN", "the instance token from the uazapi panel") or "",
+            include_groups=env_flag(environ, "UAZAPI_INCLUDE_GROUPS"),
+        )
 
     def _headers(self) -> dict[str, str]:
         return {"token": self.token}

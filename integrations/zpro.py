@@ -41,6 +41,8 @@ from .base import (
     InboundEvent,
     RecentSends,
     digits_of,
+    env_flag,
+    env_value,
     header,
     load_json,
     log,
@@ -83,6 +85,23 @@ class ZproAdapter(HttpAdapter):
         self.webhook_secret = webhook_secret
         self.insecure = insecure
         self.recent = RecentSends()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ZproAdapter:
+        """``ZPRO_URL``, ``ZPRO_API_ID``, ``ZPRO_TOKEN`` (required), ``ZPRO_SEND_PATH``,
+        ``ZPRO_MEDIA_PATH``, ``ZPRO_WEBHOOK_SECRET``, ``ZPRO_WEBHOOK_INSECURE``."""
+        hint = "Z-PRO: Admin > API (the API's id, token and your backend's URL)"
+        return cls(
+            env_value(environ, "ZPRO_URL", hint) or "",
+            env_value(environ, "ZPRO_API_ID", hint) or "",
+            env_value(environ, "ZPRO_TOKEN", hint) or "",
+            send_path=env_value(environ, "ZPRO_SEND_PATH", "", required=False)
+            or "/v2/api/external/{api_id}",
+            media_path=env_value(environ, "ZPRO_MEDIA_PATH", "", required=False)
+            or "/v2/api/external/{api_id}/url",
+            webhook_secret=env_value(environ, "ZPRO_WEBHOOK_SECRET", "", required=False),
+            insecure=env_flag(environ, "ZPRO_WEBHOOK_INSECURE"),
+        )
 
     @property
     def verifies(self) -> bool:
