@@ -9,6 +9,8 @@
 and the mirror together; :mod:`integrations.flask` mounts it as a webhook route.
 """
 
+from chatwoot_mirror.relay import AgentAttachment, AgentMessage
+
 from .base import (
     BotReply,
     ChannelAdapter,
@@ -23,6 +25,8 @@ from .uazapi import UazapiAdapter
 from .zpro import ZproAdapter
 
 __all__ = [
+    "AgentAttachment",
+    "AgentMessage",
     "BotReply",
     "ChannelAdapter",
     "Dialog360Adapter",
