@@ -62,6 +62,8 @@ class ChannelRouter:
             return
         try:
             self.mirror.store.set_value(CHANNEL_SCOPE, contact_key, adapter.name)
+            if len(self._remembered) > 100_000:
+                self._remembered.clear()  # a cache only: the store has every contact
             self._remembered[contact_key] = adapter.name
         except StoreError as exc:
             log.warning("channel of contact not stored contact=%s error=%s", contact_key, exc)
@@ -125,11 +127,11 @@ def handle_inbound(
     if event.kind in (STATUS, ECHO):
         return event.kind
     if event.kind == OWNER:
+        if pause_on_owner:  # first, so that the message is not counted as a bot turn
+            mirror.human_replied(event.contact)
         if mirror.enabled:
             prefix = DEFAULTS[mirror.config.language].from_phone
             mirror.log_outgoing(event.contact, prefix + event.text, message_id=event.message_id)
-        if pause_on_owner:
-            mirror.human_replied(event.contact)
         return OWNER
     if event.kind != MESSAGE:
         return "ignored"
