@@ -400,6 +400,14 @@ class ChatwootClient:
                                headers=self._auth("user", operation), token="user")
         return list(result or [])
 
+    def list_inboxes(self) -> list[dict[str, Any]]:
+        """The account's inboxes with their settings (user token); an API inbox carries
+        ``inbox_identifier``, ``webhook_url`` and ``lock_to_single_conversation``."""
+        operation = "list_inboxes"
+        result = self._request(operation, "GET", self._app("/inboxes"),
+                               headers=self._auth("user", operation), token="user")
+        return list((result or {}).get("payload") or [])
+
     def update_message_status(
         self,
         conversation_id: int,

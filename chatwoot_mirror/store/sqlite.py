@@ -147,7 +147,10 @@ class SQLiteStore(Store):
         # while workers write. Other processes still meet SQLite's own locking.
         self._write_lock = threading.Lock()
         directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's folder {directory}: {exc}") from exc
         self._migrate()
 
     # -- connections and transactions -------------------------------------------------------

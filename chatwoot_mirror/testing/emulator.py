@@ -700,6 +700,8 @@ class Emulator:
             raise ApiError(401, {"error": "Access to this endpoint is not authorized for bots"})
         if controller == "agents":
             return Reply(200, [a.api() for a in self.agents.values()])
+        if (controller, action) == ("inboxes", "index"):
+            return Reply(200, {"payload": [self._inbox_app()]})
         if controller == "inboxes":
             return Reply(200, self._inbox_app())
         assert conv is not None
@@ -747,6 +749,8 @@ class Emulator:
     ) -> tuple[str, str, Conversation | None, str | None]:
         if rest == "/agents" and method == "GET":
             return "agents", "index", None, None
+        if rest == "/inboxes" and method == "GET":
+            return "inboxes", "index", None, None
         if rest == f"/inboxes/{self.inbox_id}" and method == "GET":
             return "inboxes", "show", None, None
         m = re.match(r"^/conversations/(\d+)(?:/([a-z_]+))?(?:/(\d+))?$", rest)

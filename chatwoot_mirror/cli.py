@@ -1,0 +1,150 @@
+"""The ``chatwoot-mirror`` command.
+
+    chatwoot-mirror doctor        is the configuration going to work? (exit 1 on a problem)
+    chatwoot-mirror status        the outbox, dead letters and paused contacts
+    chatwoot-mirror flush         deliver what is queued now, then exit
+    chatwoot-mirror retry-dead    queue the dead letters again
+    chatwoot-mirror emulator      run the Chatwoot emulator (python -m chatwoot_mirror.testing)
+
+Settings come from the environment and ``.env``, as for the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from . import doctor
+from .config import Config
+from .errors import ConfigError, StoreError
+from .mirror import Mirror
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["emulator"]:
+        from .testing.__main__ import main as emulator
+
+        return emulator(args[1:]) or 0
+    parser = _parser()
+    options = parser.parse_args(args)
+    if options.command is None:
+        parser.print_help(out)
+        return 2
+    try:
+        return options.run(options, out)
+    except ConfigError as exc:
+        print(f"configuration problem: {exc}", file=out)
+        return 1
+    except StoreError as exc:
+        print(f"store problem: {exc}", file=out)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatwoot-mirror",
+                                     description="Mirror a bot into Chatwoot: operations.")
+    commands = parser.add_subparsers(dest="command")
+    check = commands.add_parser("doctor", help="check the configuration against Chatwoot")
+    check.set_defaults(run=_doctor)
+    status = commands.add_parser("status", help="outbox, dead letters, paused contacts")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
+    flush = commands.add_parser("flush", help="deliver what is queued, then exit")
+    flush.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    flush.set_defaults(run=_flush)
+    retry = commands.add_parser("retry-dead", help="queue the dead letters again")
+    retry.add_argument("keys", nargs="*", help="only these message keys (default: all)")
+    retry.set_defaults(run=_retry_dead)
+    commands.add_parser("emulator", help="run the Chatwoot emulator (see emulator --help)")
+    return parser
+
+
+def _doctor(options: argparse.Namespace, out: TextIO) -> int:
+    checks = doctor.run()
+    for check in checks:
+        print(f"{'ok     ' if check.ok else 'PROBLEM'} {check.name}: {check.detail}", file=out)
+        if check.fix:
+            print(f"        fix: {check.fix}", file=out)
+    problems = sum(not c.ok for c in checks)
+    print(f"{problems} problem(s)" if problems else "everything looks right", file=out)
+    return 1 if problems else 0
+
+
+def _offline_mirror() -> Mirror:
+    """The store and counters, without workers: reading it changes nothing."""
+    return Mirror(Config.from_env(), start=False)
+
+
+def _status(options: argparse.Namespace, out: TextIO) -> int:
+    mirror = _offline_mirror()
+    if not mirror.enabled:
+        print("mirroring is disabled (CHATWOOT_ENABLED=false)", file=out)
+        return 0
+    try:
+        stats = mirror.stats()
+        paused = mirror.handoff_state.paused()
+        dead = mirror.dead_letters(limit=20)
+    finally:
+        mirror.store.close()
+    report = {
+        "queued": stats["queued"], "in_flight": stats["in_flight"],
+        "oldest_queued_age_seconds": round(stats["oldest_queued_age"], 1),
+        "dead_letters": stats["dead_letters"],
+        "paused_contacts": [{"contact": p.contact_key, "reason": p.reason,
+                             "since": p.changed_at, "conversation": p.conversation_id}
+                            for p in paused],
+        "recent_dead_letters": dead,
+    }
+    if options.json:
+        print(json.dumps(report, indent=2), file=out)
+        return 0
+    print(f"queued: {report['queued']} (in flight {report['in_flight']}, oldest "
+          f"{report['oldest_queued_age_seconds']} s)", file=out)
+    print(f"dead letters: {report['dead_letters']}", file=out)
+    for item in dead:
+        print(f"  {item['key']} contact={item['contact']} reason={item['reason']}", file=out)
+    print(f"paused contacts (with humans): {len(paused)}", file=out)
+    for p in paused:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(p.changed_at)) if (
+            p.changed_at) else "?"
+        print(f"  {p.contact_key} reason={p.reason} since={when} "
+              f"conversation={p.conversation_id}", file=out)
+    return 0
+
+
+def _flush(options: argparse.Namespace, out: TextIO) -> int:
+    with Mirror.from_env() as mirror:
+        if not mirror.enabled:
+            print("mirroring is disabled (CHATWOOT_ENABLED=false)", file=out)
+            return 0
+        done = mirror.flush(options.timeout)
+        stats = mirror.stats()
+        print(f"{'delivered everything' if done else 'not finished'}: "
+              f"{stats['delivered']} delivered, {stats['retried']} retried, "
+              f"{stats['queued']} still queued, {stats['dead_letters']} dead letters", file=out)
+        mirror.close(timeout=0)
+        return 0 if done else 1
+
+
+def _retry_dead(options: argparse.Namespace, out: TextIO) -> int:
+    mirror = _offline_mirror()
+    if not mirror.enabled:
+        print("mirroring is disabled (CHATWOOT_ENABLED=false)", file=out)
+        return 0
+    try:
+        count = mirror.retry_dead(options.keys or None)
+    finally:
+        mirror.store.close()
+    print(f"{count} dead letter(s) queued again; a running bot (or chatwoot-mirror flush) "
+          "delivers them", file=out)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
