@@ -63,6 +63,7 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_HANDOFF_LABEL": "label put on conversations the bot hands over",
     "CHATWOOT_TRANSCRIPT_MESSAGES": "messages quoted in the handoff's private note",
     "CHATWOOT_MEDIA_MAX_MB": "customer files larger than this are mirrored as a text note",
+    "CHATWOOT_METRICS": "true serves Prometheus metrics at the blueprint's /metrics",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -116,6 +117,7 @@ class Config:
     handoff_label: str = "bot-handoff"
     transcript_messages: int = 10
     media_max_mb: float = 40.0  # Chatwoot's own default upload limit
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -322,6 +324,7 @@ class Config:
             relay_templates=_parse_bool(
                 "CHATWOOT_RELAY_TEMPLATES", text("CHATWOOT_RELAY_TEMPLATES"), False
             ),
+            metrics=_parse_bool("CHATWOOT_METRICS", text("CHATWOOT_METRICS"), False),
             media_max_mb=_parse_float("CHATWOOT_MEDIA_MAX_MB", text("CHATWOOT_MEDIA_MAX_MB"),
                                       40.0),
             relay_max_attempts=_default(

@@ -13,7 +13,8 @@ from .webhooks import WebhookRequest
 
 
 def create_blueprint(mirror: Mirror, *, name: str = "chatwoot_mirror") -> Blueprint:
-    """A blueprint with ``POST /webhook``; fails at creation without webhook verification."""
+    """A blueprint with ``POST /webhook`` (and ``GET /metrics`` with ``CHATWOOT_METRICS``);
+    fails at creation without webhook verification."""
     handler = mirror.webhook_handler()
     blueprint = Blueprint(name, __name__)
 
@@ -25,5 +26,12 @@ def create_blueprint(mirror: Mirror, *, name: str = "chatwoot_mirror") -> Bluepr
             headers=dict(request.headers), body=request.get_data(), query=request.args.to_dict()
         ))
         return jsonify(result.body), result.status
+
+    metrics = mirror.metrics
+    if metrics is not None:
+        from .metrics import CONTENT_TYPE
+
+        blueprint.add_url_rule("/metrics", "metrics",
+                               lambda: Response(metrics.render(), content_type=CONTENT_TYPE))
 
     return blueprint

@@ -22,6 +22,7 @@ from .errors import ChatwootError, ConfigError, StoreError
 from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
 from .media import Fetcher, MediaRef
+from .metrics import Metrics
 from .outbox import Backoff, encode
 from .pacing import Pacer
 from .relay import AgentAttachment, AgentMessage, Sender
@@ -85,6 +86,8 @@ class Mirror:
             "last_error": None,
         }
         self._closed = False
+        #: Prometheus metrics when ``CHATWOOT_METRICS=true`` (see :mod:`.metrics`)
+        self.metrics: Metrics | None = None
         if not self.enabled:
             log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
             return
@@ -148,6 +151,8 @@ class Mirror:
                 "CHATWOOT_BOT_TOKEN to post them as bot replies",
                 config.bot_prefix,
             )
+        if config.metrics:
+            self.metrics = Metrics(self)
         if start:
             self.start()
 
@@ -422,6 +427,8 @@ class Mirror:
             "retried"
         )
         self._count(name, error)
+        if self.metrics is not None:
+            self.metrics.record(name, message)
 
     def _count(self, name: str, error: str | None) -> None:
         with self._lock:

@@ -1,0 +1,91 @@
+"""Prometheus metrics (optional: ``pip install chatwoot-mirror[metrics]``,
+``CHATWOOT_METRICS=true``); the Flask blueprint then serves them at ``GET /metrics``.
+
+* ``chatwoot_mirror_messages_total{direction, outcome}``: queued items finished
+  (``delivered`` or ``dead_lettered``); direction ``incoming``/``outgoing`` (mirrored),
+  ``relay`` (to the customer) or ``action`` (a handoff's Chatwoot-side work);
+* ``chatwoot_mirror_retries_total{direction}``: failed attempts that will be retried;
+* ``chatwoot_mirror_handoffs_total{reason, outcome}``: changes of hands, outcome
+  ``to_humans`` or ``to_bot``;
+* ``chatwoot_mirror_queue_messages``, ``chatwoot_mirror_queue_oldest_age_seconds``,
+  ``chatwoot_mirror_dead_letters``: read from the store at each scrape (every process
+  sharing the store).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from .delivery import MirroredMessage
+    from .mirror import Mirror
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """The metrics of one mirror, in a registry of their own."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        try:
+            import prometheus_client as prom
+        except ImportError:
+            raise ConfigError(
+                "CHATWOOT_METRICS",
+                "is true but prometheus-client is not installed: "
+                "pip install 'chatwoot-mirror[metrics]'",
+            ) from None
+        self._prom = prom
+        self.registry = prom.CollectorRegistry(auto_describe=True)
+        self.messages = prom.Counter(
+            "chatwoot_mirror_messages", "Queued items finished, by direction and outcome",
+            ["direction", "outcome"], registry=self.registry)
+        self.retries = prom.Counter(
+            "chatwoot_mirror_retries", "Failed attempts that will be retried",
+            ["direction"], registry=self.registry)
+        self.handoffs = prom.Counter(
+            "chatwoot_mirror_handoffs", "Contacts changing hands, by reason and outcome",
+            ["reason", "outcome"], registry=self.registry)
+        self.registry.register(_QueueCollector(mirror))
+        mirror.on_handoff(lambda key, reason: self.handoffs.labels(reason, "to_humans").inc())
+        mirror.on_resume(lambda key, reason: self.handoffs.labels(reason, "to_bot").inc())
+
+    def record(self, outcome: str, message: MirroredMessage) -> None:
+        if outcome == "retried":
+            self.retries.labels(message.direction).inc()
+        else:
+            self.messages.labels(message.direction, outcome).inc()
+
+    def render(self) -> bytes:
+        """The exposition text for a scrape."""
+        return self._prom.generate_latest(self.registry)
+
+
+class _QueueCollector:
+    """Gauges read from the store when scraped: they cover every process."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        from prometheus_client.core import GaugeMetricFamily
+
+        self.gauge = GaugeMetricFamily
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        try:
+            now = time.time()
+            counts = self.mirror.store.outbox_counts(now)
+        except StoreError:
+            return  # a scrape must not fail because the store is busy
+        age = now - counts.oldest_queued_at if counts.oldest_queued_at else 0.0
+        yield self.gauge("chatwoot_mirror_queue_messages", "Messages waiting for delivery",
+                         value=counts.queued + counts.in_flight)
+        yield self.gauge("chatwoot_mirror_queue_oldest_age_seconds",
+                         "Age of the oldest message waiting", value=age)
+        yield self.gauge("chatwoot_mirror_dead_letters", "Messages refused for good",
+                         value=counts.dead)
