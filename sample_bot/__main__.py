@@ -1,0 +1,66 @@
+"""``python -m sample_bot [--port 5000] [--host 127.0.0.1]``: the whole loop in one command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from dotenv import load_dotenv
+from werkzeug.serving import make_server
+
+from chatwoot_mirror.errors import ConfigError
+
+from .app import build
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sample_bot", description=(
+        "A pt-BR FAQ bot mirrored into Chatwoot, with a web console. Without CHATWOOT_URL "
+        "it runs against the built-in Chatwoot emulator."))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 5000),
+                        help="port to listen on (default: $PORT or 5000)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (0.0.0.0 to accept other machines)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
+                        "%(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    load_dotenv(".env", override=False)
+    try:
+        server = make_server(args.host, args.port, app=None, threaded=True)  # type: ignore[arg-type]
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}; try --port 5001",
+              file=sys.stderr)
+        return 2
+    try:
+        sample = build(server.server_port, host=args.host)
+    except ConfigError as exc:
+        print(f"configuration problem: {exc}", file=sys.stderr)
+        server.server_close()
+        return 2
+    server.app = sample.app
+    mode = "the built-in Chatwoot emulator" if sample.chatwoot else sample.mirror.config.url
+    print(f"sample bot mirroring into {mode}")
+    for name, url in sample.urls().items():
+        print(f"  {name:<22} {url}")
+    print("open the console in a browser; Ctrl+C stops")
+    sys.stdout.flush()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                     daemon=True).start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    sample.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""The sample bot's wiring: mirror, Chatwoot blueprint, provider routes, demo phone, console.
+
+Without ``CHATWOOT_URL`` it starts the Chatwoot emulator in this process and points its
+API inbox's webhook at this app, so the whole loop runs on one machine. With
+``CHATWOOT_URL`` (and the other ``CHATWOOT_*`` settings) the same bot mirrors into that
+Chatwoot; set its inbox's webhook URL to this app's ``/chatwoot/webhook``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, request, send_from_directory
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.flask import create_blueprint
+from chatwoot_mirror.testing import FakeChatwoot
+from integrations import Dialog360Adapter, UazapiAdapter
+from integrations.flask import create_provider_blueprint
+
+from .faq import answer
+from .phone import DemoPhone
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+@dataclass
+class SampleBot:
+    app: Flask
+    mirror: Mirror
+    phone: DemoPhone
+    chatwoot: FakeChatwoot | None
+    base_url: str
+
+    def urls(self) -> dict[str, str]:
+        shown = {
+            "console": f"{self.base_url}/",
+            "Chatwoot webhook": f"{self.base_url}/chatwoot/webhook",
+            "uazapi webhook": f"{self.base_url}/uazapi/webhook",
+            "360dialog webhook": f"{self.base_url}/360dialog/webhook?token=<D360_WEBHOOK_SECRET>",
+        }
+        if self.chatwoot is not None:
+            shown["Chatwoot (emulator)"] = self.chatwoot.url
+        return shown
+
+    def close(self) -> None:
+        self.mirror.close(timeout=2)
+        if self.chatwoot is not None:
+            self.chatwoot.stop()
+
+
+def build(port: int, environ: Mapping[str, str] | None = None,
+          host: str = "127.0.0.1") -> SampleBot:
+    """Everything the sample runs, for an app that will listen on ``host:port``."""
+    env = dict(os.environ if environ is None else environ)
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    chatwoot = None
+    if not env.get("CHATWOOT_URL"):
+        secret = secrets.token_hex(16)
+        chatwoot = FakeChatwoot(webhook_secret=secret, lock_to_single_conversation=True,
+                                webhook_url=f"{base_url}/chatwoot/webhook").start()
+        env.update(chatwoot.env())
+        env["CHATWOOT_API_TOKEN"] = chatwoot.user_token  # delivery receipts in the console
+        env.setdefault("CHATWOOT_MIRROR_DB", os.path.join(
+            tempfile.mkdtemp(prefix="chatwoot-mirror-sample-"), "mirror.db"))
+        env.setdefault("CHATWOOT_RETRY_BASE_SECONDS", "0.2")
+    mirror = Mirror(Config.from_env(env, dotenv=False))
+
+    # The demo phone plays a uazapi instance unless a real one is configured.
+    token = env.get("UAZAPI_TOKEN") or secrets.token_hex(16)
+    phone = DemoPhone(f"{base_url}/uazapi/webhook", token)
+    uazapi = (UazapiAdapter.from_env(env) if env.get("UAZAPI_URL") else
+              UazapiAdapter(f"{base_url}/demo/uazapi", token))
+    dialog360 = (Dialog360Adapter.from_env(env) if env.get("D360_API_KEY") else
+                 Dialog360Adapter("demo", f"{base_url}/demo/360dialog",
+                                  webhook_secret=env.get("D360_WEBHOOK_SECRET")
+                                  or secrets.token_hex(16)))
+
+    app = Flask(__name__, static_folder=None)
+    app.register_blueprint(create_blueprint(mirror), url_prefix="/chatwoot")
+    app.register_blueprint(create_provider_blueprint(mirror, uazapi, answer),
+                           url_prefix="/uazapi")
+    app.register_blueprint(create_provider_blueprint(mirror, dialog360, answer),
+                           url_prefix="/360dialog")
+    app.register_blueprint(phone.blueprint(), url_prefix="/demo")
+    _console(app, mirror, phone, chatwoot)
+    return SampleBot(app, mirror, phone, chatwoot, base_url)
+
+
+def _console(app: Flask, mirror: Mirror, phone: DemoPhone,
+             chatwoot: FakeChatwoot | None) -> None:
+    """The web console: a static page and the agent's side of the emulator."""
+
+    @app.get("/")
+    def console() -> Any:
+        return send_from_directory(STATIC, "console.html")
+
+    @app.get("/demo/state")
+    def state() -> Any:
+        contact = mirror.identify(phone.number)
+        stats = mirror.stats()
+        return jsonify({
+            "emulator": chatwoot is not None,
+            "bot_paused": mirror.is_paused(contact.raw),
+            "queued": stats.get("queued", 0),
+            "dead_letters": stats.get("dead_letters", 0),
+            "conversations": _conversations(chatwoot) if chatwoot is not None else [],
+        })
+
+    @app.post("/demo/agent/<action>")
+    def agent(action: str) -> Any:
+        if chatwoot is None:
+            return jsonify({"error": "agents act in your Chatwoot"}), 404
+        body = request.get_json(silent=True) or {}
+        try:
+            conversation = int(body.get("conversation_id"))
+        except (TypeError, ValueError):
+            return jsonify({"error": "conversation_id is required"}), 400
+        text = str(body.get("text") or "").strip()
+        if action in ("reply", "note") and not text:
+            return jsonify({"error": "text is required"}), 400
+        try:
+            if action == "reply":
+                chatwoot.agent_reply(conversation, text)
+            elif action == "note":
+                chatwoot.private_note(conversation, text)
+            elif action == "take_over":
+                chatwoot.assign(conversation, 3)
+            elif action == "resolve":
+                chatwoot.resolve(conversation)
+            else:
+                return jsonify({"error": f"unknown action {action}"}), 404
+        except KeyError:
+            return jsonify({"error": "no such conversation"}), 404
+        return jsonify({"ok": True})
+
+
+def _conversations(chatwoot: FakeChatwoot) -> list[dict[str, Any]]:
+    result = []
+    for conv in chatwoot.conversations():
+        meta = conv.get("meta") or {}
+        assignee = meta.get("assignee") or {}
+        result.append({
+            "id": conv["id"], "status": conv.get("status"),
+            "contact": (meta.get("sender") or {}).get("name"),
+            "assignee": assignee.get("name"),
+            "labels": conv.get("labels") or [],
+            "messages": [{
+                "id": m["id"], "content": m.get("content") or "",
+                "who": _who(m), "private": bool(m.get("private")),
+                "status": m.get("status"),
+            } for m in chatwoot.messages(conv["id"])],
+        })
+    return result
+
+
+def _who(message: dict[str, Any]) -> str:
+    sender = message.get("sender") or {}
+    kind = sender.get("type")
+    if message.get("message_type") == 0:
+        return "customer"
+    if kind == "agent_bot":
+        return "bot"
+    if kind == "user":
+        return f"agent {sender.get('name') or ''}".strip()
+    return "system"
