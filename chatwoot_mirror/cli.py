@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     if args[:1] == ["emulator"]:
         from .testing.__main__ import main as emulator
 
-        return emulator(args[1:]) or 0
+        return emulator(args[1:], prog="chatwoot-mirror emulator") or 0
     parser = _parser()
     options = parser.parse_args(args)
     if options.command is None:

@@ -7,8 +7,10 @@ import io
 import json
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 
 from chatwoot_mirror import Config, Mirror, cli, doctor
 from chatwoot_mirror.testing import FakeChatwoot
@@ -170,3 +172,21 @@ def test_console_script_is_installed():
     assert done.returncode == 0
     for command in ("doctor", "status", "flush", "retry-dead", "emulator"):
         assert command in done.stdout
+
+
+def test_emulator_command_serves_chatwoot(tmp_path):
+    port_file = tmp_path / "port"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chatwoot_mirror.cli", "emulator", "--port", "0",
+         "--inbox-identifier", "cliinbox", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text()):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port_file.read_text()}/public/api/v1/inboxes/cliinbox"
+        assert requests.get(url, timeout=5).json()["identifier"] == "cliinbox"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0

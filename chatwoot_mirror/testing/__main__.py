@@ -11,9 +11,9 @@ from .emulator import Faults
 from .server import FakeChatwoot
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m chatwoot_mirror.testing",
+        prog=prog,
         description="A faithful fake Chatwoot (public client API, Application API, webhooks).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
     chatwoot = FakeChatwoot(
         host=args.host,
         port=args.port,
