@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -65,3 +66,45 @@ def test_unwritable_location_raises_store_error(tmp_path):
     blocker.write_text("")
     with pytest.raises((StoreError, OSError)):
         SQLiteStore(str(blocker / "sub" / "db.sqlite"))
+
+
+def test_connections_of_finished_threads_are_closed(db_path):
+    """A threaded web server runs each request on a new thread; before this, every one left
+    an open connection (three file handles) behind until the store closed."""
+    store = SQLiteStore(db_path)
+    for _ in range(200):
+        worker = threading.Thread(target=lambda: store.get_value("s", "k", 0))
+        worker.start()
+        worker.join()
+    assert len(store._connections) <= 2
+    store.close()
+
+
+def test_close_while_other_threads_use_the_store(db_path):
+    """close() must not close a connection another thread is using (sqlite3 crashes the
+    process); those threads get StoreError from then on."""
+    store = SQLiteStore(db_path)
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                store.get_value("s", "k", 0)
+                store.set_value("s", "k", "v")
+            except StoreError as exc:
+                errors.append(exc)
+                time.sleep(0.001)
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    time.sleep(0.05)
+    store.close()
+    time.sleep(0.05)
+    stop.set()
+    for thread in readers:
+        thread.join()
+    assert errors and all("closed" in str(e) for e in errors)
+    with pytest.raises(StoreError, match="closed"):
+        store.get_value("s", "k", 0)

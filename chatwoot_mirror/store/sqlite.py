@@ -140,8 +140,11 @@ class SQLiteStore(Store):
         self.path = path
         self.busy_timeout = busy_timeout
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # (owner thread, connection): close() may only close a connection whose thread is
+        # gone or is the caller; closing one another thread is using crashes sqlite3.
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._connections_lock = threading.Lock()
+        self._closed = False
         # Threads of one process queue on this mutex rather than in SQLite's busy handler,
         # which sleeps in millisecond steps: the host's enqueue stays sub-millisecond even
         # while workers write. Other processes still meet SQLite's own locking.
@@ -157,6 +160,11 @@ class SQLiteStore(Store):
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if self._closed:
+            if conn is not None:  # this thread's own connection: safe to close here
+                self._local.conn = None
+                conn.close()
+            raise StoreError("store is closed")
         if conn is None:
             try:
                 conn = sqlite3.connect(
@@ -174,7 +182,14 @@ class SQLiteStore(Store):
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
             self._local.conn = conn
             with self._connections_lock:
-                self._connections.append(conn)
+                # A threaded web server runs each request on a new thread: close the
+                # connections of finished threads, or file handles pile up.
+                for owner, old in self._connections:
+                    if not owner.is_alive():
+                        old.close()
+                self._connections = [(owner, c) for owner, c in self._connections
+                                     if owner.is_alive()]
+                self._connections.append((threading.current_thread(), conn))
         return conn
 
     @contextmanager
@@ -655,18 +670,26 @@ class SQLiteStore(Store):
             raise StoreError(f"store write failed: {exc}") from exc
 
     def close(self) -> None:
+        if self._closed:
+            return
         try:
             self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except (sqlite3.Error, StoreError):
             pass  # another process may hold the database; its own close checkpoints
-        with self._connections_lock:
-            for conn in self._connections:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._connections.clear()
-        self._local = threading.local()
+        self._closed = True  # from now on every call fails with StoreError
+        me = threading.current_thread()
+        with self._write_lock, self._connections_lock:  # no write is half done
+            keep = []
+            for owner, conn in self._connections:
+                if owner is me or not owner.is_alive():
+                    try:
+                        conn.close()
+                    except sqlite3.Error:
+                        pass
+                else:  # still running (a web server's thread): it closes its own
+                    keep.append((owner, conn))
+            self._connections = keep
+        self._local.conn = None
 
 
 def _outbox_row(r: tuple) -> OutboxRow:
