@@ -18,6 +18,7 @@ is reported failed to Chatwoot at once instead of being retried.
 from __future__ import annotations
 
 import abc
+import hmac
 import json
 import logging
 import mimetypes
@@ -292,6 +293,38 @@ def _problem(response: requests.Response) -> str:
             return str(error)[:200]
         return str(data.get("message") or "")[:200]
     return ""
+
+
+class SharedSecretWebhooks:
+    """Verification for providers that sign nothing (360dialog's number webhooks, Z-PRO):
+    the webhook must carry a secret we chose, in a header set in the provider's panel
+    (``secret_header``, a ``Bearer`` prefix allowed) or as ``?token=`` in the URL."""
+
+    webhook_secret: str | None
+    insecure: bool
+    secret_header: str
+
+    @property
+    def verifies(self) -> bool:
+        return bool(self.webhook_secret) or self.insecure
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> bool:
+        if not self.webhook_secret:
+            return self.insecure
+        given = header(headers, self.secret_header) or (query or {}).get("token") or ""
+        if given.lower().startswith("bearer "):
+            given = given[7:]
+        return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
+
+
+def seconds(value: Any) -> float | None:
+    """A provider's timestamp (a number, or digits in a string) as float seconds."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class RecentSends:

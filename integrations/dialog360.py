@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,14 +36,15 @@ from .base import (
     HttpAdapter,
     InboundEvent,
     ProviderError,
+    SharedSecretWebhooks,
     as_attachment,
     digits_of,
     env_flag,
     env_value,
-    header,
     kind_of,
     load_json,
     log,
+    seconds,
     skip,
 )
 
@@ -54,7 +54,7 @@ MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 _BSUID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
-class Dialog360Adapter(HttpAdapter):
+class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
     """``Dialog360Adapter(api_key)``; ``base_url`` for On-Premise or the sandbox (detected
     from the host, or say ``on_premise=``)."""
 
@@ -95,24 +95,10 @@ class Dialog360Adapter(HttpAdapter):
             insecure=env_flag(environ, "D360_WEBHOOK_INSECURE"),
         )
 
-    @property
-    def verifies(self) -> bool:
-        return bool(self.webhook_secret) or self.insecure
-
     def _headers(self) -> dict[str, str]:
         return {"D360-API-KEY": self.api_key}
 
     # -- inbound ------------------------------------------------------------------------------
-
-    def verify(
-        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
-    ) -> bool:
-        if not self.webhook_secret:
-            return self.insecure
-        given = header(headers, self.secret_header) or (query or {}).get("token") or ""
-        if given.lower().startswith("bearer "):
-            given = given[7:]
-        return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
         data = load_json(body, self.name)
@@ -164,7 +150,7 @@ class Dialog360Adapter(HttpAdapter):
                 kind=STATUS,
                 contact=str(status.get("recipient_id") or status.get("recipient_user_id") or ""),
                 message_id=_str(status.get("id")),
-                timestamp=_seconds(status.get("timestamp")),
+                timestamp=seconds(status.get("timestamp")),
                 raw_type="status",
                 status=_str(status.get("status")),
                 error=error,
@@ -220,7 +206,7 @@ class Dialog360Adapter(HttpAdapter):
             text, expects_reply = f"[{raw_type or 'unknown'} message]", False
         return InboundEvent(
             kind=kind, contact=contact, text=text, name=name,
-            message_id=_str(message.get("id")), timestamp=_seconds(message.get("timestamp")),
+            message_id=_str(message.get("id")), timestamp=seconds(message.get("timestamp")),
             attachments=attachments, raw_type=raw_type, expects_reply=expects_reply,
         )
 
@@ -328,13 +314,6 @@ def _obj(value: Any) -> dict[str, Any]:
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _seconds(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _location(body: dict[str, Any]) -> str:

@@ -46,6 +46,7 @@ from .base import (
     kind_of,
     load_json,
     log,
+    seconds,
     skip,
 )
 
@@ -200,7 +201,7 @@ class UazapiAdapter(HttpAdapter):
         stamp = event.get("Timestamp")
         return [
             InboundEvent(kind=STATUS, contact=str(event.get("Chat") or ""), message_id=str(i),
-                         timestamp=_seconds(stamp), raw_type="receipt", status=state)
+                         timestamp=seconds(stamp), raw_type="receipt", status=state)
             for i in ids if i
         ]
 
@@ -273,12 +274,5 @@ def _str(value: Any) -> str | None:
 def _ms(value: Any) -> float | None:
     try:
         return float(value) / 1000.0
-    except (TypeError, ValueError):
-        return None
-
-
-def _seconds(value: Any) -> float | None:
-    try:
-        return float(value)
     except (TypeError, ValueError):
         return None

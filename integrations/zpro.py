@@ -22,7 +22,6 @@ that number in the last five minutes, otherwise a person typing in Z-PRO (``owne
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import uuid
 from collections.abc import Mapping
@@ -40,10 +39,10 @@ from .base import (
     HttpAdapter,
     InboundEvent,
     RecentSends,
+    SharedSecretWebhooks,
     digits_of,
     env_flag,
     env_value,
-    header,
     load_json,
     log,
     skip,
@@ -54,7 +53,7 @@ ACKS = {-2: "failed", -1: "failed", 0: "pending", 1: "sent", 2: "delivered", 3: 
         4: "played"}
 
 
-class ZproAdapter(HttpAdapter):
+class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
     """``ZproAdapter("https://api.zpro.example.com", api_id, token, webhook_secret=...)``."""
 
     name = "zpro"
@@ -84,6 +83,7 @@ class ZproAdapter(HttpAdapter):
         self.close_ticket = close_ticket
         self.webhook_secret = webhook_secret
         self.insecure = insecure
+        self.secret_header = "X-Webhook-Token"
         self.recent = RecentSends()
 
     @classmethod
@@ -103,10 +103,6 @@ class ZproAdapter(HttpAdapter):
             insecure=env_flag(environ, "ZPRO_WEBHOOK_INSECURE"),
         )
 
-    @property
-    def verifies(self) -> bool:
-        return bool(self.webhook_secret) or self.insecure
-
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
@@ -114,14 +110,6 @@ class ZproAdapter(HttpAdapter):
         return self.base_url + path.format(api_id=self.api_id)
 
     # -- inbound ------------------------------------------------------------------------------
-
-    def verify(
-        self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
-    ) -> bool:
-        if not self.webhook_secret:
-            return self.insecure
-        given = (query or {}).get("token") or header(headers, "X-Webhook-Token") or ""
-        return hmac.compare_digest(given.encode(), self.webhook_secret.encode())
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
         data = load_json(body, self.name)

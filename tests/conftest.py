@@ -4,6 +4,7 @@ import copy
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,17 @@ def contract(relative: str) -> Any:
     if not path.exists():
         pytest.fail(f"contract file missing: {path} (is ../shared beside the repository?)")
     return copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
+
+
+def eventually(predicate, timeout: float = 10.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes (for work done by threads,
+    webhooks and other processes); its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
 import requests
-from conftest import contract
+from conftest import contract, eventually
 from fake_provider import FakeProvider
 from flask import Flask
 from werkzeug.serving import make_server
@@ -36,13 +35,6 @@ MARIA = "5511988887777"
 UAZ_TOKEN = "00000000-0000-4000-8000-000000000001"
 
 
-def eventually(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def faq_bot(event: InboundEvent) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from conftest import eventually
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -31,13 +31,6 @@ class HostApp:
         self.server.shutdown()
 
 
-def eventually(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture

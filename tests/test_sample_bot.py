@@ -13,6 +13,7 @@ import time
 
 import pytest
 import requests
+from conftest import eventually
 from werkzeug.serving import make_server
 
 from sample_bot import build
@@ -23,13 +24,6 @@ ENTREGA = "Entregamos em toda a cidade em até 2 dias úteis. O frete é grátis
 HORARIO = "Funcionamos de segunda a sexta, das 8h às 18h, e aos sábados, das 9h às 12h."
 
 
-def eventually(predicate, timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture
