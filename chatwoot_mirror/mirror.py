@@ -395,18 +395,19 @@ class Mirror:
 
     def notify_customer(
         self, contact: object, text: str, *, media: Iterable[AgentAttachment] = (),
-        kind: str = "notice",
+        kind: str = "notice", channel: str | None = None,
     ) -> bool:
         """Send ``text`` (and files by URL) to the customer through the registered channel
         sender, and mirror it as the bot's message in Chatwoot; both through the durable
-        queue. ``kind="bot"`` marks the bot's own replies (they count as bot turns)."""
+        queue. ``kind="bot"`` marks the bot's own replies (they count as bot turns);
+        ``channel`` names the adapter to send through (see ``integrations``)."""
         if not self.enabled or self._closed:
             return False
         identity = contact if isinstance(contact, ContactIdentity) else self.identify(contact)
         media = tuple(media)
         relayed = self._enqueue_relay(
             AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
-                         attachments=media, kind=kind),
+                         attachments=media, kind=kind, channel=channel),
             dedupe_id=None,
         )
         # Chatwoot takes files only as uploads; a file the bot sends by URL shows as its URL.

@@ -35,6 +35,9 @@ class AgentMessage:
     attachments: tuple[AgentAttachment, ...] = ()
     agent_name: str | None = None
     kind: str = "agent"  # "agent", or "template" for Chatwoot's greeting / out-of-office
+    #: the channel adapter to send through (a bot's reply goes back the way the message
+    #: came); ``None``: the channel the contact last wrote through
+    channel: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +48,7 @@ class AgentMessage:
             "attachments": [[a.url, a.file_type, a.filename] for a in self.attachments],
             "agent_name": self.agent_name,
             "kind": self.kind,
+            "channel": self.channel,
         }
 
     @classmethod
@@ -57,6 +61,7 @@ class AgentMessage:
             attachments=tuple(AgentAttachment(*a) for a in data.get("attachments", ())),
             agent_name=data.get("agent_name"),
             kind=data.get("kind", "agent"),
+            channel=data.get("channel"),
         )
 
 

@@ -75,7 +75,9 @@ class ChannelRouter:
         return adapter or next(iter(self.adapters.values()))
 
     def relay(self, message: AgentMessage) -> str | None:
-        return self.adapter_for(message.contact.key).relay(message)
+        adapter = self.adapters.get(message.channel or "") or self.adapter_for(
+            message.contact.key)
+        return adapter.relay(message)
 
 
 _routers: weakref.WeakKeyDictionary[Mirror, ChannelRouter] = weakref.WeakKeyDictionary()
@@ -183,7 +185,8 @@ def _send(mirror: Mirror, adapter: ChannelAdapter, contact: str,
     text, media = (item, ()) if isinstance(item, str) else ("", (item,))
     if mirror.enabled:
         try:
-            if mirror.notify_customer(contact, text, media=media, kind="bot"):
+            if mirror.notify_customer(contact, text, media=media, kind="bot",
+                                      channel=adapter.name):
                 return
         except Exception as exc:  # the queue failed: answer directly rather than not at all
             log.error("bot reply not queued, sending directly provider=%s error=%s",

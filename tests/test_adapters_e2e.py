@@ -386,3 +386,25 @@ def test_agent_reply_goes_out_through_the_channel_the_contact_used(chatwoot):
         "para +5511988887777"]
     assert [b["text"] for b in second_fake.sent("POST", "/send/text")] == [
         "para +5511977776666"]
+
+
+def test_bot_reply_goes_back_the_way_the_message_came(tmp_path):
+    """Replies queued while the contact switches channel still go out where each message
+    came from (the router's 'last channel' is only for agents' replies)."""
+    with FakeChatwoot() as cw:
+        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                        account_id=cw.account_id, bot_token=cw.bot_token,
+                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0)
+        mirror = Mirror(config, start=False)  # nothing is sent until both are queued
+        uaz, uaz_fake, uaz_case = uazapi()
+        d360, d360_fake, d360_case = dialog360()
+        for adapter, case in ((uaz, uaz_case), (d360, d360_case)):
+            event = adapter.parse({}, json.dumps(case["text"]).encode())[0]
+            assert handle_inbound(mirror, adapter, event, faq_bot) == "answered"
+        mirror.start()
+        assert mirror.flush() and mirror.flush()
+        assert [b["text"] for b in uaz_fake.sent("POST", "/send/text")] == [
+            "Entregamos sim, Maria Souza!"]
+        assert [b["text"]["body"] for b in d360_fake.sent("POST", "/messages")] == [
+            "Entregamos sim, Maria Souza!"]
+        mirror.close(timeout=1)
