@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACTS = Path(os.environ.get("CHATWOOT_MIRROR_CONTRACTS", ROOT.parent / "shared" / "contracts"))
+CONTRACTS = Path(os.environ.get("MIRROR_TEST_CONTRACTS", ROOT.parent / "shared" / "contracts"))
 
 
 def contract(relative: str) -> Any:

@@ -117,7 +117,7 @@ def test_python_m_sample_bot_runs_as_the_readme_says(tmp_path):
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-REQUIRED = os.environ.get("CHATWOOT_MIRROR_REQUIRE_BROWSER") == "1"
+REQUIRED = os.environ.get("MIRROR_TEST_REQUIRE_BROWSER") == "1"
 
 
 @pytest.fixture
