@@ -226,8 +226,8 @@ def digits_of(contact: str | ContactIdentity) -> str:
     return "".join(ch for ch in text if ch.isalnum() or ch == ".")
 
 
-class HttpAdapter(ChannelAdapter):
-    """One :class:`requests.Session` per adapter, explicit timeouts, errors mapped to
+class HttpClient:
+    """One :class:`requests.Session` per client, explicit timeouts, errors mapped to
     :class:`ProviderError`; error texts carry the provider's message, never a secret."""
 
     def __init__(self, *, session: requests.Session | None = None,
@@ -276,6 +276,10 @@ class HttpAdapter(ChannelAdapter):
 
     def close(self) -> None:
         self.session.close()
+
+
+class HttpAdapter(HttpClient, ChannelAdapter):
+    """A channel adapter that talks HTTP (all of ours)."""
 
 
 def _problem(response: requests.Response) -> str:

@@ -36,7 +36,7 @@ from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
 from .base import (
     BotReply,
-    HttpAdapter,
+    HttpClient,
     InboundEvent,
     ProviderRejected,
     digits_of,
@@ -165,27 +165,11 @@ class TypebotBot:
         self.store.delete_value(self.scope, contact)
 
 
-class _TypebotHttp(HttpAdapter):
-    """Typebot's HTTP calls, with the adapters' error mapping (not a channel itself)."""
-
-    name = "typebot"
+class _TypebotHttp(HttpClient):
+    """Typebot's HTTP calls, with the adapters' error mapping."""
 
     def call(self, operation: str, url: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._json(operation, "POST", url, json=body)
-
-    def parse(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
-        return []
-
-    def send_text(self, contact: Any, text: str) -> str | None:
-        raise NotImplementedError("Typebot is a bot, not a channel")
-
-    def send_media(self, contact: Any, url_or_bytes: Any, mime_type: str,
-                   caption: str | None = None, filename: str | None = None) -> str | None:
-        raise NotImplementedError("Typebot is a bot, not a channel")
-
-    def verify(self, headers: Mapping[str, str], body: bytes,
-               query: Mapping[str, str] | None = None) -> bool:
-        return False
 
 
 def _expects_input(answer: dict[str, Any]) -> bool:
