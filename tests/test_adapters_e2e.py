@@ -408,3 +408,20 @@ def test_bot_reply_goes_back_the_way_the_message_came(tmp_path):
         assert [b["text"]["body"] for b in d360_fake.sent("POST", "/messages")] == [
             "Entregamos sim, Maria Souza!"]
         mirror.close(timeout=1)
+
+
+def test_customer_file_through_the_public_api_without_a_bot_token(tmp_path):
+    with FakeChatwoot() as cw:
+        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0)
+        with Mirror(config) as mirror:
+            adapter, fake, case = uazapi()
+            event = adapter.parse({}, json.dumps(case["image"]).encode())[0]
+            handle_inbound(mirror, adapter, event, lambda e: None)
+            assert mirror.flush()
+        [conv] = cw.conversations()
+        [message] = cw.messages(conv["id"])
+        assert message["content"] == "Foto do produto com defeito"
+        assert [a["content_type"] for a in message["attachments"]] == ["image/jpeg"]
+        assert any(path.startswith("/public/api/v1/") and method == "POST"
+                   and path.endswith("/messages") for method, path, _ in cw.requests)
