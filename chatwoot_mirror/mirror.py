@@ -200,7 +200,7 @@ class Mirror:
                 (INCOMING, user_message, sender_name, message_id, ()),
                 (OUTGOING, bot_response, None, None, ()),
             ],
-        )
+        ) is not None
 
     def handoff_reason(self, contact: object, text: str | None) -> str | None:
         """Whether this customer message should go to humans, and why (``keyword_detected``,
@@ -227,7 +227,7 @@ class Mirror:
         """Queue a message the customer sent (shown as theirs in Chatwoot)."""
         return self._queue(
             contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))]
-        )
+        ) is not None
 
     def receive(
         self,
@@ -245,8 +245,7 @@ class Mirror:
         have the contact. Never raises; when the store fails the bot answers (mirroring
         must not silence it)."""
         flags = self._queue(
-            contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))],
-            flags=True,
+            contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))]
         )
         duplicate = flags is not None and bool(flags) and not flags[0]
         return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
@@ -261,7 +260,9 @@ class Mirror:
         attachments: Iterable[Attachment] = (),
     ) -> bool:
         """Queue a message the bot sent to the customer (shown as the bot's reply)."""
-        return self._queue(contact, [(OUTGOING, text, None, message_id, tuple(attachments))])
+        return self._queue(
+            contact, [(OUTGOING, text, None, message_id, tuple(attachments))]
+        ) is not None
 
     def _queue(
         self,
@@ -269,19 +270,17 @@ class Mirror:
         items: list[tuple[str, str, str | None, str | None, tuple[Attachment | MediaRef, ...]]],
         *,
         triggers: bool = True,
-        flags: bool = False,
-    ) -> Any:
-        """Queue ``items`` in one transaction; ``True`` when they are written down (or
-        ``flags=True``: one ``False`` per item already seen, ``None`` on failure)."""
-        failed = None if flags else False
+    ) -> list[bool] | None:
+        """Queue ``items`` in one transaction: one flag per item written (``False`` for a
+        provider message id seen before), or ``None`` when nothing could be written."""
         if not self.enabled or self._closed:
-            return failed
+            return None
         try:
             identity = self.identify(contact)
         except ValueError as exc:
             log.warning("message not mirrored: %s", exc)
             self._count("not_queued", str(exc))
-            return failed
+            return None
         messages = []
         for direction, text, sender_name, message_id, files in items:
             content = "" if text is None else str(text)
@@ -298,17 +297,17 @@ class Mirror:
                 )
             )
         if not messages:
-            return [] if flags else True
+            return []
         try:
             queued = self.store.enqueue([encode(m) for m in messages])
         except StoreError as exc:
             log.error("message not queued contact=%s error=%s", identity.key, exc)
             self._count("not_queued", str(exc))
-            return failed
+            return None
         except Exception as exc:  # the host bot must never crash because of mirroring
             log.exception("message not queued contact=%s", identity.key)
             self._count("not_queued", type(exc).__name__)
-            return failed
+            return None
         if not all(queued):
             log.debug("provider message seen before, not queued again contact=%s",
                       identity.key)
@@ -316,7 +315,7 @@ class Mirror:
         if triggers:
             fresh = [m for m, new in zip(messages, queued, strict=True) if new]
             self._apply_triggers(identity, fresh)
-        return list(queued) if flags else True
+        return list(queued)
 
     def _apply_triggers(self, identity: ContactIdentity, messages: list[MirroredMessage]) -> None:
         """Hand over by keyword, outside business hours, or after too many bot turns.
@@ -413,7 +412,8 @@ class Mirror:
         # Chatwoot takes files only as uploads; a file the bot sends by URL shows as its URL.
         shown = "\n".join(filter(None, [text, *(f"[{m.file_type}] {m.url}" for m in media)]))
         mirrored = self._queue(identity.raw or identity.key,
-                               [(OUTGOING, shown, None, None, ())], triggers=kind == "bot")
+                               [(OUTGOING, shown, None, None, ())],
+                               triggers=kind == "bot") is not None
         # With no sender registered there is nothing to relay; the notice is still mirrored.
         return (relayed or self.deliverer.sender is None) and mirrored
 
