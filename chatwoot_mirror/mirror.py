@@ -156,6 +156,11 @@ class Mirror:
         if start:
             self.start()
 
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`: nothing is queued any more."""
+        return self._closed
+
     def start(self) -> None:
         """Start the delivery workers and the scheduler (done by the constructor unless
         ``start=False``)."""

@@ -183,11 +183,12 @@ def as_reply(value: Any) -> BotReply:
 def _send(mirror: Mirror, adapter: ChannelAdapter, contact: str,
           item: str | AgentAttachment) -> None:
     text, media = (item, ()) if isinstance(item, str) else ("", (item,))
-    if mirror.enabled:
+    if mirror.enabled and not mirror.closed:
         try:
-            if mirror.notify_customer(contact, text, media=media, kind="bot",
-                                      channel=adapter.name):
-                return
+            # False here can mean the relay was queued but not its mirror copy: sending
+            # directly as well would reach the customer twice
+            mirror.notify_customer(contact, text, media=media, kind="bot", channel=adapter.name)
+            return
         except Exception as exc:  # the queue failed: answer directly rather than not at all
             log.error("bot reply not queued, sending directly provider=%s error=%s",
                       adapter.name, exc)

@@ -425,3 +425,15 @@ def test_customer_file_through_the_public_api_without_a_bot_token(tmp_path):
         assert [a["content_type"] for a in message["attachments"]] == ["image/jpeg"]
         assert any(path.startswith("/public/api/v1/") and method == "POST"
                    and path.endswith("/messages") for method, path, _ in cw.requests)
+
+
+def test_closed_mirror_still_answers_directly_once(tmp_path):
+    config = Config(url="http://127.0.0.1:9", inbox_identifier="x",
+                    db_path=str(tmp_path / "m.db"))
+    mirror = Mirror(config, start=False)
+    mirror.close(timeout=0)
+    assert mirror.closed
+    adapter, fake, case = uazapi()
+    event = adapter.parse({}, json.dumps(case["text"]).encode())[0]
+    assert handle_inbound(mirror, adapter, event, faq_bot) == "answered"
+    assert [b["text"] for b in fake.sent("POST", "/send/text")] == ["Entregamos sim, Maria Souza!"]
