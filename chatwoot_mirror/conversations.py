@@ -5,6 +5,21 @@ and includes resolved conversations, and ``POST .../conversations`` creates a ne
 one on every call unless the inbox has ``lock_to_single_conversation``. So the
 first resolution of a contact is serialised (a striped in-process lock plus a
 lease in the store for other processes), and its result is remembered.
+
+What is remembered must never send a customer's words to someone else. Two rules
+keep it so, both decided here:
+
+* **Instance binding.** Every remembered id is stored with the Chatwoot it came
+  from (:func:`instance_id` of the base URL, account and inbox identifier). After a
+  change of any of them the old ids are not used: the contact is resolved again.
+* **Ownership check.** The Application API posts into a conversation by its id and
+  does not check whose it is. A Chatwoot restored from a backup hands the same ids
+  out again to other customers. So before the first bot-token post into a
+  remembered conversation in this process, the contact-scoped public read
+  ``GET .../contacts/{source_id}/conversations/{id}`` confirms the conversation is
+  this contact's (it answers 404 otherwise, or when the contact is gone); if not, the
+  contact is resolved again. A conversation resolved in this process needs no check:
+  it came from that contact's own list, or was created for them.
 """
 
 from __future__ import annotations
@@ -16,19 +31,28 @@ import os
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from .client import ChatwootClient
-from .errors import Unavailable
+from .errors import NotFound, Unavailable
 from .identity import ContactIdentity
-from .store import Store
+from .store import ContactRecord, Store
 
 log = logging.getLogger("chatwoot_mirror.conversations")
 
 _STRIPES = 64
 _LEASE_TTL = 30.0
 _LEASE_POLL = 0.02
+_CONFIRMED_KEPT = 100_000
+
+
+def instance_id(base_url: str, account_id: int | None, inbox_identifier: str) -> str:
+    """The Chatwoot a remembered id belongs to: a digest of the base URL, the account and
+    the inbox identifier (a digest, so the store never holds the inbox identifier)."""
+    text = f"{base_url.rstrip('/')}|{account_id or ''}|{inbox_identifier}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -55,41 +79,93 @@ class ConversationResolver:
         resolved_policy: str = "reopen",
         hmac_token: str | None = None,
         lease_timeout: float = 2 * _LEASE_TTL,
+        check_ownership: bool = True,
     ) -> None:
         self.client = client
         self.store = store
         self.resolved_policy = resolved_policy
         self.hmac_token = hmac_token
         self.lease_timeout = lease_timeout
+        #: True when messages are posted by conversation id (Application API): the public
+        #: API's own posts are contact-scoped and need no check.
+        self.check_ownership = check_ownership
+        self.instance = instance_id(client.base_url, client.account_id,
+                                    client.inbox_identifier)
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # (contact key, conversation id) pairs confirmed in this process; bounded, since
+        # forgetting one costs only one more check
+        self._confirmed: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._confirmed_lock = threading.Lock()
+
+    def remembered(self, key: str) -> ContactRecord | None:
+        """The stored record of ``key`` when it belongs to this Chatwoot, else ``None``."""
+        record = self.store.get_contact(key)
+        if record is None or record.instance != self.instance:
+            return None
+        return record
 
     def resolve(self, identity: ContactIdentity, name: str | None = None) -> Target:
         """The contact's conversation; creates the contact and the conversation at most once."""
-        record = self.store.get_contact(identity.key)
-        if record and record.conversation_id:
-            return Target(record.source_id, record.conversation_id)
+        target = self._usable(identity)
+        if target is not None:
+            return target
         stripe = self._stripes[hash(identity.key) % _STRIPES]
         with stripe:
             lease = f"resolve:{identity.key}"
             self._take_lease(lease)
             try:
                 # Another thread or process may have finished while we waited.
-                record = self.store.get_contact(identity.key)
-                if record and record.conversation_id:
-                    return Target(record.source_id, record.conversation_id)
+                target = self._usable(identity)
+                if target is not None:
+                    return target
                 return self._resolve_remotely(identity, name)
             finally:
                 self.store.release_lock(lease, self._owner)
 
     def forget(self, identity: ContactIdentity, conversation_id: int) -> None:
         """Drop a conversation Chatwoot no longer knows (404) so the next resolve looks again."""
+        with self._confirmed_lock:
+            self._confirmed.pop((identity.key, conversation_id), None)
         if self.store.forget_conversation(identity.key, conversation_id):
             log.info(
                 "conversation forgotten contact=%s conversation=%s",
                 identity.key,
                 conversation_id,
             )
+
+    def _usable(self, identity: ContactIdentity) -> Target | None:
+        """The remembered conversation, once it is known to be this contact's; ``None``
+        when there is none, it came from another Chatwoot, or it is someone else's now."""
+        record = self.remembered(identity.key)
+        if record is None or not record.conversation_id:
+            return None
+        target = Target(record.source_id, record.conversation_id)
+        if not self.check_ownership or self._is_confirmed(identity.key, target):
+            return target
+        try:
+            self.client.get_conversation_public(target.source_id, target.conversation_id)
+        except NotFound:
+            log.warning(
+                "remembered conversation is not this contact's in chatwoot, resolving again "
+                "contact=%s conversation=%s",
+                identity.key,
+                target.conversation_id,
+            )
+            self.forget(identity, target.conversation_id)
+            return None
+        self._confirm(identity.key, target)
+        return target
+
+    def _is_confirmed(self, key: str, target: Target) -> bool:
+        with self._confirmed_lock:
+            return (key, target.conversation_id) in self._confirmed
+
+    def _confirm(self, key: str, target: Target) -> None:
+        with self._confirmed_lock:
+            self._confirmed[(key, target.conversation_id)] = None
+            while len(self._confirmed) > _CONFIRMED_KEPT:
+                self._confirmed.popitem(last=False)
 
     def _take_lease(self, name: str) -> None:
         deadline = time.monotonic() + self.lease_timeout
@@ -115,7 +191,8 @@ class ConversationResolver:
         )
         source_id = str(contact.get("source_id") or identity.source_id)
         self.store.save_contact(
-            identity.key, source_id, _int(contact.get("id")), identity.to_json()
+            identity.key, source_id, _int(contact.get("id")), identity.to_json(),
+            instance=self.instance,
         )
 
         conversations = self.client.list_conversations(source_id)
@@ -125,13 +202,15 @@ class ConversationResolver:
             chosen = int(self.client.create_conversation(source_id)["id"])
             created = True
         self.store.set_conversation(identity.key, chosen)
+        target = Target(source_id, chosen)
+        self._confirm(identity.key, target)  # from the contact's own list, or created for them
         log.info(
             "conversation resolved contact=%s conversation=%s created=%s",
             identity.key,
             chosen,
             created,
         )
-        return Target(source_id, chosen)
+        return target
 
 
 def _pick(conversations: list[dict[str, Any]], policy: str) -> int | None:

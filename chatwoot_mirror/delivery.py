@@ -127,16 +127,19 @@ class Deliverer:
         """
         if message.direction in (RELAY, ACTION):
             return None  # no look-up: relays and handoff actions are at least once
-        record = self.resolver.store.get_contact(message.identity.key)
+        record = self.resolver.remembered(message.identity.key)
         if record is None or record.conversation_id is None:
-            return None  # never resolved, so never posted
+            return None  # never resolved in this Chatwoot, so never posted to it
         floor = self.resolver.store.last_message_id(message.identity.key) or 0
         expected = self._content(message)
         before: int | None = None
         for _ in range(max_pages):
-            page = self.client.list_messages_public(
-                record.source_id, record.conversation_id, before=before
-            )
+            try:
+                page = self.client.list_messages_public(
+                    record.source_id, record.conversation_id, before=before
+                )
+            except NotFound:
+                return None  # not this contact's conversation (any more): not posted there
             for item in reversed(page):
                 if int(item.get("id", 0)) <= floor:
                     return None

@@ -107,6 +107,7 @@ class Mirror:
             self.store,
             resolved_policy=config.resolved_policy,
             hmac_token=config.hmac_token,
+            check_ownership=config.has_bot_token,
         )
         self.deliverer = Deliverer(
             self.client,

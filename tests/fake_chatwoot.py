@@ -99,6 +99,12 @@ class FakeChatwoot:
             self.next_conversation += 1
             self.conversations[conv["id"]] = conv
             return 200, {}, json.dumps(self._conv_json(conv))
+        m = re.match(r"^/contacts/([^/]+)/conversations/(\d+)$", rest)
+        if m and request.method == "GET":  # contact-scoped: 404 for another's conversation
+            conv = self.conversations.get(int(m.group(2)))
+            if m.group(1) not in self.contacts or not conv or conv["source_id"] != m.group(1):
+                return 404, {}, json.dumps({"status": 404, "error": "Not Found"})
+            return 200, {}, json.dumps(self._conv_json(conv))
         m = re.match(r"^/contacts/([^/]+)/conversations/(\d+)/messages$", rest)
         if m and request.method == "POST":
             source_id, conv_id = m.group(1), int(m.group(2))

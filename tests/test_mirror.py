@@ -94,10 +94,27 @@ def test_conversation_is_remembered_across_restarts(fake, db_path):
     before = len(fake.calls())
     with Mirror(make_config(db_path)) as mirror:
         mirror.log_incoming("5511987654321", "de novo")
+        mirror.log_incoming("5511987654321", "e mais uma")
+    # one contact-scoped read confirms, once per process, that 128 is still this
+    # contact's conversation before the Application API posts into it by id
     assert fake.calls()[before:] == [
-        ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages")
+        ("GET", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128"),
+        ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages"),
+        ("POST", f"/api/v1/accounts/{ACCOUNT}/conversations/128/messages"),
     ]
     assert len(fake.conversations) == 1
+
+
+def test_without_bot_token_a_restart_posts_without_a_check(fake, db_path):
+    # the public API's posts are contact-scoped already: no ownership read needed
+    with Mirror(make_config(db_path, bot=False)) as mirror:
+        mirror.log_incoming("5511987654321", "oi")
+    before = len(fake.calls())
+    with Mirror(make_config(db_path, bot=False)) as mirror:
+        mirror.log_incoming("5511987654321", "de novo")
+    assert fake.calls()[before:] == [
+        ("POST", f"{PUBLIC}/contacts/wa-5511987654321/conversations/128/messages"),
+    ]
 
 
 def test_without_bot_token_replies_are_prefixed_incoming_and_startup_warns(

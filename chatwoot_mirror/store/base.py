@@ -22,6 +22,8 @@ class ContactRecord:
     contact_id: int | None
     conversation_id: int | None
     identity: str | None = None  # JSON of the ContactIdentity, for relays
+    #: the Chatwoot (URL, account, inbox) these ids came from; ``None``: unknown
+    instance: str | None = None
 
 
 @dataclass
@@ -69,10 +71,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def save_contact(
-        self, key: str, source_id: str, contact_id: int | None, identity: str | None = None
+        self, key: str, source_id: str, contact_id: int | None, identity: str | None = None,
+        *, instance: str | None = None,
     ) -> None:
-        """Atomically insert or update the contact's ids (and identity JSON, when given);
-        a stored conversation id is kept."""
+        """Atomically insert or update the contact's ids (and identity JSON, when given),
+        bound to ``instance``. A stored conversation id and last message id are kept only
+        when the stored instance is the same ``instance``; otherwise both are cleared in
+        the same write, so no id from another Chatwoot survives the rebinding."""
 
     def contact_identity(self, key: str) -> ContactIdentity | None:
         """Non-destructively read the identity stored for ``key`` (where to reach the

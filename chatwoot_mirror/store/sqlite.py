@@ -121,6 +121,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (scope, key)
     );
     """,
+    # v8: which Chatwoot (URL, account, inbox) a contact's ids came from. Rows written
+    # before this have none and are never reused: their ids may belong to another Chatwoot.
+    """
+    ALTER TABLE contacts ADD COLUMN instance TEXT;
+    """,
 ]
 
 _HANDOFF = (
@@ -253,25 +258,32 @@ class SQLiteStore(Store):
     def get_contact(self, key: str) -> ContactRecord | None:
         row = self._read(
             lambda c: c.execute(
-                "SELECT key, source_id, contact_id, conversation_id, identity FROM contacts"
-                " WHERE key = ?",
+                "SELECT key, source_id, contact_id, conversation_id, identity, instance"
+                " FROM contacts WHERE key = ?",
                 (key,),
             ).fetchone()
         )
         return ContactRecord(*row) if row else None
 
     def save_contact(
-        self, key: str, source_id: str, contact_id: int | None, identity: str | None = None
+        self, key: str, source_id: str, contact_id: int | None, identity: str | None = None,
+        *, instance: str | None = None,
     ) -> None:
         with self._guard(), self._write() as conn:
             conn.execute(
-                "INSERT INTO contacts (key, source_id, contact_id, identity, updated_at)"
-                " VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO contacts (key, source_id, contact_id, identity, instance, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(key) DO UPDATE SET source_id = excluded.source_id,"
                 " contact_id = excluded.contact_id,"
                 " identity = COALESCE(excluded.identity, identity),"
+                # ids learned from another instance mean nothing here: drop them
+                " conversation_id = CASE WHEN instance IS excluded.instance"
+                " THEN conversation_id END,"
+                " last_message_id = CASE WHEN instance IS excluded.instance"
+                " THEN last_message_id END,"
+                " instance = excluded.instance,"
                 " updated_at = excluded.updated_at",
-                (key, source_id, contact_id, identity, time.time()),
+                (key, source_id, contact_id, identity, instance, time.time()),
             )
 
     def set_conversation(self, key: str, conversation_id: int) -> None:

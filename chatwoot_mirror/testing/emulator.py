@@ -917,6 +917,32 @@ class Emulator:
             msg.updated_at = time.time()
             self._emit("message_updated", lambda: self._message_webhook(msg))
 
+    def delete_contact(self, contact_id: int) -> None:
+        """An agent deletes a contact: its contact inboxes, conversations and messages go
+        with it (Chatwoot's ``dependent: :destroy_async``). Display ids are not reused."""
+        with self.lock:
+            if self.contacts.pop(int(contact_id), None) is None:
+                raise KeyError(f"no contact {contact_id}")
+            for source_id, ci in list(self.contact_inboxes.items()):
+                if ci.contact_id == int(contact_id):
+                    del self.contact_inboxes[source_id]
+            for conv in [c for c in self.conversations.values()
+                         if c.contact_inbox.contact_id == int(contact_id)]:
+                del self.conversations[conv.id]
+                gone = self._by_conversation.pop(conv.id, [])
+                self.messages = [m for m in self.messages if m not in gone]
+
+    def merge_contacts(self, base_id: int, mergee_id: int) -> None:
+        """``POST /actions/contact_merge``: the mergee's contact inboxes (so its source ids)
+        and conversations move to the base contact, then the mergee is deleted."""
+        with self.lock:
+            if int(base_id) not in self.contacts or int(mergee_id) not in self.contacts:
+                raise KeyError("no such contact")
+            for ci in self.contact_inboxes.values():
+                if ci.contact_id == int(mergee_id):
+                    ci.contact_id = int(base_id)
+            del self.contacts[int(mergee_id)]
+
     def _conversation(self, conversation_id: int) -> Conversation:
         conv = self.conversations.get(int(conversation_id))
         if conv is None:

@@ -310,6 +310,12 @@ class FakeChatwoot:
     def resolve(self, conversation_id: int) -> None:
         self.emulator.resolve(conversation_id)
 
+    def delete_contact(self, contact_id: int) -> None:
+        self.emulator.delete_contact(contact_id)
+
+    def merge_contacts(self, base_id: int, mergee_id: int) -> None:
+        self.emulator.merge_contacts(base_id, mergee_id)
+
     def contacts(self) -> list[dict[str, Any]]:
         with self.emulator.lock:
             return [
