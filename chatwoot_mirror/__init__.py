@@ -11,6 +11,7 @@ import atexit
 import logging
 import threading
 
+from ._notice import tell_operator
 from ._version import __version__
 from .client import Attachment, ChatwootClient
 from .config import Config
@@ -56,23 +57,32 @@ log = logging.getLogger("chatwoot_mirror")
 logging.getLogger("chatwoot_mirror").addHandler(logging.NullHandler())
 
 _default: Mirror | None = None
-_default_error: ConfigError | None = None
+_default_error: Exception | None = None
 _default_lock = threading.Lock()
 
 
 def get_default_mirror() -> Mirror:
     """The process-wide Mirror used by :func:`log_to_chatwoot`, built from the environment
-    on first use. Raises :class:`ConfigError` when the configuration is wrong; call it at
-    start-up to fail fast."""
+    on first use. Call it at start-up to fail fast: it raises what went wrong
+    (:class:`ConfigError` for a wrong setting, :class:`StoreError` for an unusable store).
+
+    A failure is kept: later calls raise the same error without building again, until
+    :func:`set_default_mirror` resets it (or the process restarts)."""
     global _default, _default_error
     with _default_lock:
         if _default is None:
+            if _default_error is not None:
+                raise _default_error
             try:
                 _default = Mirror.from_env()
-            except ConfigError as exc:
+            except Exception as exc:  # whatever it is, the host must not pay for it twice
                 _default_error = exc
+                tell_operator(
+                    log, logging.ERROR,
+                    "mirroring is off until the problem is fixed and the process restarted: "
+                    "%s: %s", type(exc).__name__, exc,
+                )
                 raise
-            _default_error = None
             atexit.register(_default.close)
         return _default
 
@@ -90,18 +100,16 @@ def log_to_chatwoot(
 ) -> bool:
     """Mirror one exchange: the drop-in replacement of the script's function of the same name.
 
-    Returns True once both messages are accepted; never raises for Chatwoot or
-    configuration trouble (a wrong configuration is logged once and the call returns
-    False; call :func:`get_default_mirror` at start-up to fail fast instead).
+    Returns True once both messages are accepted. It never raises and never blocks on
+    Chatwoot: a mirror that cannot be built (a wrong setting, an unusable store) is
+    reported once, at ERROR and on stderr when the host has no logging set up, and every
+    call then returns False at once. Call :func:`get_default_mirror` at start-up to fail
+    fast instead.
     """
     if _default_error is not None and _default is None:
         return False
     try:
         mirror = get_default_mirror()
-    except ConfigError as exc:
-        log.error(
-            "mirroring is off until the configuration is fixed and the process restarted: %s",
-            exc,
-        )
+        return mirror.log_exchange(phone, user_message, bot_response, sender_name=sender_name)
+    except Exception:  # reported once by get_default_mirror; the host's reply goes on
         return False
-    return mirror.log_exchange(phone, user_message, bot_response, sender_name=sender_name)

@@ -8,16 +8,20 @@ a :class:`~chatwoot_mirror.errors.ConfigError` naming the variable and the fix.
 from __future__ import annotations
 
 import difflib
+import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from urllib.parse import urlsplit
 
+from ._notice import tell_operator
 from .errors import ConfigError
 from .texts import DEFAULTS, LANGUAGES
 from .triggers import BusinessHours
 
 PREFIX = "CHATWOOT_"
+log = logging.getLogger("chatwoot_mirror.config")
 
 #: Variables this library reads, with a one-line meaning (used for "did you mean").
 VARIABLES: dict[str, str] = {
@@ -162,43 +166,38 @@ class Config:
             raise ConfigError(
                 "CHATWOOT_DEFAULT_COUNTRY_CODE", "must be 1 to 3 digits without '+', e.g. 55"
             )
-        for name, value in (
-            ("CHATWOOT_CONNECT_TIMEOUT", self.connect_timeout),
-            ("CHATWOOT_READ_TIMEOUT", self.read_timeout),
-        ):
-            if not value > 0:
-                raise ConfigError(name, "must be a positive number of seconds")
-        if not 1 <= self.workers <= 64:
-            raise ConfigError("CHATWOOT_WORKERS", "must be between 1 and 64")
-        if self.max_requests_per_minute < 0:
-            raise ConfigError(
-                "CHATWOOT_MAX_REQUESTS_PER_MINUTE", "must be 0 (no limit) or a positive number"
-            )
+        for f in fields(self):  # NaN slips past every comparison; inf overflows later
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(_variable(f.name), f"must be a finite number, not {value}")
+        _check_range("CHATWOOT_CONNECT_TIMEOUT", self.connect_timeout, 0, 300, low_open=True)
+        _check_range("CHATWOOT_READ_TIMEOUT", self.read_timeout, 0, 300, low_open=True)
+        _check_range("CHATWOOT_WORKERS", self.workers, 1, 64)
+        _check_range("CHATWOOT_MAX_REQUESTS_PER_MINUTE", self.max_requests_per_minute, 0,
+                     100_000, hint="0 means no limit")
+        _check_range("CHATWOOT_RETRY_MAX_SECONDS", self.retry_max_seconds, 0, 86_400,
+                     low_open=True)
         if not 0 < self.retry_base_seconds <= self.retry_max_seconds:
             raise ConfigError(
                 "CHATWOOT_RETRY_BASE_SECONDS",
                 "must be positive and not above CHATWOOT_RETRY_MAX_SECONDS",
             )
-        if not self.claim_ttl_seconds >= 1:
-            raise ConfigError("CHATWOOT_CLAIM_TTL_SECONDS", "must be at least 1 second")
-        if self.drain_seconds < 0:
-            raise ConfigError("CHATWOOT_DRAIN_SECONDS", "must be 0 or more seconds")
-        if self.webhook_max_age_seconds <= 0:
-            raise ConfigError("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "must be a positive number")
+        _check_range("CHATWOOT_CLAIM_TTL_SECONDS", self.claim_ttl_seconds, 1, 3600)
+        _check_range("CHATWOOT_DRAIN_SECONDS", self.drain_seconds, 0, 3600)
+        _check_range("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", self.webhook_max_age_seconds, 0,
+                     86_400, low_open=True)
         if self.language not in LANGUAGES:
             raise ConfigError("CHATWOOT_LANGUAGE", f"must be one of {', '.join(LANGUAGES)}")
-        if not 0 <= self.transcript_messages <= 20:
-            raise ConfigError("CHATWOOT_TRANSCRIPT_MESSAGES", "must be between 0 and 20")
-        if self.max_bot_turns < 0:
-            raise ConfigError("CHATWOOT_MAX_BOT_TURNS", "must be 0 (never) or more")
+        _check_range("CHATWOOT_TRANSCRIPT_MESSAGES", self.transcript_messages, 0, 20)
+        _check_range("CHATWOOT_MAX_BOT_TURNS", self.max_bot_turns, 0, 10_000,
+                     hint="0 means never")
         if self.business_hours:
             BusinessHours.parse(self.business_hours, self.timezone)  # fail at start-up
-        if self.relay_max_attempts < 1:
-            raise ConfigError("CHATWOOT_RELAY_MAX_ATTEMPTS", "must be at least 1")
-        if self.resume_after_minutes < 0:
-            raise ConfigError("CHATWOOT_RESUME_AFTER_MINUTES", "must be 0 (never) or more")
-        if self.media_max_mb < 0:
-            raise ConfigError("CHATWOOT_MEDIA_MAX_MB", "must be 0 (never upload files) or more")
+        _check_range("CHATWOOT_RELAY_MAX_ATTEMPTS", self.relay_max_attempts, 1, 100)
+        _check_range("CHATWOOT_RESUME_AFTER_MINUTES", self.resume_after_minutes, 0, 525_600,
+                     hint="0 means never")
+        _check_range("CHATWOOT_MEDIA_MAX_MB", self.media_max_mb, 0, 2048,
+                     hint="0 means never upload files")
 
     @property
     def has_bot_token(self) -> bool:
@@ -239,11 +238,11 @@ class Config:
     @classmethod
     def _from_mapping(cls, env: Mapping[str, str]) -> Config:
         ours = {k: v for k, v in env.items() if k.startswith(PREFIX)}
-        for name in ours:
+        for name in sorted(ours):
             if name not in VARIABLES:
-                guess = difflib.get_close_matches(name, VARIABLES, n=1)
-                hint = f"did you mean {guess[0]}?" if guess else "remove it or fix the name"
-                raise ConfigError(name, f"is not a chatwoot-mirror setting; {hint}")
+                # A typo must not switch mirroring off; it must be seen, though.
+                tell_operator(log, logging.WARNING, "%s is not a chatwoot-mirror setting "
+                              "and is ignored; %s", name, unknown_variable_hint(name))
 
         def text(name: str) -> str | None:
             value = ours.get(name)
@@ -291,7 +290,7 @@ class Config:
                 "CHATWOOT_CONNECT_TIMEOUT", text("CHATWOOT_CONNECT_TIMEOUT"), 3.05
             ),
             read_timeout=_parse_float("CHATWOOT_READ_TIMEOUT", text("CHATWOOT_READ_TIMEOUT"), 10.0),
-            workers=_parse_int("CHATWOOT_WORKERS", text("CHATWOOT_WORKERS")) or 4,
+            workers=_default(_parse_int("CHATWOOT_WORKERS", text("CHATWOOT_WORKERS")), 4),
             max_requests_per_minute=_default(
                 _parse_int(
                     "CHATWOOT_MAX_REQUESTS_PER_MINUTE", text("CHATWOOT_MAX_REQUESTS_PER_MINUTE")
@@ -366,13 +365,38 @@ _SECRET_FIELDS = {"bot_token", "api_token", "webhook_secret", "webhook_token", "
                   "inbox_identifier"}
 
 
+def unknown_variable_hint(name: str) -> str:
+    """What to do about an unknown ``CHATWOOT_*`` variable: the likely intended one."""
+    guess = difflib.get_close_matches(name, VARIABLES, n=1)
+    return f"did you mean {guess[0]}?" if guess else "remove it or fix its name"
+
+
+def _variable(field_name: str) -> str:
+    """The environment variable of a Config field."""
+    return {"inbox_identifier": "CHATWOOT_INBOX_ID", "db_path": "CHATWOOT_MIRROR_DB"}.get(
+        field_name, PREFIX + field_name.upper())
+
+
+def _check_range(name: str, value: float, low: float, high: float, *,
+                 low_open: bool = False, hint: str = "") -> None:
+    if (value > low if low_open else value >= low) and value <= high:
+        return
+    bound = f"above {low:g}" if low_open else f"at least {low:g}"
+    extra = f" ({hint})" if hint else ""
+    raise ConfigError(name, f"must be {bound} and at most {high:g}{extra}, not {value:g}")
+
+
 def _check_url(url: str) -> str:
     if not url:
         raise ConfigError(
             "CHATWOOT_URL", "is not set; use your Chatwoot address, e.g. https://chat.example.com"
         )
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigError("CHATWOOT_URL", f"is not a valid URL ({exc}): {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             "CHATWOOT_URL", f"must start with http:// or https://, e.g. https://chat.example.com"
             f" (got {url!r})"
@@ -418,6 +442,9 @@ def _parse_float(name: str, value: str | None, default: float) -> float:
     if value is None:
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise ConfigError(name, f"must be a number of seconds, not {value!r}") from None
+        raise ConfigError(name, f"must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(name, f"must be a finite number, not {value!r}")
+    return number

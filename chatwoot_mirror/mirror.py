@@ -101,7 +101,12 @@ class Mirror:
             read_timeout=config.read_timeout,
             session=session,
         )
-        self.store = store or SQLiteStore(config.db_path)
+        try:
+            self.store = store or SQLiteStore(config.db_path)
+        except BaseException:
+            if client is None:
+                self.client.close()  # ours: nothing else will close its session
+            raise
         self.resolver = ConversationResolver(
             self.client,
             self.store,
@@ -155,7 +160,15 @@ class Mirror:
         if config.metrics:
             self.metrics = Metrics(self)
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                # a mirror that cannot start holds nothing open: no session, no file
+                if client is None:
+                    self.client.close()
+                if store is None:
+                    self.store.close()
+                raise
 
     @property
     def closed(self) -> bool:
@@ -166,7 +179,7 @@ class Mirror:
         """Start the delivery workers and the scheduler (done by the constructor unless
         ``start=False``)."""
         if self.enabled and not self._closed:
-            self.workers.start()
+            self.workers.start()  # stops what it started if it fails
             _RUNNING.add(self)
 
     @classmethod

@@ -91,30 +91,39 @@ class DeliveryWorkers:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        for i in range(self.workers):
-            thread = threading.Thread(
-                target=self._run, args=(self.owners[i],), name=f"chatwoot-mirror-{i}",
+        """Start the scheduler, then the worker threads; if anything fails on the way,
+        whatever was started is stopped again before the error propagates (no thread of a
+        mirror that failed to start keeps running)."""
+        try:
+            scheduler = BackgroundScheduler(
+                logger=logging.getLogger(_SCHEDULER_LOGGER),
+                executors={_EXECUTOR: ThreadPoolExecutor(1)},
+                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
                 daemon=True,
             )
-            thread.start()
-            self._threads.append(thread)
-        scheduler = BackgroundScheduler(
-            logger=logging.getLogger(_SCHEDULER_LOGGER),
-            executors={_EXECUTOR: ThreadPoolExecutor(1)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            daemon=True,
-        )
-        jobs = [
-            (self.tick, self._wake_if_due, "outbox check"),
-            (max(0.05, self.claim_ttl / 3), self._renew_claims, "claim renewal"),
-            (3600.0, self._prune, "pruning provider ids"),
-            (1.0, self.store.checkpoint, "store checkpoint"),
-        ] + [(seconds, job, getattr(job, "__name__", "host job")) for seconds, job in self.periodic]
-        for seconds, job, name in jobs:
-            scheduler.add_job(self._guarded(job, name), "interval", seconds=seconds,
-                              executor=_EXECUTOR)
-        scheduler.start()
-        self._scheduler = scheduler
+            jobs = [
+                (self.tick, self._wake_if_due, "outbox check"),
+                (max(0.05, self.claim_ttl / 3), self._renew_claims, "claim renewal"),
+                (3600.0, self._prune, "pruning provider ids"),
+                (1.0, self.store.checkpoint, "store checkpoint"),
+            ] + [(seconds, job, getattr(job, "__name__", "host job"))
+                 for seconds, job in self.periodic]
+            for seconds, job, name in jobs:
+                scheduler.add_job(self._guarded(job, name), "interval", seconds=seconds,
+                                  executor=_EXECUTOR)
+            self._stop.clear()
+            scheduler.start()
+            self._scheduler = scheduler
+            for i in range(self.workers):
+                thread = threading.Thread(
+                    target=self._run, args=(self.owners[i],), name=f"chatwoot-mirror-{i}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        except BaseException:
+            self.stop(timeout=1.0)
+            raise
         self.wake()
 
     def stop(self, timeout: float = 5.0) -> None:
