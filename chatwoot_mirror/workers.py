@@ -1,10 +1,16 @@
 """Delivery workers: a small thread pool that drains the outbox in the background.
 
-Workers sleep on an event that every enqueue sets, so delivery starts within
-milliseconds; APScheduler runs the periodic jobs: waking workers when a retry falls
-due or another process's claim expires, renewing this process's claims, pruning old
-provider ids. Each worker claims one contact at a time, so messages of a contact are
-delivered in order while contacts proceed in parallel.
+Workers sleep on a condition that every enqueue signals, so delivery starts within
+milliseconds, and a short retry wakes them at its due time. APScheduler runs the
+periodic jobs: waking workers when another process's message falls due or its claim
+expires, renewing the claims this process is working on, pruning old provider ids. Each
+worker claims one contact at a time, so messages of a contact are delivered in order
+while contacts proceed in parallel.
+
+The jobs run in the scheduler's own thread (APScheduler's ``DebugExecutor``), not in a
+``concurrent.futures`` pool: they are short, and a pool refuses work once the
+interpreter starts shutting down, which printed a traceback per job while a backlog
+drained at exit.
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .delivery import Deliverer, MirroredMessage
@@ -83,6 +88,11 @@ class DeliveryWorkers:
         # claims, so a wake that lands between its empty claim and its wait is never lost.
         self._signals = 0
         self._signal_cv = threading.Condition()
+        # monotonic time of the earliest short retry; an idle worker wakes for it
+        self._wake_at: float | None = None
+        # owners (worker threads) in the middle of a run: only their claims are renewed
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
         self._stop = threading.Event()
         self._progress = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -97,7 +107,7 @@ class DeliveryWorkers:
         try:
             scheduler = BackgroundScheduler(
                 logger=logging.getLogger(_SCHEDULER_LOGGER),
-                executors={_EXECUTOR: ThreadPoolExecutor(1)},
+                executors={_EXECUTOR: DebugExecutor()},
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
                 daemon=True,
             )
@@ -143,6 +153,27 @@ class DeliveryWorkers:
             self._signals += 1
             self._signal_cv.notify_all()
 
+    def _wake_later(self, delay: float) -> None:
+        at = time.monotonic() + delay
+        with self._signal_cv:
+            if self._wake_at is None or at < self._wake_at:
+                self._wake_at = at
+                self._signal_cv.notify_all()  # a sleeping worker shortens its wait
+
+    def _sleep(self, seen: int) -> None:
+        """Wait for a signal newer than ``seen``, a stop, or the earliest short retry."""
+        with self._signal_cv:
+            while self._signals == seen and not self._stop.is_set():
+                timeout = None
+                if self._wake_at is not None:
+                    timeout = self._wake_at - time.monotonic()
+                    if timeout <= 0:
+                        self._wake_at = None
+                        self._signals += 1  # due: every idle worker looks
+                        self._signal_cv.notify_all()
+                        return
+                self._signal_cv.wait(timeout)
+
     def wait_for_progress(self, timeout: float) -> None:
         """Sleep until a worker finishes a message (or ``timeout``)."""
         with self._progress:
@@ -156,7 +187,12 @@ class DeliveryWorkers:
             self.wake()
 
     def _renew_claims(self) -> None:
-        self.store.renew_claims(self.owners, self.claim_ttl, time.time())
+        # Only runs in progress keep their claims alive. A claim left behind (its release
+        # failed on a store error) then lapses after claim_ttl, and the contact recovers
+        # by itself: whoever claims it next checks Chatwoot before posting again.
+        with self._active_lock:
+            active = sorted(self._active)
+        self.store.renew_claims(active, self.claim_ttl, time.time())
 
     def _prune(self) -> None:
         self.store.prune_seen(time.time() - SEEN_IDS_KEPT_FOR)
@@ -186,9 +222,7 @@ class DeliveryWorkers:
                 self._stop.wait(1.0)
                 continue
             if not rows:
-                with self._signal_cv:
-                    while self._signals == seen and not self._stop.is_set():
-                        self._signal_cv.wait()
+                self._sleep(seen)
                 continue
             self._deliver_run(owner, rows[0].contact_key, [decode(row) for row in rows])
 
@@ -196,6 +230,17 @@ class DeliveryWorkers:
         self, owner: str, contact_key: str, messages: list[MirroredMessage]
     ) -> None:
         """Deliver one claimed run; ``contact_key`` is the queue's key (relays have their own)."""
+        with self._active_lock:
+            self._active.add(owner)
+        try:
+            self._deliver_claimed(owner, contact_key, messages)
+        finally:
+            with self._active_lock:
+                self._active.discard(owner)
+
+    def _deliver_claimed(
+        self, owner: str, contact_key: str, messages: list[MirroredMessage]
+    ) -> None:
         for message in messages:
             if self._stop.is_set() or not self.pacer.acquire(self._stop):
                 break
@@ -267,11 +312,9 @@ class DeliveryWorkers:
         attempts = message.attempts + (1 if attempt else 0)
         if delay is None:
             delay = self.backoff.delay(attempts, self.rng)
-        scheduler = self._scheduler
-        if scheduler is not None and delay < self.tick * 10:
+        if delay < self.tick * 10:
             # Short retries are woken for exactly; longer ones are caught by the tick.
-            scheduler.add_job(self.wake, "date", run_date=datetime.now() + timedelta(seconds=delay),
-                              executor=_EXECUTOR)
+            self._wake_later(delay)
         # The first failure of a message is news; its retries during an outage are not
         # (a thousand contacts would otherwise log a thousand lines per backoff round).
         log.log(

@@ -176,13 +176,13 @@ class SQLiteStore(Store):
                     self.path, timeout=self.busy_timeout, isolation_level=None,
                     check_same_thread=False,
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+                self._enter_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 # SQLite runs an automatic checkpoint (with fsync) inside whichever commit
                 # crosses the WAL threshold, sometimes the host bot's: several ms of tail
                 # latency. Checkpoints run from a background job instead (checkpoint()).
                 conn.execute("PRAGMA wal_autocheckpoint=0")
-                conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
             self._local.conn = conn
@@ -190,12 +190,31 @@ class SQLiteStore(Store):
                 # A threaded web server runs each request on a new thread: close the
                 # connections of finished threads, or file handles pile up.
                 for owner, old in self._connections:
-                    if not owner.is_alive():
+                    if _finished(owner):
                         old.close()
                 self._connections = [(owner, c) for owner, c in self._connections
-                                     if owner.is_alive()]
+                                     if not _finished(owner)]
                 self._connections.append((threading.current_thread(), conn))
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, retrying while another process holds the file. Switching needs
+        an exclusive lock and SQLite may answer "database is locked" at once instead of
+        calling the busy handler (seen when many processes open one new file together:
+        2 of 100 failed), so the busy timeout is applied here by hand."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL").fetchone()
+                return
+            except sqlite3.OperationalError as exc:
+                text = str(exc).lower()
+                if ("locked" not in text and "busy" not in text) or (
+                        time.monotonic() + delay > deadline):
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -693,7 +712,7 @@ class SQLiteStore(Store):
         with self._write_lock, self._connections_lock:  # no write is half done
             keep = []
             for owner, conn in self._connections:
-                if owner is me or not owner.is_alive():
+                if owner is me or _finished(owner):
                     try:
                         conn.close()
                     except sqlite3.Error:
@@ -702,6 +721,14 @@ class SQLiteStore(Store):
                     keep.append((owner, conn))
             self._connections = keep
         self._local.conn = None
+
+
+def _finished(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is done with its connection. Not the main thread, ever: at
+    interpreter exit ``threading`` marks it stopped before the ``atexit`` handlers run,
+    and closing its connection while it drains the outbox in one of them (a worker
+    opening its own connection did this) crashed the interpreter."""
+    return thread is not threading.main_thread() and not thread.is_alive()
 
 
 def _outbox_row(r: tuple) -> OutboxRow:
