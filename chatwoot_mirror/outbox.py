@@ -18,6 +18,7 @@ from .identity import ContactIdentity
 from .media import MediaRef
 from .relay import AgentMessage
 from .store import OutboxRow
+from .untrusted import repair_text
 
 #: Chatwoot counts a conversation's messages over the last minute for its flood 422.
 FLOOD_DELAY = 60.0
@@ -52,11 +53,14 @@ def encode(message: MirroredMessage) -> OutboxRow:
         payload["action"] = message.action
     # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back.
     prefix = "relay:" if message.direction == RELAY else ""
+    provider_id = message.provider_message_id
     return OutboxRow(
         key=message.key,
-        contact_key=prefix + message.identity.key,
-        payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-        provider_message_id=message.provider_message_id,
+        contact_key=repair_text(prefix + message.identity.key),
+        # Half an emoji (a lone surrogate) cannot be stored: it is replaced, never lost
+        # with the whole message. One check of the whole payload covers every field.
+        payload=repair_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":"))),
+        provider_message_id=None if provider_id is None else repair_text(provider_id),
         created_at=message.created_at,
     )
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,10 +19,11 @@ from typing import Any
 
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
-from .handoff import Handoff
+from .handoff import BOT, HUMAN, Handoff
 from .identity import ContactIdentity, identify
 from .relay import AgentAttachment, AgentMessage
 from .store import Store
+from .untrusted import UntrustedInput, parse_json
 
 log = logging.getLogger("chatwoot_mirror.webhooks")
 
@@ -109,9 +110,9 @@ class WebhookHandler:
             log.warning("webhook rejected reason=%s", problem)
             return _reply(401, "unauthorized", reason=problem)
         try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            return _reply(400, "invalid_json")
+            payload = parse_json(request.body)
+        except UntrustedInput as exc:
+            return _reply(400, "invalid_json", reason=exc.reason)
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
             return _reply(400, "not_a_chatwoot_event")
         try:
@@ -130,14 +131,19 @@ class WebhookHandler:
         if self.secret:
             signature = request.header("X-Chatwoot-Signature") or ""
             stamp = request.header("X-Chatwoot-Timestamp") or ""
-            if not signature.startswith("sha256=") or not stamp.isdigit():
+            # str.isdigit() is true for "²" and int() refuses it; 5,000 digits are too many
+            # for int() as well: only a plain, short run of ASCII digits is a timestamp
+            if not signature.startswith("sha256=") or not _ascii_digits(stamp, 12):
                 return "missing signature"
             if abs(self.clock() - int(stamp)) > self.max_age:
                 return "stale timestamp"
+            given = signature[7:]
+            if not given.isascii():  # compare_digest refuses non-ASCII str
+                return "bad signature"
             expected = hmac.new(
                 self.secret.encode(), stamp.encode() + b"." + request.body, hashlib.sha256
             ).hexdigest()
-            if not hmac.compare_digest(signature[7:], expected):
+            if not hmac.compare_digest(given.encode(), expected.encode()):
                 return "bad signature"
             return None
         if self.token:
@@ -173,11 +179,12 @@ class WebhookHandler:
             return _reply(200, "relayed")  # Chatwoot speaking for the business
         if message_type != "outgoing" or sender is None or sender.get("type") != "user":
             return _reply(200, "ignored")  # customer messages, bots, templates
-        at = _iso_time(payload.get("created_at")) or self.clock()
-        self.handoff.pause(key, "agent_reply", at=at, conversation_id=_int(conversation, "id"),
-                           human_activity=True)
+        at = self._event_time(_iso_time(payload.get("created_at")))
+        changed = self.handoff.pause(key, "agent_reply", at=at,
+                                     conversation_id=_int(conversation, "id"),
+                                     human_activity=True)
         self._relay(key, payload, conversation, "agent")
-        return _reply(200, "paused")
+        return _reply(200, self._outcome(changed, key, HUMAN), relayed=self.relay is not None)
 
     def _relay(self, key: str, payload: dict[str, Any], conversation: dict[str, Any],
                kind: str) -> None:
@@ -228,23 +235,22 @@ class WebhookHandler:
     def _status_changed(self, payload: dict[str, Any]) -> WebhookResponse:
         status = _str(payload, "status")
         key = _source_id(payload)
-        at = _conversation_time(payload) or self.clock()
+        at = self._event_time(_conversation_time(payload))
         if status in ("resolved", "pending"):
-            self.handoff.resume(key, status, at=at)
-            return _reply(200, "resumed")
+            return _reply(200, self._outcome(self.handoff.resume(key, status, at=at), key, BOT))
         return _reply(200, "ignored")
 
     def _conversation_opened(self, payload: dict[str, Any]) -> WebhookResponse:
         key = _source_id(payload)
-        at = _conversation_time(payload) or self.clock()
+        at = self._event_time(_conversation_time(payload))
         if _str(payload, "status") == "open":
-            self.handoff.pause(key, "opened", at=at, conversation_id=_int(payload, "id"))
-            return _reply(200, "paused")
+            changed = self.handoff.pause(key, "opened", at=at, conversation_id=_int(payload, "id"))
+            return _reply(200, self._outcome(changed, key, HUMAN))
         return _reply(200, "ignored")
 
     def _conversation_updated(self, payload: dict[str, Any]) -> WebhookResponse:
         key = _source_id(payload)
-        at = _conversation_time(payload) or self.clock()
+        at = self._event_time(_conversation_time(payload))
         changes = payload.get("changed_attributes")
         if not isinstance(changes, list):
             raise Malformed("changed_attributes is not a list")
@@ -257,22 +263,44 @@ class WebhookHandler:
         move = changed.get("status")
         if isinstance(move, dict):
             if move.get("previous_value") == "pending" and move.get("current_value") == "open":
-                self.handoff.pause(key, "taken_over", at=at, conversation_id=_int(payload, "id"))
-                result = "paused"
+                moved = self.handoff.pause(key, "taken_over", at=at,
+                                             conversation_id=_int(payload, "id"))
+                result = self._outcome(moved, key, HUMAN)
             elif move.get("current_value") in ("resolved", "pending"):
-                self.handoff.resume(key, str(move["current_value"]), at=at)
-                result = "resumed"
+                moved = self.handoff.resume(key, str(move["current_value"]), at=at)
+                result = self._outcome(moved, key, BOT)
         assignee = changed.get("assignee_id")
         if isinstance(assignee, dict) and result == "ignored":
             meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
             human = meta.get("assignee_type") == "User"
             if assignee.get("current_value") and human and status != "resolved":
-                self.handoff.pause(key, "assigned", at=at, conversation_id=_int(payload, "id"))
-                result = "paused"
+                moved = self.handoff.pause(key, "assigned", at=at,
+                                             conversation_id=_int(payload, "id"))
+                result = self._outcome(moved, key, HUMAN)
             elif assignee.get("current_value") is None and self.resume_on_unassign:
-                self.handoff.resume(key, "unassigned", at=at)
-                result = "resumed"
+                moved = self.handoff.resume(key, "unassigned", at=at)
+                result = self._outcome(moved, key, BOT)
         return _reply(200, result)
+
+    def _event_time(self, at: float | None) -> float:
+        """A signed event's Chatwoot time, made safe for the handoff clock: none means
+        now; a time past now plus the allowed skew (``max_age``) is clamped there, so one
+        event dated in the far future cannot make every later event look stale."""
+        now = self.clock()
+        if at is None:
+            return now
+        if not math.isfinite(at):
+            raise Malformed("the event time is not a finite number")
+        return min(at, now + self.max_age)
+
+    def _outcome(self, changed: bool, key: str, wanted: str) -> str:
+        """What the webhook did, for its answer: ``paused``/``resumed`` when the contact
+        changed hands, ``unchanged`` when it was already there, ``stale`` when a newer
+        event had decided otherwise (the event was ignored)."""
+        if changed:
+            return "paused" if wanted == HUMAN else "resumed"
+        record = self.store.handoff_state(key)
+        return "unchanged" if (record.state if record else BOT) == wanted else "stale"
 
 
 # -- careful readers of untrusted payloads ------------------------------------------------------
@@ -309,6 +337,10 @@ def _ours(payload: dict[str, Any]) -> bool:
     return (isinstance(source_id, str) and source_id.startswith(SOURCE_ID_PREFIX)) or (
         isinstance(attrs, dict) and MARKER in attrs
     )
+
+
+def _ascii_digits(value: str, longest: int) -> bool:
+    return 0 < len(value) <= longest and value.isascii() and value.isdigit()
 
 
 def _iso_time(value: Any) -> float | None:

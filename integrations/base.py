@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import abc
 import hmac
-import json
 import logging
 import mimetypes
 import os
@@ -36,6 +35,7 @@ from chatwoot_mirror.errors import ConfigError, MirrorError
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef, read_limited
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage, RelayRejected
+from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 
 log = logging.getLogger("chatwoot_mirror.integrations")
 
@@ -196,11 +196,12 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def load_json(body: bytes, provider: str) -> Any:
-    """The webhook's JSON, or ``None`` (logged once) when it is not JSON."""
+    """The webhook's JSON, or ``None`` (logged once) when it is not JSON we will read
+    (see :func:`chatwoot_mirror.untrusted.parse_json`: too deep, NaN, bad UTF-8)."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        log.warning("webhook skipped provider=%s reason=not_json", provider)
+        return parse_json(body)
+    except UntrustedInput as exc:
+        log.warning("webhook skipped provider=%s reason=%s", provider, exc.reason)
         return None
 
 

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint
 
+from chatwoot_mirror.flask import translate
 from chatwoot_mirror.mirror import Mirror
-from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
 from .base import BotFunction, ChannelAdapter
 from .inbound import InboundHandler
 from .typebot import TypebotHandoffHandler
-
-
-def _translate(handle: Any, max_bytes: int) -> tuple[Response, int]:
-    if (request.content_length or 0) > max_bytes:
-        return jsonify({"result": "too_large"}), 413
-    result: WebhookResponse = handle(WebhookRequest(
-        headers=dict(request.headers), body=request.get_data(), query=request.args.to_dict()))
-    return jsonify(result.body), result.status
 
 
 def create_provider_blueprint(
@@ -36,7 +28,7 @@ def create_provider_blueprint(
     handler = InboundHandler(mirror, adapter, bot_fn, **options)
     blueprint = Blueprint(name or f"{adapter.name}_webhook", __name__)
     blueprint.add_url_rule("/webhook", "webhook",
-                           lambda: _translate(handler.handle, handler.max_bytes),
+                           lambda: translate(handler.handle, handler.max_bytes),
                            methods=["POST"])
     return blueprint
 
@@ -48,5 +40,5 @@ def create_typebot_blueprint(mirror: Mirror, token: str, *,
     handler = TypebotHandoffHandler(mirror, token)
     blueprint = Blueprint(name, __name__)
     blueprint.add_url_rule("/handoff", "handoff",
-                           lambda: _translate(handler.handle, 64 * 1024), methods=["POST"])
+                           lambda: translate(handler.handle, 64 * 1024), methods=["POST"])
     return blueprint

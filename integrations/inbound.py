@@ -10,7 +10,6 @@ Flask blueprint in :mod:`integrations.flask` only translates requests for it).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,7 @@ from chatwoot_mirror.errors import ConfigError, StoreError
 from chatwoot_mirror.mirror import Mirror
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
 from chatwoot_mirror.texts import DEFAULTS
+from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
 from .base import (
@@ -230,9 +230,9 @@ class InboundHandler:
                         self.adapter.name)
             return WebhookResponse(401, {"result": "unauthorized"})
         try:
-            json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            return WebhookResponse(400, {"result": "invalid_json"})
+            parse_json(request.body)
+        except UntrustedInput as exc:
+            return WebhookResponse(400, {"result": "invalid_json", "reason": exc.reason})
         try:
             events = self.adapter.parse(request.headers, request.body)
         except Exception:  # a parser bug must not turn into the provider's retry storm

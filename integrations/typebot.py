@@ -32,6 +32,7 @@ import requests
 from chatwoot_mirror.mirror import Mirror
 from chatwoot_mirror.relay import AgentAttachment
 from chatwoot_mirror.store import Store
+from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
 from .base import (
@@ -230,8 +231,8 @@ def handoff_marker(text: str) -> dict[str, Any] | None:
     if not stripped.startswith("#{"):
         return None
     try:
-        data = json.loads(stripped[1:])
-    except ValueError:
+        data = parse_json(stripped[1:])
+    except UntrustedInput:
         return None
     if isinstance(data, dict) and (data.get("stopBot") or "queueId" in data
                                    or "userId" in data):
@@ -325,9 +326,10 @@ class TypebotHandoffHandler:
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             return WebhookResponse(401, {"ok": False, "error": "unauthorized"})
         try:
-            data = json.loads(request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            return WebhookResponse(400, {"ok": False, "error": "invalid_json"})
+            data = parse_json(request.body or b"{}")
+        except UntrustedInput as exc:
+            return WebhookResponse(400, {"ok": False, "error": "invalid_json",
+                                         "reason": exc.reason})
         contact = data.get("phone") or data.get("contact") if isinstance(data, dict) else None
         if not isinstance(contact, (str, int)) or not str(contact).strip():
             return WebhookResponse(400, {"ok": False, "error": "phone is required"})

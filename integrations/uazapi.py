@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -30,6 +29,7 @@ import requests
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
+from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 
 from .base import (
     ECHO,
@@ -69,6 +69,7 @@ class UazapiAdapter(HttpAdapter):
         token: str,
         *,
         include_groups: bool = False,
+        webhook_secret: str | None = None,
         track_source: str = TRACK_SOURCE,
         typing_delay_ms: int = 0,
         session: requests.Session | None = None,
@@ -81,6 +82,7 @@ class UazapiAdapter(HttpAdapter):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.include_groups = include_groups
+        self.webhook_secret = webhook_secret
         self.track_source = track_source
         self.typing_delay_ms = typing_delay_ms
 
@@ -88,12 +90,14 @@ class UazapiAdapter(HttpAdapter):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> UazapiAdapter:
-        """``UAZAPI_URL`` and ``UAZAPI_TOKEN`` (required), ``UAZAPI_INCLUDE_GROUPS``."""
+        """``UAZAPI_URL`` and ``UAZAPI_TOKEN`` (required), ``UAZAPI_INCLUDE_GROUPS``,
+        ``UAZAPI_WEBHOOK_SECRET``."""
         return cls(
             env_value(environ, "UAZAPI_URL", "the instance's server, e.g. "
                       "https://acme.uazapi.com") or "",
             env_value(environ, "UAZAPI_TOKEN", "the instance token from the uazapi panel") or "",
             include_groups=env_flag(environ, "UAZAPI_INCLUDE_GROUPS"),
+            webhook_secret=env_value(environ, "UAZAPI_WEBHOOK_SECRET", "", required=False),
         )
 
     def _headers(self) -> dict[str, str]:
@@ -104,10 +108,19 @@ class UazapiAdapter(HttpAdapter):
     def verify(
         self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
     ) -> bool:
+        """uazapi signs nothing and sends no header we choose; its webhook URL can carry
+        our own ``?token=<webhook_secret>``, checked before the body is even parsed. The
+        instance token every payload carries is checked too (and alone, without a
+        webhook secret: the body is then parsed first, within the size limit)."""
+        if self.webhook_secret:
+            given_secret = (query or {}).get("token") or ""
+            if not hmac.compare_digest(given_secret.encode(), self.webhook_secret.encode()):
+                return False
         try:
-            given = json.loads(body).get("token")
-        except (ValueError, UnicodeDecodeError, AttributeError):
+            data = parse_json(body)
+        except UntrustedInput:
             return False
+        given = data.get("token") if isinstance(data, dict) else None
         return isinstance(given, str) and hmac.compare_digest(given.encode(),
                                                               self.token.encode())
 
