@@ -67,6 +67,8 @@ VARIABLES: dict[str, str] = {
     "CHATWOOT_HANDOFF_LABEL": "label put on conversations the bot hands over",
     "CHATWOOT_TRANSCRIPT_MESSAGES": "messages quoted in the handoff's private note",
     "CHATWOOT_MEDIA_MAX_MB": "customer files larger than this are mirrored as a text note",
+    "CHATWOOT_MEDIA_DOWNLOAD_SECONDS": "total time budget of one file download",
+    "CHATWOOT_MEDIA_ALLOWED_HOSTS": "comma-separated private hosts files may be fetched from",
     "CHATWOOT_METRICS": "true serves Prometheus metrics at the blueprint's /metrics",
 }
 
@@ -121,6 +123,8 @@ class Config:
     handoff_label: str = "bot-handoff"
     transcript_messages: int = 10
     media_max_mb: float = 40.0  # Chatwoot's own default upload limit
+    media_download_seconds: float = 120.0
+    media_allowed_hosts: tuple[str, ...] = ()
     metrics: bool = False
 
     def __post_init__(self) -> None:
@@ -198,6 +202,7 @@ class Config:
                      hint="0 means never")
         _check_range("CHATWOOT_MEDIA_MAX_MB", self.media_max_mb, 0, 2048,
                      hint="0 means never upload files")
+        _check_range("CHATWOOT_MEDIA_DOWNLOAD_SECONDS", self.media_download_seconds, 1, 3600)
 
     @property
     def has_bot_token(self) -> bool:
@@ -326,6 +331,11 @@ class Config:
             metrics=_parse_bool("CHATWOOT_METRICS", text("CHATWOOT_METRICS"), False),
             media_max_mb=_parse_float("CHATWOOT_MEDIA_MAX_MB", text("CHATWOOT_MEDIA_MAX_MB"),
                                       40.0),
+            media_download_seconds=_parse_float(
+                "CHATWOOT_MEDIA_DOWNLOAD_SECONDS", text("CHATWOOT_MEDIA_DOWNLOAD_SECONDS"), 120.0),
+            media_allowed_hosts=tuple(
+                h.strip() for h in (text("CHATWOOT_MEDIA_ALLOWED_HOSTS") or "").split(",")
+                if h.strip()),
             relay_max_attempts=_default(
                 _parse_int("CHATWOOT_RELAY_MAX_ATTEMPTS", text("CHATWOOT_RELAY_MAX_ATTEMPTS")), 5
             ),

@@ -12,6 +12,7 @@ replies then carry a visible prefix, and the look-up matches on content instead.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 
 from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
-from .errors import AuthError, ChatwootError, NotFound, Rejected, Unavailable
+from .errors import AuthError, ChatwootError, Deferred, NotFound, Rejected, Unavailable
 from .identity import ContactIdentity
 from .media import Fetcher, MediaError, MediaRef, MediaTooLarge
 from .relay import AgentMessage, RelayRejected, Sender
@@ -76,9 +77,13 @@ class Deliverer:
         relay_max_attempts: int = 5,
         media_max_bytes: int = 40 * 1024 * 1024,
         language: str = "pt-BR",
+        media_slots: int = 3,
     ) -> None:
         self.client = client
         self.media_max_bytes = media_max_bytes
+        # Downloads may take up to CHATWOOT_MEDIA_DOWNLOAD_SECONDS; with one worker kept
+        # out of them, a slow file host never holds up every contact's texts.
+        self._media_slots = threading.BoundedSemaphore(media_slots)
         self.texts = DEFAULTS[language]
         #: adapter name -> fetcher of that provider's files (``mirror.on_media_download``)
         self.media_fetchers: dict[str, Fetcher] = {}
@@ -273,6 +278,16 @@ class Deliverer:
         A provider hiccup (5xx, timeout) is retried with the message; after the third
         attempt, or on a refusal, the file becomes a note rather than holding up the
         contact's later messages."""
+        if not any(isinstance(item, MediaRef) for item in message.attachments):
+            return list(message.attachments), []  # type: ignore[arg-type]
+        if not self._media_slots.acquire(blocking=False):
+            raise Deferred("every download slot is busy", delay=1.0)
+        try:
+            return self._download(message)
+        finally:
+            self._media_slots.release()
+
+    def _download(self, message: MirroredMessage) -> tuple[list[Attachment], list[str]]:
         files: list[Attachment] = []
         notes: list[str] = []
         for item in message.attachments:

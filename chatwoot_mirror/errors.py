@@ -26,6 +26,15 @@ class StoreError(MirrorError):
     """The local store could not be read or written (disk full, locked too long...)."""
 
 
+class Deferred(MirrorError):
+    """Not now, for a local reason (every download slot is busy): try again after
+    ``delay`` seconds. Nothing was sent, so it is neither a failed attempt nor ambiguous."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
 class ChatwootError(MirrorError):
     """Chatwoot answered with an error, or did not answer at all.
 

@@ -23,6 +23,7 @@ from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
 from .media import Fetcher, MediaRef
 from .metrics import Metrics
+from .outbound import OutboundPolicy
 from .outbox import Backoff, encode
 from .pacing import Pacer
 from .relay import AgentAttachment, AgentMessage, Sender
@@ -88,6 +89,10 @@ class Mirror:
         self._closed = False
         #: Prometheus metrics when ``CHATWOOT_METRICS=true`` (see :mod:`.metrics`)
         self.metrics: Metrics | None = None
+        #: where files may be fetched from (``CHATWOOT_MEDIA_ALLOWED_HOSTS``); channel
+        #: adapters connected to this mirror download through it
+        self.outbound = OutboundPolicy.of(config.media_allowed_hosts,
+                                          config.media_download_seconds)
         if not self.enabled:
             log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
             return
@@ -123,6 +128,7 @@ class Mirror:
             relay_max_attempts=config.relay_max_attempts,
             media_max_bytes=int(config.media_max_mb * 1024 * 1024),
             language=config.language,
+            media_slots=max(1, config.workers - 1),
         )
         self.handoff_state = Handoff(
             self.store, resume_after_minutes=config.resume_after_minutes
@@ -570,6 +576,8 @@ class Mirror:
             resume_on_unassign=self.config.resume_on_unassign,
             relay=self.relay,
             relay_templates=self.config.relay_templates,
+            chatwoot_url=self.config.url,
+            outbound=self.outbound,
         )
 
     # -- lifecycle and inspection -----------------------------------------------------------

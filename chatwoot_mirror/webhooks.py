@@ -16,11 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urljoin
 
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
 from .handoff import BOT, HUMAN, Handoff
 from .identity import ContactIdentity, identify
+from .outbound import OutboundPolicy, RefusedTarget, host_of
 from .relay import AgentAttachment, AgentMessage
 from .store import Store
 from .untrusted import UntrustedInput, parse_json
@@ -80,6 +82,8 @@ class WebhookHandler:
         relay: Callable[[AgentMessage], bool] | None = None,
         relay_templates: bool = False,
         clock: Callable[[], float] | None = None,
+        chatwoot_url: str | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> None:
         if not (secret or token or insecure):
             raise ConfigError(
@@ -97,6 +101,10 @@ class WebhookHandler:
         self.resume_on_unassign = resume_on_unassign
         self.relay = relay
         self.relay_templates = relay_templates
+        #: agents' files are passed to providers by URL: only http(s), never a private
+        #: address unless it is Chatwoot's own host or allowed by the operator
+        self.chatwoot_url = chatwoot_url
+        self.outbound = outbound or OutboundPolicy()
         # resolved at call time, so that clocks patched in tests (freezegun) apply
         self.clock = clock or (lambda: time.time())
 
@@ -196,8 +204,11 @@ class WebhookHandler:
         attachments = []
         for item in payload.get("attachments") or []:
             if isinstance(item, dict) and isinstance(item.get("data_url"), str):
+                url = self._file_url(item["data_url"], conversation_id)
+                if url is None:
+                    continue
                 attachments.append(AgentAttachment(
-                    item["data_url"], str(item.get("file_type") or "file"),
+                    url, str(item.get("file_type") or "file"),
                     item.get("fallback_title") if isinstance(item.get("fallback_title"), str)
                     else None,
                 ))
@@ -216,6 +227,17 @@ class WebhookHandler:
             agent_name=sender.get("name") if isinstance(sender.get("name"), str) else None,
             kind=kind,
         ))
+
+    def _file_url(self, data_url: str, conversation_id: int) -> str | None:
+        """An agent's file as a URL a provider may fetch, or ``None`` (logged) when it
+        points where nobody should be sent (``file:``, loopback, a metadata service)."""
+        url = urljoin(self.chatwoot_url + "/", data_url) if self.chatwoot_url else data_url
+        trusted = [host_of(self.chatwoot_url)] if self.chatwoot_url else []
+        try:
+            return self.outbound.check(url, trusted=trusted, resolve=False)
+        except RefusedTarget as exc:
+            log.warning("agent file not relayed conversation=%s reason=%s", conversation_id, exc)
+            return None
 
     def _identity(self, key: str, conversation: dict[str, Any]) -> ContactIdentity:
         """Where the customer is: our stored identity, else what Chatwoot knows of them."""

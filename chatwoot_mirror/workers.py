@@ -31,6 +31,7 @@ from .errors import (
     AmbiguousDelivery,
     AuthError,
     ChatwootError,
+    Deferred,
     NotFound,
     RateLimited,
     Rejected,
@@ -283,6 +284,9 @@ class DeliveryWorkers:
             return self._retry(owner, message, delay, str(exc), ambiguous=False, attempt=False)
         except AmbiguousDelivery as exc:
             return self._retry(owner, message, None, str(exc), ambiguous=True, attempt=True)
+        except Deferred as exc:  # nothing was sent: soon again, and no attempt counted
+            return self._retry(owner, message, exc.delay * (1 + self.rng.random()), str(exc),
+                               ambiguous=False, attempt=False, quiet=True)
         except (Rejected, AuthError, NotFound) as exc:
             return self._dead(owner, message, str(exc))
         except ChatwootError as exc:
@@ -308,6 +312,7 @@ class DeliveryWorkers:
         *,
         ambiguous: bool,
         attempt: bool,
+        quiet: bool = False,
     ) -> str:
         attempts = message.attempts + (1 if attempt else 0)
         if delay is None:
@@ -318,7 +323,7 @@ class DeliveryWorkers:
         # The first failure of a message is news; its retries during an outage are not
         # (a thousand contacts would otherwise log a thousand lines per backoff round).
         log.log(
-            logging.WARNING if attempts <= 1 else logging.DEBUG,
+            logging.WARNING if attempts <= 1 and not quiet else logging.DEBUG,
             "delivery failed contact=%s key=%s attempt=%d retry_in=%.1fs error=%s",
             message.identity.key, message.key, attempts, delay, error,
         )

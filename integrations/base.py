@@ -33,7 +33,8 @@ import requests
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.errors import ConfigError, MirrorError
 from chatwoot_mirror.identity import ContactIdentity
-from chatwoot_mirror.media import MediaError, MediaRef, read_limited
+from chatwoot_mirror.media import MediaError, MediaRef
+from chatwoot_mirror.outbound import OutboundPolicy
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage, RelayRejected
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 
@@ -231,6 +232,9 @@ class HttpClient:
     """One :class:`requests.Session` per client, explicit timeouts, errors mapped to
     :class:`ProviderError`; error texts carry the provider's message, never a secret."""
 
+    #: where files may be fetched from; a mirror's own policy once connected to it
+    outbound: OutboundPolicy = OutboundPolicy()
+
     def __init__(self, *, session: requests.Session | None = None,
                  timeout: tuple[float, float] = (3.05, 15.0)) -> None:
         self.session = session or requests.Session()
@@ -259,21 +263,15 @@ class HttpClient:
                                 status=response.status_code) from None
         return data if isinstance(data, dict) else {"data": data}
 
-    def _fetch(self, operation: str, url: str, max_bytes: int, size: int | None,
-               **kwargs: Any) -> tuple[bytes, str | None]:
-        """GET a file, streaming, stopping past ``max_bytes``; (bytes, content type)."""
-        try:
-            response = self._call(operation, "GET", url, stream=True, **kwargs)
-        except ProviderError as exc:
-            raise MediaError(str(exc), retryable=exc.retryable) from None
-        with response:
-            length = response.headers.get("Content-Length")
-            declared = int(length) if length and length.isdigit() else size
-            try:
-                data = read_limited(response.iter_content(65536), max_bytes, declared)
-            except requests.RequestException as exc:
-                raise MediaError(f"{operation}: {type(exc).__name__}", retryable=True) from None
-            return data, response.headers.get("Content-Type")
+    def _fetch(self, operation: str, url: str, max_bytes: int, size: int | None, *,
+               trusted: tuple[str, ...] = (), headers: Mapping[str, str] | None = None,
+               ) -> tuple[bytes, str | None]:
+        """GET a file within :attr:`outbound` (http(s) only, no private target but the
+        ``trusted`` hosts the operator configured, each redirect checked, one time
+        budget), streaming, stopping past ``max_bytes``; (bytes, content type)."""
+        return self.outbound.fetch(self.session, url, max_bytes=max_bytes, size=size,
+                                   headers=headers, trusted=trusted, timeout=self.timeout,
+                                   operation=operation)
 
     def close(self) -> None:
         self.session.close()

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +29,7 @@ import requests
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef
+from chatwoot_mirror.outbound import host_of
 
 from .base import (
     MESSAGE,
@@ -51,6 +53,10 @@ from .base import (
 CLOUD_URL = "https://waba-v2.360dialog.io"
 ON_PREMISE_HOSTS = {"waba.360dialog.io", "waba-sandbox.360dialog.io"}
 MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
+# Media ids as the APIs hand them out: Cloud API ids are digits ("1234567890123456"),
+# On-Premise ids hex with optional dashes ("b1c68f38-8734-4ad3-b4a1-ef0c10d683aa").
+_CLOUD_MEDIA_ID = re.compile(r"[0-9]{1,32}")
+_ONPREM_MEDIA_ID = re.compile(r"[0-9A-Fa-f][0-9A-Fa-f-]{7,63}")
 _BSUID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -276,10 +282,16 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         return str(media_id)
 
     def download(self, media: MediaRef, max_bytes: int) -> Attachment:
+        # The id goes into a URL path: only the documented shapes, never "../admin".
+        shape = _ONPREM_MEDIA_ID if self.on_premise else _CLOUD_MEDIA_ID
+        if not shape.fullmatch(media.ref):
+            raise MediaError("download_media: the media id is not of the documented shape")
+        trusted = (host_of(self.base_url),)
         if self.on_premise:
             data, content_type = self._fetch("download_media",
                                              f"{self.base_url}/v1/media/{media.ref}",
-                                             max_bytes, media.size, headers=self._headers())
+                                             max_bytes, media.size, headers=self._headers(),
+                                             trusted=trusted)
             return as_attachment(media, data, content_type)
         try:
             info = self._json("media_url", "GET", f"{self.base_url}/{media.ref}",
@@ -292,6 +304,7 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         data, content_type = self._fetch(
             "download_media", self._on_our_host(str(info["url"])), max_bytes,
             int(size) if isinstance(size, int) else media.size, headers=self._headers(),
+            trusted=trusted,
         )
         mime = media.mime_type or _str(info.get("mime_type"))
         return as_attachment(MediaRef(**{**media.to_dict(), "mime_type": mime}), data,

@@ -32,6 +32,7 @@ from .base import (
     BotFunction,
     BotReply,
     ChannelAdapter,
+    HttpClient,
     InboundEvent,
 )
 
@@ -94,6 +95,8 @@ def connect(mirror: Mirror, *adapters: ChannelAdapter) -> ChannelRouter:
     for adapter in adapters:
         if adapter.name not in router.adapters:
             router.add(adapter)
+            if isinstance(adapter, HttpClient):  # downloads follow the mirror's policy
+                adapter.outbound = mirror.outbound
             if mirror.enabled:
                 mirror.on_media_download(adapter.name, adapter.download)
     if mirror.enabled and mirror.deliverer.sender != router.relay:

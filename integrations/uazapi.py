@@ -29,6 +29,7 @@ import requests
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
+from chatwoot_mirror.outbound import host_of
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 
 from .base import (
@@ -274,9 +275,10 @@ class UazapiAdapter(HttpAdapter):
             return as_attachment(ref, data, mime)
         if not info.get("fileURL"):
             raise MediaError("download_media: no fileURL in the answer")
-        # the link is public (no token): never send the instance token to it
+        # the link is public (no token): never send the instance token to it. It is the
+        # provider's choice of URL: only the uazapi server itself may be private.
         data, content_type = self._fetch("download_media", str(info["fileURL"]), max_bytes,
-                                         media.size)
+                                         media.size, trusted=(host_of(self.base_url),))
         return as_attachment(ref, data, content_type)
 
 
