@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 
+from . import redaction
 from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
@@ -96,6 +97,10 @@ class Mirror:
         if not self.enabled:
             log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
             return
+        # Tokens and the inbox identifier travel in URLs that web servers and urllib3 log.
+        redaction.install([config.bot_token or "", config.api_token or "",
+                           config.webhook_secret or "", config.webhook_token or "",
+                           config.hmac_token or "", config.inbox_identifier])
         self.client = client or ChatwootClient(
             config.url,
             config.inbox_identifier,

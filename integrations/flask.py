@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint
 
+from chatwoot_mirror import redaction
 from chatwoot_mirror.flask import translate
 from chatwoot_mirror.mirror import Mirror
 
@@ -38,6 +39,7 @@ def create_typebot_blueprint(mirror: Mirror, token: str, *,
     """``POST /handoff`` for a Typebot HTTP Request block (see
     :class:`~integrations.typebot.TypebotHandoffHandler`)."""
     handler = TypebotHandoffHandler(mirror, token)
+    redaction.install([token])  # it may arrive as ?token= in a logged request line
     blueprint = Blueprint(name, __name__)
     blueprint.add_url_rule("/handoff", "handoff",
                            lambda: translate(handler.handle, 64 * 1024), methods=["POST"])

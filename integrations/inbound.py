@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
+from chatwoot_mirror import redaction
 from chatwoot_mirror.errors import ConfigError, StoreError
 from chatwoot_mirror.mirror import Mirror
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
@@ -97,6 +98,9 @@ def connect(mirror: Mirror, *adapters: ChannelAdapter) -> ChannelRouter:
             router.add(adapter)
             if isinstance(adapter, HttpClient):  # downloads follow the mirror's policy
                 adapter.outbound = mirror.outbound
+            # provider keys and webhook secrets can travel in URLs that servers log
+            redaction.install([value for value in (getattr(adapter, name, None) for name in (
+                "api_key", "token", "webhook_secret")) if isinstance(value, str)])
             if mirror.enabled:
                 mirror.on_media_download(adapter.name, adapter.download)
     if mirror.enabled and mirror.deliverer.sender != router.relay:

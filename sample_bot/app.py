@@ -8,6 +8,7 @@ Chatwoot; set its inbox's webhook URL to this app's ``/chatwoot/webhook``.
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import tempfile
@@ -37,10 +38,15 @@ class SampleBot:
     phone: DemoPhone
     chatwoot: FakeChatwoot | None
     base_url: str
+    #: required by the console and /demo routes once anything real is configured
+    console_token: str | None = None
 
     def urls(self) -> dict[str, str]:
+        console = f"{self.base_url}/"
+        if self.console_token:
+            console += f"?token={self.console_token}"
         shown = {
-            "console": f"{self.base_url}/",
+            "console": console,
             "Chatwoot webhook": f"{self.base_url}/chatwoot/webhook",
             "uazapi webhook": f"{self.base_url}/uazapi/webhook",
             "360dialog webhook": f"{self.base_url}/360dialog/webhook?token=<D360_WEBHOOK_SECRET>",
@@ -82,7 +88,15 @@ def build(port: int, environ: Mapping[str, str] | None = None,
                                   webhook_secret=env.get("D360_WEBHOOK_SECRET")
                                   or secrets.token_hex(16)))
 
+    # With a real provider or a real Chatwoot configured, the demo phone can message a real
+    # number and post into a real inbox: the console then needs a token printed at start.
+    emulator_only = chatwoot is not None and not env.get("UAZAPI_URL") and not env.get(
+        "D360_API_KEY")
+    console_token = None if emulator_only else secrets.token_urlsafe(16)
+
     app = Flask(__name__, static_folder=None)
+    if console_token:
+        _require_console_token(app, console_token)
     app.register_blueprint(create_blueprint(mirror), url_prefix="/chatwoot")
     app.register_blueprint(create_provider_blueprint(mirror, uazapi, answer),
                            url_prefix="/uazapi")
@@ -90,7 +104,23 @@ def build(port: int, environ: Mapping[str, str] | None = None,
                            url_prefix="/360dialog")
     app.register_blueprint(phone.blueprint(), url_prefix="/demo")
     _console(app, mirror, phone, chatwoot)
-    return SampleBot(app, mirror, phone, chatwoot, base_url)
+    return SampleBot(app, mirror, phone, chatwoot, base_url, console_token)
+
+
+_CONSOLE_PATHS = ("/demo/state", "/demo/agent/", "/demo/phone/")
+
+
+def _require_console_token(app: Flask, token: str) -> None:
+    @app.before_request
+    def check() -> Any:
+        path = request.path
+        if path != "/" and not path.startswith(_CONSOLE_PATHS):
+            return None  # the bot's webhooks and the stand-in providers have their own checks
+        given = request.headers.get("X-Console-Token") or request.args.get("token") or ""
+        if hmac.compare_digest(given.encode(), token.encode()):
+            return None
+        return jsonify({"error": "open the console URL printed at start (it carries the "
+                                 "token)"}), 401
 
 
 def _console(app: Flask, mirror: Mirror, phone: DemoPhone,
