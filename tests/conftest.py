@@ -33,6 +33,18 @@ def eventually(predicate, timeout: float = 10.0) -> bool:
     return predicate()
 
 
+def serve_wsgi(app: Any, host: str = "127.0.0.1"):
+    """``app`` on a real threaded WSGI server on a free port of ``host``, serving in a
+    daemon thread; call ``.shutdown()`` on the result when done."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server(host, 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "mirror.db")

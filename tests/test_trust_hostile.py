@@ -15,15 +15,13 @@ import hashlib
 import hmac
 import http.client
 import json
-import threading
 import time
 from datetime import datetime, timezone
 
 import pytest
 import requests
-from conftest import eventually
+from conftest import eventually, serve_wsgi
 from flask import Flask
-from werkzeug.serving import make_server
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.flask import create_blueprint
@@ -82,10 +80,9 @@ class Server:
             return inner(environ, start_response)
 
         app.wsgi_app = counting  # type: ignore[method-assign]
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server = serve_wsgi(app)
         self.port = self.server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()

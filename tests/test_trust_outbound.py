@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import responses
-from conftest import eventually
+from conftest import eventually, serve_wsgi
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.client import Attachment
@@ -166,7 +166,6 @@ def agent_reply_with_files(cw: FakeChatwoot, conversation_id: int, urls: list[st
 
 def test_agent_files_at_private_targets_are_not_passed_to_the_provider(tmp_path):
     from flask import Flask
-    from werkzeug.serving import make_server
 
     from chatwoot_mirror.flask import create_blueprint
 
@@ -179,8 +178,7 @@ def test_agent_files_at_private_targets_are_not_passed_to_the_provider(tmp_path)
             mirror.on_agent_message(lambda m: sent.append(m) or "wamid.1")
             app = Flask(__name__)
             app.register_blueprint(create_blueprint(mirror), url_prefix="/chatwoot")
-            server = make_server("127.0.0.1", 0, app, threaded=True)
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            server = serve_wsgi(app)
             cw.webhook_url = f"http://127.0.0.1:{server.server_port}/chatwoot/webhook"
             try:
                 assert mirror.log_incoming(MARIA, "oi") and mirror.flush()

@@ -41,6 +41,13 @@ def contents(cw: FakeChatwoot, conversation_id: int) -> list[str]:
     return [m["content"] for m in cw.messages(conversation_id)]
 
 
+def mirror_once(cw: FakeChatwoot, db: Path, phone: str, text: str) -> None:
+    """One process's life: start, mirror one customer message, deliver it, stop."""
+    with Mirror(config(cw, db)) as mirror:
+        assert mirror.log_incoming(phone, text)
+        assert mirror.flush()
+
+
 def first_chatwoot_with_maria(db: Path, **kwargs: object) -> tuple[int, str, str]:
     """Maria mirrored into conversation 128 of a Chatwoot that then goes away."""
     with FakeChatwoot(**kwargs) as first:
@@ -155,14 +162,10 @@ def test_contact_deleted_in_chatwoot_is_resolved_again(tmp_path):
 def test_contact_deleted_while_the_mirror_was_down(tmp_path):
     db = tmp_path / "m.db"
     with FakeChatwoot() as cw:
-        with Mirror(config(cw, db)) as mirror:
-            assert mirror.log_incoming(MARIA, "oi")
-            assert mirror.flush()
+        mirror_once(cw, db, MARIA, "oi")
         cw.delete_contact(cw.contacts()[0]["id"])
         others_take_the_low_ids(cw, tmp_path, (129, 130))  # ids are never handed out twice
-        with Mirror(config(cw, db)) as mirror:
-            assert mirror.log_incoming(MARIA, CPF)
-            assert mirror.flush()
+        mirror_once(cw, db, MARIA, CPF)
         [mine] = conversation_of(cw, MARIA)
         assert contents(cw, mine["id"]) == [CPF]
         for phone in (JOAO, ANA):
@@ -172,20 +175,14 @@ def test_contact_deleted_while_the_mirror_was_down(tmp_path):
 def test_contact_merged_in_chatwoot_keeps_landing_in_the_merged_persons_conversation(tmp_path):
     db = tmp_path / "m.db"
     with FakeChatwoot() as cw:
-        with Mirror(config(cw, db)) as mirror:
-            assert mirror.log_incoming(MARIA, "oi")
-            assert mirror.flush()
+        mirror_once(cw, db, MARIA, "oi")
         ChatwootClient(cw.url, cw.inbox_identifier).create_contact(
             "crm-maria", name="Maria Silva (CRM)", identifier="maria@crm")
         base = next(c for c in cw.contacts() if c["identifier"] == "maria@crm")
         mergee = next(c for c in cw.contacts() if c["id"] != base["id"])
         cw.merge_contacts(base["id"], mergee["id"])
-        with Mirror(config(cw, tmp_path / "o.db")) as others:
-            assert others.log_incoming(JOAO, "sou o João")
-            assert others.flush()
-        with Mirror(config(cw, db)) as mirror:  # a restart: the remembered id is checked
-            assert mirror.log_incoming(MARIA, CPF)
-            assert mirror.flush()
+        mirror_once(cw, tmp_path / "o.db", JOAO, "sou o João")
+        mirror_once(cw, db, MARIA, CPF)  # a restart: the remembered id is checked
         merged = next(c for c in cw.conversations() if c["id"] == 128)
         assert merged["meta"]["sender"]["id"] == base["id"]
         assert contents(cw, 128) == ["oi", CPF]

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import requests
-from conftest import ROOT
+from conftest import ROOT, serve_wsgi
 from flask import Flask
 from werkzeug.serving import make_server
 
@@ -20,12 +20,6 @@ from chatwoot_mirror.redaction import RedactSecrets, install
 from chatwoot_mirror.testing import FakeChatwoot
 
 WEBHOOK_TOKEN = "old-chatwoot-url-token-123"
-
-
-def serve(app: Flask):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def test_query_tokens_and_the_inbox_identifier_never_reach_any_log(tmp_path, caplog):
@@ -38,7 +32,7 @@ def test_query_tokens_and_the_inbox_identifier_never_reach_any_log(tmp_path, cap
         with Mirror(config) as mirror:
             app = Flask(__name__)
             app.register_blueprint(create_blueprint(mirror), url_prefix="/chatwoot")
-            server = serve(app)
+            server = serve_wsgi(app)
             try:
                 url = f"http://127.0.0.1:{server.server_port}/chatwoot/webhook"
                 answer = requests.post(f"{url}?token={WEBHOOK_TOKEN}",
@@ -95,7 +89,7 @@ def real_provider_sample(tmp_path):
         provider_calls.append("send/text")
         return {"messageid": "3EB0REAL"}
 
-    provider_server = serve(provider)
+    provider_server = serve_wsgi(provider)
     env = {"CHATWOOT_MIRROR_DB": str(tmp_path / "m.db"), "PATH": os.environ.get("PATH", ""),
            "UAZAPI_URL": f"http://127.0.0.1:{provider_server.server_port}",
            "UAZAPI_TOKEN": "real-instance-token"}
