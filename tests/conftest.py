@@ -11,14 +11,18 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACTS = Path(os.environ.get("MIRROR_TEST_CONTRACTS", ROOT.parent / "shared" / "contracts"))
+#: Real specs and payloads, shipped with the tests (see tests/fixtures/contracts/README.md).
+FIXTURES = ROOT / "tests" / "fixtures" / "contracts"
+CONTRACTS = Path(os.environ.get("MIRROR_TEST_CONTRACTS", FIXTURES))
+#: The project's reference set, when a checkout has it beside the clone (optional).
+SHARED_CONTRACTS = ROOT.parent / "shared" / "contracts"
 
 
 def contract(relative: str) -> Any:
-    """A real payload from ../shared/contracts (a deep copy, safe to modify)."""
+    """A real payload from tests/fixtures/contracts (a deep copy, safe to modify)."""
     path = CONTRACTS / relative
     if not path.exists():
-        pytest.fail(f"contract file missing: {path} (is ../shared beside the repository?)")
+        pytest.fail(f"contract file missing: {path}")
     return copy.deepcopy(json.loads(path.read_text(encoding="utf-8")))
 
 
