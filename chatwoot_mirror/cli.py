@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -68,11 +69,18 @@ def _parser() -> argparse.ArgumentParser:
 def _doctor(options: argparse.Namespace, out: TextIO) -> int:
     checks = doctor.run()
     for check in checks:
-        print(f"{'ok     ' if check.ok else 'PROBLEM'} {check.name}: {check.detail}", file=out)
-        if check.fix:
+        label = "PROBLEM" if not check.ok else "warning" if check.warning else "ok     "
+        print(f"{label} {check.name}: {check.detail}", file=out)
+        if check.fix and (not check.ok or check.warning):
             print(f"        fix: {check.fix}", file=out)
     problems = sum(not c.ok for c in checks)
-    print(f"{problems} problem(s)" if problems else "everything looks right", file=out)
+    warnings = sum(c.ok and c.warning for c in checks)
+    if problems:
+        print(f"{problems} problem(s), {warnings} warning(s)", file=out)
+    elif warnings:
+        print(f"it will work; {warnings} warning(s)", file=out)
+    else:
+        print("everything looks right", file=out)
     return 1 if problems else 0
 
 
@@ -82,7 +90,16 @@ def _offline_mirror() -> Mirror:
 
 
 def _status(options: argparse.Namespace, out: TextIO) -> int:
-    mirror = _offline_mirror()
+    config = Config.from_env()
+    if config.enabled and not os.path.exists(config.db_path):
+        # reading must not create a store where none exists
+        if options.json:
+            print(json.dumps({"store": None, "queued": 0, "dead_letters": 0,
+                              "paused_contacts": []}), file=out)
+        else:
+            print(f"no store at {config.db_path} yet: nothing queued, nobody paused", file=out)
+        return 0
+    mirror = Mirror(config, start=False)
     if not mirror.enabled:
         print("mirroring is disabled (CHATWOOT_ENABLED=false)", file=out)
         return 0
@@ -125,11 +142,19 @@ def _flush(options: argparse.Namespace, out: TextIO) -> int:
             return 0
         done = mirror.flush(options.timeout)
         stats = mirror.stats()
-        print(f"{'delivered everything' if done else 'not finished'}: "
-              f"{stats['delivered']} delivered, {stats['retried']} retried, "
-              f"{stats['queued']} still queued, {stats['dead_letters']} dead letters", file=out)
+        counts = (f"{stats['delivered']} delivered, {stats['retried']} retried, "
+                  f"{stats['queued']} still queued, {stats['dead_letters']} dead letters")
         mirror.close(timeout=0)
-        return 0 if done else 1
+        if not done:
+            print(f"not finished within {options.timeout:g} s: {counts}", file=out)
+            return 1
+        if stats["dead_letters"]:
+            print(f"flushed, but Chatwoot refused some messages for good: {counts}; "
+                  "'chatwoot-mirror status' shows why, 'chatwoot-mirror retry-dead' queues "
+                  "them again", file=out)
+            return 1
+        print(f"delivered everything: {counts}", file=out)
+        return 0
 
 
 def _retry_dead(options: argparse.Namespace, out: TextIO) -> int:

@@ -150,12 +150,16 @@ class Config:
                 "CHATWOOT_ACCOUNT_ID",
                 f"is required with {which}; it is the number after /accounts/ in the "
                 "Chatwoot URL",
+                fix="set CHATWOOT_ACCOUNT_ID to the number after /accounts/ in Chatwoot's "
+                "address bar",
             )
         if self.account_id is not None and not tokens:
             raise ConfigError(
                 "CHATWOOT_ACCOUNT_ID",
                 "is set without a token; set CHATWOOT_BOT_TOKEN (AgentBot access token) "
                 "or remove CHATWOOT_ACCOUNT_ID",
+                fix="remove CHATWOOT_ACCOUNT_ID, or set CHATWOOT_BOT_TOKEN (an Agent Bot's "
+                "access token) beside it",
             )
         if self.account_id is not None and self.account_id <= 0:
             raise ConfigError("CHATWOOT_ACCOUNT_ID", "must be a positive integer")
@@ -377,8 +381,10 @@ _SECRET_FIELDS = {"bot_token", "api_token", "webhook_secret", "webhook_token", "
 
 def unknown_variable_hint(name: str) -> str:
     """What to do about an unknown ``CHATWOOT_*`` variable: the likely intended one."""
-    guess = difflib.get_close_matches(name, VARIABLES, n=1)
-    return f"did you mean {guess[0]}?" if guess else "remove it or fix its name"
+    # compared without the shared prefix, which would make every name look close
+    suffixes = {v[len(PREFIX):]: v for v in VARIABLES}
+    guess = difflib.get_close_matches(name[len(PREFIX):], suffixes, n=1, cutoff=0.75)
+    return f"did you mean {suffixes[guess[0]]}?" if guess else "remove it or fix its name"
 
 
 def _variable(field_name: str) -> str:

@@ -1,11 +1,15 @@
-"""``chatwoot-mirror doctor``: is this configuration going to work? Each problem with its fix.
+"""``chatwoot-mirror doctor``: is this configuration going to work? Every problem with its fix.
 
-Checks, in order (a failed step stops the ones that depend on it):
+Checks, in order; a failed step skips only the checks that depend on it, so every
+independent problem is reported in one run:
 
-1. the configuration loads (every ``CHATWOOT_*`` variable valid);
-2. the local store opens;
+1. the configuration loads (every ``CHATWOOT_*`` variable valid; unknown names warned);
+2. the local store: its folder is writable (no file is created where none exists), and,
+   when it exists, its dead letters, the age of its oldest queued message and the Chatwoot
+   health the mirror last saw;
 3. Chatwoot answers at ``CHATWOOT_URL`` and the inbox identifier exists;
-4. with ``CHATWOOT_API_TOKEN``: the API inbox's settings, read through the Application
+4. the Agent Bot token and account, with a request the token may make;
+5. with ``CHATWOOT_API_TOKEN``: the API inbox's settings, read through the Application
    API: a webhook URL is set, points where Chatwoot may call (Chatwoot >= 4.14 refuses
    private and loopback targets unless ``SAFE_FETCH_ALLOW_PRIVATE_NETWORK=true``), its
    webhooks can be verified (secret or URL token), and ``lock_to_single_conversation`` is on.
@@ -14,7 +18,10 @@ Checks, in order (a failed step stops the ones that depend on it):
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
@@ -22,17 +29,26 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from .client import ChatwootClient
-from .config import Config
+from .config import PREFIX, VARIABLES, Config, unknown_variable_hint
 from .errors import AuthError, ChatwootError, ConfigError, NotFound, StoreError
 from .store import SQLiteStore
+
+#: A queued message older than this means nothing is delivering.
+STUCK_AFTER_SECONDS = 300.0
+#: Where the mirror writes the Chatwoot health it last saw (the store's key-value scope).
+HEALTH_SCOPE, HEALTH_KEY = "mirror", "chatwoot_health"
 
 
 @dataclass(frozen=True)
 class Check:
+    """One outcome: a problem (``ok=False``, with its ``fix``), a warning (``ok=True``,
+    ``warning=True``: it works, but something is lost) or fine."""
+
     name: str
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False
 
 
 def run(
@@ -42,21 +58,15 @@ def run(
     session: requests.Session | None = None,
 ) -> list[Check]:
     """Every check's outcome; the configuration is read like ``Config.from_env``."""
-    checks: list[Check] = []
+    checks: list[Check] = _unknown_variables(environ, dotenv)
     try:
         config = Config.from_env(environ, dotenv=dotenv)
     except ConfigError as exc:
-        return [Check("configuration", False, str(exc),
-                      f"set {exc.variable} in the environment or .env (see .env.example)")]
+        return checks + [Check("configuration", False, str(exc), exc.fix)]
     if not config.enabled:
-        return [Check("configuration", True, "CHATWOOT_ENABLED=false: mirroring is off")]
+        return checks + [Check("configuration", True, "CHATWOOT_ENABLED=false: mirroring is off")]
     checks.append(Check("configuration", True, f"Chatwoot at {config.url}"))
-    try:
-        SQLiteStore(config.db_path).close()
-        checks.append(Check("store", True, config.db_path))
-    except StoreError as exc:
-        checks.append(Check("store", False, str(exc),
-                            "point CHATWOOT_MIRROR_DB at a writable file"))
+    checks.extend(_store(config))
     client = ChatwootClient(
         config.url, config.inbox_identifier, account_id=config.account_id,
         bot_token=config.bot_token, api_token=config.api_token,
@@ -70,25 +80,119 @@ def run(
             "inbox", False, "Chatwoot answers, but has no inbox with this identifier",
             "copy the API inbox's 'Inbox Identifier' (Settings > Inboxes > your API inbox > "
             "Configuration) into CHATWOOT_INBOX_ID"))
-        return checks
+        inbox = None
     except ChatwootError as exc:
         checks.append(Check(
             "chatwoot", False, f"Chatwoot is not reachable: {exc}",
             "check CHATWOOT_URL (the address you open Chatwoot at, without /app) and that "
             "this machine can reach it"))
-        return checks
-    checks.append(Check("inbox", True, f"inbox {inbox.get('name')!r} found"))
-    if not config.has_bot_token:
-        checks.append(Check(
-            "bot token", True, "not set: bot replies are shown as customer messages with "
-            f"the prefix {config.bot_prefix!r}"))
+        return checks  # everything below asks Chatwoot
+    if inbox is not None:
+        checks.append(Check("inbox", True, f"inbox {inbox.get('name')!r} found"))
+    checks.append(_bot_token(client, config))
     if not config.api_token:
         checks.append(Check(
             "inbox settings", True, "not checked: set CHATWOOT_API_TOKEN (a user's access "
-            "token, Profile settings) to check the webhook URL, secret and conversation lock"))
+            "token, Profile settings) to check the webhook URL, secret and conversation lock",
+            warning=True))
         return checks
-    checks.extend(_inbox_settings(client, config))
+    if inbox is not None:
+        checks.extend(_inbox_settings(client, config))
     return checks
+
+
+def _unknown_variables(environ: Mapping[str, str] | None, dotenv: bool) -> list[Check]:
+    names = set(os.environ if environ is None else environ)
+    if dotenv:
+        from dotenv import dotenv_values, find_dotenv
+
+        path = find_dotenv(usecwd=True)
+        if path:
+            names.update(dotenv_values(path))
+    return [Check(name, True, "is not a chatwoot-mirror setting and is ignored",
+                  unknown_variable_hint(name).replace("did you mean", "rename it to")
+                  .rstrip("?"), warning=True)
+            for name in sorted(names) if name.startswith(PREFIX) and name not in VARIABLES]
+
+
+def _store(config: Config) -> list[Check]:
+    path = config.db_path
+    if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        parent = folder
+        while not os.path.exists(parent):  # the store creates missing folders
+            parent = os.path.dirname(parent)
+        if os.path.isdir(parent) and os.access(parent, os.W_OK | os.X_OK):
+            return [Check("store", True, f"no file yet at {path}: it is created with the "
+                          "first message")]
+        return [Check("store", False, f"cannot create {path}: {parent} is not a writable "
+                      "folder", "point CHATWOOT_MIRROR_DB at a file in a writable folder")]
+    try:
+        store = SQLiteStore(path)
+    except StoreError as exc:
+        return [Check("store", False, str(exc), "point CHATWOOT_MIRROR_DB at a writable file")]
+    try:
+        now = time.time()
+        counts = store.outbox_counts(now)
+        dead = store.dead_letters(limit=1)
+        health = store.get_value(HEALTH_SCOPE, HEALTH_KEY, now)
+    except StoreError as exc:
+        return [Check("store", False, str(exc), "point CHATWOOT_MIRROR_DB at a writable file")]
+    finally:
+        store.close()
+    checks = [Check("store", True, path)]
+    if counts.dead:
+        checks.append(Check(
+            "dead letters", False, f"{counts.dead} message(s) Chatwoot refused for good; "
+            f"the oldest: {dead[0].last_error if dead else '?'}",
+            "read them with 'chatwoot-mirror status', fix the cause, then run "
+            "'chatwoot-mirror retry-dead'"))
+    age = now - counts.oldest_queued_at if counts.oldest_queued_at else 0.0
+    if counts.queued and age > STUCK_AFTER_SECONDS:
+        checks.append(Check(
+            "outbox", False, f"{counts.queued} message(s) queued, the oldest for "
+            f"{age / 60:.0f} min", "is a bot running with this store and Chatwoot up? "
+            "'chatwoot-mirror flush' delivers them now"))
+    else:
+        checks.append(Check("outbox", True, f"{counts.queued} queued"
+                            + (f", the oldest for {age:.0f} s" if counts.queued else "")))
+    if health:
+        seen = json.loads(health)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(seen.get("at", 0))))
+        if seen.get("ok"):
+            checks.append(Check("last seen", True, f"Chatwoot accepted a message at {when}"))
+        else:
+            checks.append(Check("last seen", True, f"Chatwoot failed at {when}: "
+                                f"{seen.get('error') or '?'}", warning=True))
+    return checks
+
+
+def _bot_token(client: ChatwootClient, config: Config) -> Check:
+    if not config.has_bot_token:
+        return Check(
+            "bot token", True, "not set: bot replies are posted as customer messages "
+            f"prefixed {config.bot_prefix!r}, and a handoff cannot open, label or annotate "
+            "the conversation", "create an Agent Bot (Settings > Bots), connect it to the "
+            "API inbox, and set CHATWOOT_BOT_TOKEN and CHATWOOT_ACCOUNT_ID", warning=True)
+    try:
+        # A conversation that cannot exist: Chatwoot checks the token, then the account,
+        # then answers 404, so a 404 proves both (and bots may read conversations).
+        client.get_conversation(0)
+    except NotFound:
+        return Check("bot token", True, f"accepted for account {config.account_id}")
+    except AuthError as exc:
+        if "invalid access token" in exc.detail.lower():
+            return Check("bot token", False, f"Chatwoot refused CHATWOOT_BOT_TOKEN: {exc}",
+                         "copy the Agent Bot's access token (Settings > Bots > your bot) "
+                         "into CHATWOOT_BOT_TOKEN")
+        return Check("bot token", False, f"the bot may not use account {config.account_id}: "
+                     f"{exc}", "set CHATWOOT_ACCOUNT_ID to the number after /accounts/ in "
+                     "Chatwoot's address bar, and connect the Agent Bot to the API inbox "
+                     "(inbox settings > Bot configuration)")
+    except ChatwootError as exc:
+        return Check("bot token", False, f"could not be checked: {exc}",
+                     "run doctor again when Chatwoot answers")
+    return Check("bot token", True, f"accepted for account {config.account_id}")
 
 
 def _inbox_settings(client: ChatwootClient, config: Config) -> list[Check]:

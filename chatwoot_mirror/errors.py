@@ -16,9 +16,12 @@ class MirrorError(Exception):
 class ConfigError(MirrorError, ValueError):
     """The configuration is wrong; the message names the variable and the fix."""
 
-    def __init__(self, variable: str, problem: str) -> None:
+    def __init__(self, variable: str, problem: str, fix: str | None = None) -> None:
         self.variable = variable
         self.problem = problem
+        #: what to do, for ``chatwoot-mirror doctor``
+        verb = "set" if problem.startswith("is not set") else "correct"
+        self.fix = fix or f"{verb} {variable} in the environment or .env (see .env.example)"
         super().__init__(f"{variable}: {problem}")
 
 

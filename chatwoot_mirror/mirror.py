@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import threading
 import time
@@ -19,6 +20,7 @@ from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
 from .delivery import ACTION, INCOMING, OUTGOING, RELAY, Deliverer, MirroredMessage
+from .doctor import HEALTH_KEY, HEALTH_SCOPE
 from .errors import ChatwootError, ConfigError, StoreError
 from .handoff import Callback, Handoff
 from .identity import ContactIdentity, identify
@@ -88,6 +90,7 @@ class Mirror:
             "last_error": None,
         }
         self._closed = False
+        self._health: tuple[bool | None, float] = (None, 0.0)
         #: Prometheus metrics when ``CHATWOOT_METRICS=true`` (see :mod:`.metrics`)
         self.metrics: Metrics | None = None
         #: where files may be fetched from (``CHATWOOT_MEDIA_ALLOWED_HOSTS``); channel
@@ -460,6 +463,22 @@ class Mirror:
         self._count(name, error)
         if self.metrics is not None:
             self.metrics.record(name, message)
+        if message.direction != RELAY:  # relays talk to the provider, not to Chatwoot
+            self._remember_health(outcome == DONE, error)
+
+    def _remember_health(self, ok: bool, error: str | None) -> None:
+        """Write down how Chatwoot last answered, for ``chatwoot-mirror doctor``: when it
+        changes, and at most once a minute otherwise (not a write per message)."""
+        now = time.time()
+        last_ok, last_at = self._health
+        if last_ok == ok and now - last_at < 60.0:
+            return
+        self._health = (ok, now)
+        try:
+            self.store.set_value(HEALTH_SCOPE, HEALTH_KEY, json.dumps(
+                {"at": now, "ok": ok, "error": None if ok else (error or "")[:300]}))
+        except StoreError as exc:
+            log.debug("chatwoot health not recorded error=%s", exc)
 
     def _count(self, name: str, error: str | None) -> None:
         with self._lock:
