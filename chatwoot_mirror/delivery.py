@@ -236,9 +236,13 @@ class Deliverer:
                                operation="relay") from None
             raise Unavailable(f"channel send failed: {reason}", operation="relay") from None
         self._report(agent_message, "delivered", None)
-        log.info("agent message relayed contact=%s conversation=%s chatwoot_message=%s",
-                 agent_message.contact.key, agent_message.conversation_id,
-                 agent_message.chatwoot_message_id)
+        if agent_message.chatwoot_message_id:  # an agent's (or Chatwoot's) message: news
+            log.info("agent message relayed contact=%s conversation=%s chatwoot_message=%s",
+                     agent_message.contact.key, agent_message.conversation_id,
+                     agent_message.chatwoot_message_id)
+        else:  # the bot's own reply or a notice: routine, and it has no Chatwoot ids yet
+            log.debug("%s sent to the customer contact=%s", agent_message.kind,
+                      agent_message.contact.key)
         return {"id": 0, "provider_message_id": provider_id}
 
     def _report(self, message: AgentMessage, status: str, error: str | None) -> None:

@@ -12,6 +12,7 @@ import threading
 from dotenv import load_dotenv
 from werkzeug.serving import make_server
 
+from chatwoot_mirror._args import port_number
 from chatwoot_mirror.errors import ConfigError
 
 from .app import build
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sample_bot", description=(
         "A pt-BR FAQ bot mirrored into Chatwoot, with a web console. Without CHATWOOT_URL "
         "it runs against the built-in Chatwoot emulator."))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 5000),
+    parser.add_argument("--port", type=port_number, default=os.environ.get("PORT") or "5000",
                         help="port to listen on (default: $PORT or 5000)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (0.0.0.0 to accept other machines)")

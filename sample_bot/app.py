@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class SampleBot:
     base_url: str
     #: required by the console and /demo routes once anything real is configured
     console_token: str | None = None
+    #: a temporary folder this sample made for its store, removed by close()
+    scratch: str | None = None
 
     def urls(self) -> dict[str, str]:
         console = f"{self.base_url}/"
@@ -59,6 +62,8 @@ class SampleBot:
         self.mirror.close(timeout=2)
         if self.chatwoot is not None:
             self.chatwoot.stop()
+        if self.scratch is not None:  # the emulator-mode store: nothing worth keeping
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def build(port: int, environ: Mapping[str, str] | None = None,
@@ -67,14 +72,16 @@ def build(port: int, environ: Mapping[str, str] | None = None,
     env = dict(os.environ if environ is None else environ)
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     chatwoot = None
+    scratch = None
     if not env.get("CHATWOOT_URL"):
         secret = secrets.token_hex(16)
         chatwoot = FakeChatwoot(webhook_secret=secret, lock_to_single_conversation=True,
                                 webhook_url=f"{base_url}/chatwoot/webhook").start()
         env.update(chatwoot.env())
         env["CHATWOOT_API_TOKEN"] = chatwoot.user_token  # delivery receipts in the console
-        env.setdefault("CHATWOOT_MIRROR_DB", os.path.join(
-            tempfile.mkdtemp(prefix="chatwoot-mirror-sample-"), "mirror.db"))
+        if "CHATWOOT_MIRROR_DB" not in env:
+            scratch = tempfile.mkdtemp(prefix="chatwoot-mirror-sample-")
+            env["CHATWOOT_MIRROR_DB"] = os.path.join(scratch, "mirror.db")
         env.setdefault("CHATWOOT_RETRY_BASE_SECONDS", "0.2")
     mirror = Mirror(Config.from_env(env, dotenv=False))
 
@@ -104,7 +111,7 @@ def build(port: int, environ: Mapping[str, str] | None = None,
                            url_prefix="/360dialog")
     app.register_blueprint(phone.blueprint(), url_prefix="/demo")
     _console(app, mirror, phone, chatwoot)
-    return SampleBot(app, mirror, phone, chatwoot, base_url, console_token)
+    return SampleBot(app, mirror, phone, chatwoot, base_url, console_token, scratch)
 
 
 _CONSOLE_PATHS = ("/demo/state", "/demo/agent/", "/demo/phone/")

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from .._args import port_number
 from .emulator import Faults
 from .server import FakeChatwoot
 
@@ -17,7 +18,7 @@ def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.Ar
         description="A faithful fake Chatwoot (public client API, Application API, webhooks).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=3000, help="port (0 = any free port)")
+    p.add_argument("--port", type=port_number, default=3000, help="port (0 = any free port)")
     p.add_argument("--inbox-identifier", help="API inbox identifier (random if not given)")
     p.add_argument("--bot-token", help="AgentBot access token (random if not given)")
     p.add_argument("--user-token", help="user access token (random if not given)")
@@ -37,7 +38,7 @@ def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.Ar
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
-    chatwoot = FakeChatwoot(
+    emulator = FakeChatwoot(
         host=args.host,
         port=args.port,
         inbox_identifier=args.inbox_identifier,
@@ -49,7 +50,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         bot_active=args.bot_active,
         faults=Faults(latency=args.latency, error_rate=args.error_rate,
                       rate_limit_per_minute=args.rate_limit),
-    ).start()
+    )
+    try:
+        chatwoot = emulator.start()
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
+              f"try --port {args.port + 1 if args.port else 3001} (or --port 0 for any free "
+              "port)", file=sys.stderr)
+        return 2
     shown = {
         "url": chatwoot.url,
         "inbox identifier": chatwoot.inbox_identifier
@@ -66,6 +74,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     print("fake Chatwoot listening")  # a test double: printing its own tokens is the point
     for name, value in shown.items():
         print(f"  {name:<28} {value}")
+    print("\nfor your .env (pass the same --inbox-identifier, --bot-token and --user-token "
+          "next time and it stays valid):")
+    for name, value in {**chatwoot.env(), "CHATWOOT_API_TOKEN": chatwoot.user_token}.items():
+        print(f"{name}={value}")
     sys.stdout.flush()
     if args.port_file:
         with open(args.port_file, "w") as f:

@@ -1,0 +1,114 @@
+"""The first hour: .env.example documents every variable anything reads, logs say what is
+true, and the sample bot leaves nothing behind."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from conftest import ROOT
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.testing import FakeChatwoot
+
+
+def test_env_example_lists_every_variable_the_adapters_and_the_sample_read():
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example")
+                                .read_text(encoding="utf-8"), re.M))
+    read: set[str] = set()
+    for path in [*glob.glob(str(ROOT / "integrations" / "*.py")),
+                 *glob.glob(str(ROOT / "sample_bot" / "*.py"))]:
+        text = open(path, encoding="utf-8").read()
+        read.update(re.findall(r'env_(?:value|flag)\(environ, "([A-Z0-9_]+)"', text))
+        read.update(re.findall(r'env(?:iron)?\.get\("([A-Z0-9_]+)"', text))
+    read = {name for name in read if not name.startswith("CHATWOOT_")}
+    assert {"D360_WEBHOOK_INSECURE", "ZPRO_WEBHOOK_INSECURE", "PORT"} <= read
+    assert read - documented == set()
+
+
+def test_a_bot_reply_is_not_logged_as_an_agent_message_with_zero_ids(tmp_path, caplog):
+    with FakeChatwoot() as cw:
+        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                        account_id=cw.account_id, bot_token=cw.bot_token,
+                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0)
+        with Mirror(config) as mirror:
+            mirror.on_agent_message(lambda message: "wamid.1")
+            caplog.set_level(logging.INFO, logger="chatwoot_mirror")
+            assert mirror.notify_customer("5511987654321", "Olá! Como posso ajudar?",
+                                          kind="bot")
+            assert mirror.flush()
+    relayed = [r.getMessage() for r in caplog.records if "relayed" in r.getMessage()]
+    assert relayed == []
+    assert not [r for r in caplog.records if "conversation=0" in r.getMessage()]
+
+
+def test_the_sample_bot_removes_its_temporary_store(tmp_path, monkeypatch):
+    from sample_bot.app import build
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    bot = build(5998, {})
+    assert glob.glob(str(tmp_path / "chatwoot-mirror-sample-*"))
+    bot.close()
+    assert glob.glob(str(tmp_path / "chatwoot-mirror-sample-*")) == []
+
+
+def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("program", [["-m", "chatwoot_mirror.testing"], ["-m", "sample_bot"],
+                                     ["-m", "chatwoot_mirror.cli", "emulator"]])
+def test_a_port_out_of_range_is_an_error_not_a_random_port(program):
+    done = _run(*program, "--port", "99999")
+    assert done.returncode == 2
+    assert "99999 is not a port" in done.stderr
+
+
+def test_a_busy_port_gets_the_friendly_message():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = _run("-m", "chatwoot_mirror.testing", "--port", str(port))
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--port" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_emulator_prints_a_dotenv_block_that_survives_a_restart(tmp_path):
+    def start() -> tuple[subprocess.Popen, dict[str, str]]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatwoot_mirror.testing", "--port", "0",
+             "--inbox-identifier", "FixedInbox123456", "--bot-token", "fixed-bot-token",
+             "--user-token", "fixed-user-token"],
+            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        block: dict[str, str] = {}
+        for line in process.stdout:
+            if line.startswith("CHATWOOT_"):
+                name, _, value = line.strip().partition("=")
+                block[name] = value
+                if name == "CHATWOOT_API_TOKEN":
+                    break
+        return process, block
+
+    blocks = []
+    for _ in range(2):
+        process, block = start()
+        try:
+            config = Config.from_env({**block, "CHATWOOT_MIRROR_DB": str(tmp_path / "m.db")},
+                                     dotenv=False)
+            with Mirror(config) as mirror:
+                assert mirror.log_exchange("5511987654321", "oi", "olá") and mirror.flush()
+            blocks.append({k: v for k, v in block.items() if k != "CHATWOOT_URL"})
+        finally:
+            process.terminate()
+            process.wait(10)
+    assert blocks[0] == blocks[1]
+    assert blocks[0]["CHATWOOT_BOT_TOKEN"] == "fixed-bot-token"
