@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from . import doctor
+from ._version import __version__
 from .config import Config
 from .errors import ConfigError, StoreError
 from .mirror import Mirror
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatwoot-mirror",
                                      description="Mirror a bot into Chatwoot: operations.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command")
     check = commands.add_parser("doctor", help="check the configuration against Chatwoot")
     check.set_defaults(run=_doctor)

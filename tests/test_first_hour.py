@@ -112,3 +112,36 @@ def test_the_emulator_prints_a_dotenv_block_that_survives_a_restart(tmp_path):
             process.wait(10)
     assert blocks[0] == blocks[1]
     assert blocks[0]["CHATWOOT_BOT_TOKEN"] == "fixed-bot-token"
+
+
+def test_the_package_builds_cleanly_with_one_version(tmp_path):
+    import zipfile
+
+    from chatwoot_mirror import __version__
+
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                           "-w", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "absent from the `packages` configuration" not in done.stdout + done.stderr
+    [wheel] = list(tmp_path.glob("chatwoot_mirror-*.whl"))
+    assert wheel.name.startswith(f"chatwoot_mirror-{__version__}-")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "chatwoot_mirror/py.typed" in names and "sample_bot/static/console.html" in names
+    assert not [n for n in names if n.startswith("tests/")]
+    assert f"Version: {__version__}" in metadata and "License-File: LICENSE" in metadata
+    for python in ("3.10", "3.11", "3.12", "3.13"):
+        assert f"Programming Language :: Python :: {python}" in metadata
+    assert (ROOT / "CHANGELOG.md").exists()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+@pytest.mark.parametrize("program", [["-m", "chatwoot_mirror"], ["-m", "chatwoot_mirror.cli"]])
+def test_version_and_python_m(program):
+    from chatwoot_mirror import __version__
+
+    done = _run(*program, "--version")
+    assert done.returncode == 0 and done.stdout.strip() == f"chatwoot-mirror {__version__}"
+    assert "doctor" in _run(*program, "--help").stdout
