@@ -169,6 +169,9 @@ class Deliverer:
                 self.client.toggle_typing_status(conversation, False)
             except AuthError:
                 pass  # Chatwoot < 4.12: bots cannot toggle typing
+            # The bot has the customer again: an agent left assigned would tell the team
+            # (and the console) that a person still has them.
+            self.client.assign(conversation, None)
             return {"id": 0}
         reason = str(action.get("reason", "user_request"))
         self.client.toggle_status(conversation, "open")

@@ -388,7 +388,7 @@ class Mirror:
         texts = DEFAULTS[self.config.language]
         labels = [self.config.handoff_label] + (["after-hours"] if reason == "after_hours"
                                                 else [])
-        header = texts.note.format(reason=reason)
+        header = texts.note.format(reason=texts.reason(reason))
         self._enqueue_action(identity, {
             "name": "handoff", "reason": reason, "labels": labels,
             "note": "\n".join(filter(None, [header, note])),

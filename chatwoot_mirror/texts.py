@@ -23,6 +23,11 @@ class Texts:
     media_too_large: str  # shown to agents in place of a file; {kind}, {size_mb}
     media_unavailable: str  # {kind}
     from_phone: str  # prefix of messages typed on the business phone itself
+    #: how the private note names each handoff reason (an unknown reason shows as it is)
+    reasons: dict[str, str]
+
+    def reason(self, code: str) -> str:
+        return self.reasons.get(code, code)
 
 
 DEFAULTS: dict[str, Texts] = {
@@ -39,6 +44,14 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} de {size_mb} MB não copiado: acima do limite]",
         media_unavailable="[{kind} não copiado: o provedor não entregou o arquivo]",
         from_phone="[enviado pelo celular] ",
+        reasons={"keyword_detected": "o cliente pediu um atendente",
+                 "after_hours": "fora do horário de atendimento",
+                 "max_turns": "muitas respostas seguidas do bot",
+                 "user_request": "pedido de atendimento", "ai_failure": "falha do bot",
+                 "typebot_request": "pedido do fluxo do Typebot",
+                 "agent_reply": "um atendente respondeu", "assigned": "atribuída a um atendente",
+                 "taken_over": "assumida por um atendente",
+                 "opened": "aberta por um atendente", "owner_reply": "respondido pelo celular"},
     ),
     "es": Texts(
         handoff="¡Claro! Te paso con un agente. Espera un momento, por favor.",
@@ -53,6 +66,14 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} de {size_mb} MB no copiado: supera el límite]",
         media_unavailable="[{kind} no copiado: el proveedor no entregó el archivo]",
         from_phone="[enviado desde el teléfono] ",
+        reasons={"keyword_detected": "el cliente pidió un agente",
+                 "after_hours": "fuera del horario de atención",
+                 "max_turns": "demasiadas respuestas seguidas del bot",
+                 "user_request": "pedido de atención", "ai_failure": "falla del bot",
+                 "typebot_request": "pedido del flujo de Typebot",
+                 "agent_reply": "un agente respondió", "assigned": "asignada a un agente",
+                 "taken_over": "tomada por un agente",
+                 "opened": "abierta por un agente", "owner_reply": "respondido desde el teléfono"},
     ),
     "en": Texts(
         handoff="Sure! I'm passing you to a member of our team. Please hold on a moment.",
@@ -67,6 +88,14 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} of {size_mb} MB not copied: over the limit]",
         media_unavailable="[{kind} not copied: the provider did not hand over the file]",
         from_phone="[sent from the phone] ",
+        reasons={"keyword_detected": "the customer asked for a person",
+                 "after_hours": "outside business hours",
+                 "max_turns": "too many bot replies in a row",
+                 "user_request": "a request for a person", "ai_failure": "the bot failed",
+                 "typebot_request": "the Typebot flow asked for it",
+                 "agent_reply": "an agent replied", "assigned": "assigned to an agent",
+                 "taken_over": "taken over by an agent",
+                 "opened": "opened by an agent", "owner_reply": "answered from the phone"},
     ),
 }
 

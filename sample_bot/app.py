@@ -23,6 +23,7 @@ from flask import Flask, jsonify, request, send_from_directory
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.testing import FakeChatwoot
+from chatwoot_mirror.texts import DEFAULTS
 from integrations import Dialog360Adapter, UazapiAdapter
 from integrations.flask import create_provider_blueprint
 
@@ -43,6 +44,8 @@ class SampleBot:
     console_token: str | None = None
     #: a temporary folder this sample made for its store, removed by close()
     scratch: str | None = None
+    #: the 360dialog webhook secret this sample generated (None: the operator's own)
+    d360_secret: str | None = None
 
     def urls(self) -> dict[str, str]:
         console = f"{self.base_url}/"
@@ -52,7 +55,9 @@ class SampleBot:
             "console": console,
             "Chatwoot webhook": f"{self.base_url}/chatwoot/webhook",
             "uazapi webhook": f"{self.base_url}/uazapi/webhook",
-            "360dialog webhook": f"{self.base_url}/360dialog/webhook?token=<D360_WEBHOOK_SECRET>",
+            # the header is preferred (X-Webhook-Secret); ?token= is what a URL can carry
+            "360dialog webhook": f"{self.base_url}/360dialog/webhook?token="
+                                 + (self.d360_secret or "<D360_WEBHOOK_SECRET>"),
         }
         if self.chatwoot is not None:
             shown["Chatwoot (emulator)"] = self.chatwoot.url
@@ -75,7 +80,10 @@ def build(port: int, environ: Mapping[str, str] | None = None,
     scratch = None
     if not env.get("CHATWOOT_URL"):
         secret = secrets.token_hex(16)
+        # bot_active: the sample's Agent Bot is connected to the inbox, as it would be in a
+        # real Chatwoot, so a conversation the bot holds is "pending", not "open"
         chatwoot = FakeChatwoot(webhook_secret=secret, lock_to_single_conversation=True,
+                                bot_active=True,
                                 webhook_url=f"{base_url}/chatwoot/webhook").start()
         env.update(chatwoot.env())
         env["CHATWOOT_API_TOKEN"] = chatwoot.user_token  # delivery receipts in the console
@@ -90,10 +98,12 @@ def build(port: int, environ: Mapping[str, str] | None = None,
     phone = DemoPhone(f"{base_url}/uazapi/webhook", token)
     uazapi = (UazapiAdapter.from_env(env) if env.get("UAZAPI_URL") else
               UazapiAdapter(f"{base_url}/demo/uazapi", token))
+    d360_secret = None if env.get("D360_WEBHOOK_SECRET") else secrets.token_hex(16)
     dialog360 = (Dialog360Adapter.from_env(env) if env.get("D360_API_KEY") else
                  Dialog360Adapter("demo", f"{base_url}/demo/360dialog",
-                                  webhook_secret=env.get("D360_WEBHOOK_SECRET")
-                                  or secrets.token_hex(16)))
+                                  webhook_secret=env.get("D360_WEBHOOK_SECRET") or d360_secret))
+    if env.get("D360_API_KEY"):
+        d360_secret = None  # the real adapter reads the operator's own secret
 
     # With a real provider or a real Chatwoot configured, the demo phone can message a real
     # number and post into a real inbox: the console then needs a token printed at start.
@@ -111,7 +121,8 @@ def build(port: int, environ: Mapping[str, str] | None = None,
                            url_prefix="/360dialog")
     app.register_blueprint(phone.blueprint(), url_prefix="/demo")
     _console(app, mirror, phone, chatwoot)
-    return SampleBot(app, mirror, phone, chatwoot, base_url, console_token, scratch)
+    return SampleBot(app, mirror, phone, chatwoot, base_url, console_token, scratch,
+                     d360_secret)
 
 
 _CONSOLE_PATHS = ("/demo/state", "/demo/agent/", "/demo/phone/")
@@ -142,9 +153,15 @@ def _console(app: Flask, mirror: Mirror, phone: DemoPhone,
     def state() -> Any:
         contact = mirror.identify(phone.number)
         stats = mirror.stats()
+        paused = mirror.is_paused(contact.raw)
+        record = mirror.store.handoff_state(contact.key) if paused else None
+        reason = record.reason if record is not None else None
         return jsonify({
             "emulator": chatwoot is not None,
-            "bot_paused": mirror.is_paused(contact.raw),
+            "bot_paused": paused,
+            "pause_reason": reason,
+            "pause_reason_text": DEFAULTS[mirror.config.language].reason(reason)
+            if reason else None,
             "queued": stats.get("queued", 0),
             "dead_letters": stats.get("dead_letters", 0),
             "conversations": _conversations(chatwoot) if chatwoot is not None else [],

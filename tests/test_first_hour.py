@@ -145,3 +145,50 @@ def test_version_and_python_m(program):
     done = _run(*program, "--version")
     assert done.returncode == 0 and done.stdout.strip() == f"chatwoot-mirror {__version__}"
     assert "doctor" in _run(*program, "--help").stdout
+
+
+def test_giving_the_customer_back_to_the_bot_unassigns_the_agent(tmp_path):
+    from conftest import eventually, serve_wsgi
+    from flask import Flask
+
+    from chatwoot_mirror.flask import create_blueprint
+
+    with FakeChatwoot(webhook_secret="s", bot_active=True) as cw:
+        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                        account_id=cw.account_id, bot_token=cw.bot_token, webhook_secret="s",
+                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0,
+                        retry_base_seconds=0.05, retry_max_seconds=0.2)
+        with Mirror(config) as mirror:
+            mirror.on_agent_message(lambda message: "wamid.1")
+            app = Flask(__name__)
+            app.register_blueprint(create_blueprint(mirror), url_prefix="/chatwoot")
+            server = serve_wsgi(app)
+            cw.webhook_url = f"http://127.0.0.1:{server.server_port}/chatwoot/webhook"
+            try:
+                assert mirror.log_incoming("5511987654321", "quero um atendente")
+                assert eventually(lambda: mirror.is_paused("5511987654321"))
+                assert mirror.flush()
+                [conv] = cw.conversations()
+                cw.assign(conv["id"], 3)
+                cw.resolve(conv["id"])
+                assert eventually(lambda: not mirror.is_paused("5511987654321"))
+                assert mirror.flush()
+                assert eventually(lambda: cw.conversations()[0]["meta"]["assignee"] is None)
+                assert mirror.log_exchange("5511987654321", "voltei", "oi de novo")
+                assert mirror.flush()
+                [after] = cw.conversations()
+                # Chatwoot shows what is true: the bot's (pending), nobody assigned
+                assert after["status"] == "pending" and after["meta"]["assignee"] is None
+            finally:
+                server.shutdown()
+
+
+def test_the_handoff_note_names_the_reason_in_the_agents_language():
+    from chatwoot_mirror.texts import DEFAULTS
+
+    assert DEFAULTS["pt-BR"].reason("keyword_detected") == "o cliente pediu um atendente"
+    assert DEFAULTS["es"].reason("after_hours") == "fuera del horario de atención"
+    assert DEFAULTS["en"].reason("max_turns") == "too many bot replies in a row"
+    assert DEFAULTS["en"].reason("my_own_reason") == "my_own_reason"
+    for texts in DEFAULTS.values():
+        assert set(texts.reasons) == set(DEFAULTS["pt-BR"].reasons)

@@ -143,13 +143,30 @@ def browser():
     driver.quit()
 
 
-def test_console_in_a_browser(sample, browser):
+SHOTS = os.environ.get("MIRROR_TEST_SCREENSHOTS")  # a folder to keep the screenshots in
+
+
+def in_view(browser, element_id: str) -> bool:
+    """The element is inside the window, not scrolled off or cut by the layout."""
+    return browser.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight"
+        " && r.right <= window.innerWidth && r.width > 0;", element_id)
+
+
+def shoot(browser, tmp_path, name: str) -> None:
+    browser.save_screenshot(str(tmp_path / f"{name}.png"))
+    if SHOTS:
+        browser.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def test_console_in_a_browser(sample, browser, tmp_path):
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # the console redraws its lists every 600 ms: an element read mid-redraw is retried
     wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+    browser.set_window_size(1400, 900)
     browser.get(sample.base_url + "/")
 
     def phone_says(text: str) -> bool:
@@ -161,29 +178,80 @@ def test_console_in_a_browser(sample, browser):
         box.send_keys(text)
         browser.find_element(By.ID, "phone-send").click()
 
+    def header() -> str:
+        return browser.find_element(By.ID, "bot-state").text
+
+    def conv(css: str) -> str:
+        return browser.find_element(By.CSS_SELECTOR, css).text
+
+    # both panes say what to do before anything happened; the page has an icon
+    wait.until(lambda _: "Qual o horário?" in conv("#phone-messages .hint"))
+    assert "atendente" in conv("#agent-messages .hint")
+    assert browser.execute_script(
+        "return document.querySelector('link[rel=icon]').href.startsWith('data:image/svg')")
+    shoot(browser, tmp_path, "console-empty-1400")
+
     type_as_customer("Qual o horário de vocês?")
     wait.until(lambda _: phone_says(HORARIO))
 
     type_as_customer("quero falar com um atendente")          # keyword handoff
     wait.until(lambda _: phone_says(HANDOFF))
-    wait.until(lambda _: "paused" in browser.find_element(By.ID, "bot-state").text)
-    wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, ".conv-status").text.lower()
-               == "open")
+    wait.until(lambda _: "waiting for an agent" in header())   # paused, nobody assigned yet
+    assert "paused" in header() and "o cliente pediu um atendente" in header()
+    wait.until(lambda _: conv(".conv-status").lower() == "open")
+    wait.until(lambda _: any("Conversa transferida pelo bot" in e.text for e in
+                             browser.find_elements(By.CSS_SELECTOR, "#agent-messages .private")))
+    note = next(e.text for e in browser.find_elements(By.CSS_SELECTOR, "#agent-messages .private"))
+    assert "o cliente pediu um atendente" in note and "keyword_detected" not in note
 
     browser.find_element(By.ID, "agent-takeover").click()
-    wait.until(lambda _: "Ana Agente" in browser.find_element(
-        By.CSS_SELECTOR, ".conv-assignee").text)
+    wait.until(lambda _: "Ana Agente" in conv(".conv-assignee"))
+    wait.until(lambda _: "Ana Agente has the customer" in header())
     browser.find_element(By.ID, "agent-input").send_keys("Olá Maria, aqui é a Ana!")
     browser.find_element(By.ID, "agent-reply").click()
     wait.until(lambda _: phone_says("Olá Maria, aqui é a Ana!"))  # reached the customer
     wait.until(lambda _: any("delivered" in e.text for e in browser.find_elements(
         By.CSS_SELECTOR, "#agent-messages .agent-msg")))
 
+    # many messages: the lists scroll inside their panes, the buttons stay on screen
+    for i in range(18):
+        type_as_customer(f"mensagem número {i}")
+    wait.until(lambda _: any(e.text.endswith("mensagem número 17") for e in
+                             browser.find_elements(By.CSS_SELECTOR, "#agent-messages .agent-msg")))
+    for element_id in ("agent-reply", "agent-takeover", "agent-resolve", "phone-send"):
+        assert in_view(browser, element_id), element_id
+    shoot(browser, tmp_path, "console-handoff-1400")
+
+    # text can be selected and copied: the polling does not redraw under a selection
+    browser.execute_script(
+        "const node = document.querySelector('#phone-messages .customer');"
+        "const range = document.createRange(); range.selectNodeContents(node);"
+        "window.getSelection().removeAllRanges(); window.getSelection().addRange(range);")
+    selected = browser.execute_script("return window.getSelection().toString()")
+    assert selected
+    # the list changes while the selection is held (sent from outside the page: typing
+    # would move the focus, and the selection with it)
+    requests.post(sample.base_url + "/demo/phone/send", json={"text": "chegou mais uma"},
+                  timeout=10)
+    time.sleep(2)  # three polls
+    assert browser.execute_script("return window.getSelection().toString()") == selected
+    browser.execute_script("window.getSelection().removeAllRanges()")
+    wait.until(lambda _: any(e.text == "chegou mais uma" for e in browser.find_elements(
+        By.CSS_SELECTOR, "#phone-messages .customer")))
+
     browser.find_element(By.ID, "agent-resolve").click()
-    wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, ".conv-status").text.lower()
-               == "resolved")
-    wait.until(lambda _: "answering" in browser.find_element(By.ID, "bot-state").text)
+    wait.until(lambda _: conv(".conv-status").lower() == "resolved")
+    wait.until(lambda _: header() == "bot: answering")
     type_as_customer("Vocês entregam?")                       # the bot answers again
     wait.until(lambda _: phone_says(ENTREGA))
     wait.until(lambda _: any(e.text.endswith(ENTREGA) for e in browser.find_elements(
         By.CSS_SELECTOR, "#agent-messages .agent-msg")))         # mirrored as the bot's
+    # what Chatwoot shows agrees with the bot answering: the bot's, not Ana's
+    wait.until(lambda _: conv(".conv-status").lower() == "pending")
+    assert conv(".conv-assignee") == "unassigned" and header() == "bot: answering"
+
+    browser.set_window_size(480, 900)                         # a phone-sized window
+    wait.until(lambda _: in_view(browser, "agent-resolve"))
+    for element_id in ("agent-reply", "agent-takeover", "agent-resolve", "phone-send"):
+        assert in_view(browser, element_id), element_id
+    shoot(browser, tmp_path, "console-480")

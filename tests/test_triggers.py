@@ -132,7 +132,7 @@ def test_bot_side_handoff_opens_the_conversation_for_humans(tmp_path):
                                              "handoff_reason": "user_request"}
         [note] = [m for m in cw.messages() if m["private"]]
         assert note["content"].splitlines() == [
-            "Conversa transferida pelo bot (motivo: user_request). Últimas mensagens:",
+            "Conversa transferida pelo bot (motivo: pedido de atendimento). Últimas mensagens:",
             "Cliente pediu reembolso",
             "Cliente: qual o horário?",
             "Bot: Das 8h às 18h.",
