@@ -217,7 +217,7 @@ class WebhookHandler:
             content = ""
         if not content and not attachments:
             return
-        sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else {}
+        sender = _dict(payload.get("sender"))
         self.relay(AgentMessage(
             contact=self._identity(key, conversation),
             text=content,
@@ -244,8 +244,8 @@ class WebhookHandler:
         stored = self.store.contact_identity(key)
         if stored is not None:
             return stored
-        meta = conversation.get("meta") if isinstance(conversation.get("meta"), dict) else {}
-        contact = meta.get("sender") if isinstance(meta.get("sender"), dict) else {}
+        meta = _dict(conversation.get("meta"))
+        contact = _dict(meta.get("sender"))
         for field_name in ("phone_number", "identifier"):
             value = contact.get(field_name)
             if isinstance(value, str) and value.strip():
@@ -293,7 +293,7 @@ class WebhookHandler:
                 result = self._outcome(moved, key, BOT)
         assignee = changed.get("assignee_id")
         if isinstance(assignee, dict) and result == "ignored":
-            meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+            meta = _dict(payload.get("meta"))
             human = meta.get("assignee_type") == "User"
             if assignee.get("current_value") and human and status != "resolved":
                 moved = self.handoff.pause(key, "assigned", at=at,
@@ -332,6 +332,10 @@ def _obj(data: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Malformed(f"{key} is not an object")
     return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _str(data: dict[str, Any], key: str) -> str | None:

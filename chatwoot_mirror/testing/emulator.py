@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -280,7 +281,7 @@ class Emulator:
             for msg in self._messages_of(conv):
                 if msg.message_type != 0 and msg.status in ("sent", "delivered"):
                     msg.status = "read"
-                    self._emit("message_updated", lambda m=msg: self._message_webhook(m))
+                    self._emit("message_updated", partial(self._message_webhook, msg))
             return Reply(200, None)
         if action == "/messages":
             if r.method == "GET":
@@ -728,17 +729,17 @@ class Emulator:
             return Reply(200, None)
         if (controller, action) == ("conversations", "custom_attributes"):
             attrs = body.get("custom_attributes") or {}
-            old = dict(conv.custom_attributes)
+            old_attributes = dict(conv.custom_attributes)
             conv.custom_attributes = (
                 {**conv.custom_attributes, **attrs} if body.get("merge") else dict(attrs)
             )
-            self._changed(conv, {"custom_attributes": (old, conv.custom_attributes)})
+            self._changed(conv, {"custom_attributes": (old_attributes, conv.custom_attributes)})
             return Reply(200, {"custom_attributes": conv.custom_attributes})
         if controller == "labels":
             if action == "create":
-                old = list(conv.labels)
+                old_labels = list(conv.labels)
                 conv.labels = [str(label) for label in body.get("labels") or []]
-                self._changed(conv, {"label_list": (old, conv.labels)})
+                self._changed(conv, {"label_list": (old_labels, conv.labels)})
             return Reply(200, {"payload": conv.labels})
         if (controller, action) == ("assignments", "create"):
             return Reply(200, self._assignment(conv, body))

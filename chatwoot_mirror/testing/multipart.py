@@ -28,7 +28,8 @@ def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], list[Upl
         name = part.get_param("name", header="content-disposition")
         if not name:
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
         filename = part.get_filename()
         if filename is not None:
             uploads.append(Upload(str(name), filename, part.get_content_type(), payload))

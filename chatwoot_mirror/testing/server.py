@@ -148,7 +148,7 @@ class FakeChatwoot:
 
     @property
     def account_id(self) -> int:
-        return int(self.emulator.account["id"])
+        return int(str(self.emulator.account["id"]))
 
     @property
     def faults(self) -> Faults:
