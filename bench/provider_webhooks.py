@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import requests
+from chatwoot_mirror.integrations import InboundHandler, UazapiAdapter
 from requests.adapters import BaseAdapter
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.webhooks import WebhookRequest
-from integrations import InboundHandler, UazapiAdapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outbox import EmulatorProcess  # noqa: E402

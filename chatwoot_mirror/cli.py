@@ -5,6 +5,7 @@
     chatwoot-mirror flush         deliver what is queued now, then exit
     chatwoot-mirror retry-dead    queue the dead letters again
     chatwoot-mirror emulator      run the Chatwoot emulator (python -m chatwoot_mirror.testing)
+    chatwoot-mirror demo          run the sample bot and its console (python -m sample_bot)
 
 Settings come from the environment and ``.env``, as for the library.
 """
@@ -12,6 +13,7 @@ Settings come from the environment and ``.env``, as for the library.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -33,6 +35,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         from .testing.__main__ import main as emulator
 
         return emulator(args[1:], prog="chatwoot-mirror emulator") or 0
+    if args[:1] == ["demo"]:
+        # the sample ships inside the package as chatwoot_mirror.sample_bot
+        demo = importlib.import_module("chatwoot_mirror.sample_bot.__main__")
+        return int(demo.main(args[1:], prog="chatwoot-mirror demo") or 0)
     parser = _parser()
     options = parser.parse_args(args)
     if options.command is None:
@@ -65,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("keys", nargs="*", help="only these message keys (default: all)")
     retry.set_defaults(run=_retry_dead)
     commands.add_parser("emulator", help="run the Chatwoot emulator (see emulator --help)")
+    commands.add_parser("demo", help="run the sample bot and its web console (see demo --help)")
     return parser
 
 

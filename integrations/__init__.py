@@ -1,12 +1,13 @@
-"""Channel adapters: one module per provider, one shared interface (:mod:`.base`).
+"""Channel adapters, installed as ``chatwoot_mirror.integrations``: one module per provider,
+one shared interface (:mod:`.base`).
 
-* :class:`~integrations.dialog360.Dialog360Adapter` (360dialog, Cloud API and On-Premise)
-* :class:`~integrations.uazapi.UazapiAdapter` (uazapiGO v2)
-* :class:`~integrations.zpro.ZproAdapter` (Z-PRO; partly inferred, see the module)
-* :class:`~integrations.typebot.TypebotBot` (Typebot's Chat API as the bot function)
+* :class:`~.dialog360.Dialog360Adapter` (360dialog, Cloud API and On-Premise)
+* :class:`~.uazapi.UazapiAdapter` (uazapiGO v2)
+* :class:`~.zpro.ZproAdapter` (Z-PRO; partly inferred, see the module)
+* :class:`~.typebot.TypebotBot` (Typebot's Chat API as the bot function)
 
-:func:`~integrations.inbound.handle_inbound` ties a parsed event, the host's bot function
-and the mirror together; :mod:`integrations.flask` mounts it as a webhook route.
+:func:`~.inbound.handle_inbound` ties a parsed event, the host's bot function and the
+mirror together; :mod:`.flask` mounts it as a webhook route.
 """
 
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage

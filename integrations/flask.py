@@ -37,7 +37,7 @@ def create_provider_blueprint(
 def create_typebot_blueprint(mirror: Mirror, token: str, *,
                              name: str = "typebot_handoff") -> Blueprint:
     """``POST /handoff`` for a Typebot HTTP Request block (see
-    :class:`~integrations.typebot.TypebotHandoffHandler`)."""
+    :class:`~chatwoot_mirror.integrations.typebot.TypebotHandoffHandler`)."""
     handler = TypebotHandoffHandler(mirror, token)
     redaction.install([token])  # it may arrive as ?token= in a logged request line
     blueprint = Blueprint(name, __name__)

@@ -5,7 +5,7 @@
         handle_inbound(mirror, adapter, event, my_bot)
 
 or, framework-neutral with verification and size limits, :class:`InboundHandler` (the
-Flask blueprint in :mod:`integrations.flask` only translates requests for it).
+Flask blueprint in :mod:`chatwoot_mirror.integrations.flask` only translates requests for it).
 """
 
 from __future__ import annotations

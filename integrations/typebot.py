@@ -15,7 +15,7 @@
 * Handoff: Typebot has no handoff of its own. Two ways work here: a text bubble
   ``#{"stopBot":true}`` or ``#{"queueId":N}`` (the Whaticket/Z-PRO convention; it is
   never sent to the customer), or an HTTP Request block calling the route of
-  :class:`TypebotHandoffHandler` (``integrations.flask.create_typebot_blueprint``).
+  :class:`TypebotHandoffHandler` (``chatwoot_mirror.integrations.flask.create_typebot_blueprint``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ class TypebotBot:
     ``base_url`` is the viewer's URL (``https://typebot.io`` or your own; ``/api`` is
     added); ``public_id`` the published flow's public id. ``prefilled(event)`` may return
     more prefilled variables. ``session_minutes``: a session idle this long is dropped.
-    Raises :class:`~integrations.base.ProviderError` when Typebot fails, which
-    :func:`~integrations.inbound.handle_inbound` turns into a handoff to humans.
+    Raises :class:`~chatwoot_mirror.integrations.base.ProviderError` when Typebot fails, which
+    :func:`~chatwoot_mirror.integrations.inbound.handle_inbound` turns into a handoff to humans.
     """
 
     def __init__(

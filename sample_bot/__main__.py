@@ -18,8 +18,8 @@ from chatwoot_mirror.errors import ConfigError
 from .app import build
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sample_bot", description=(
+def main(argv: list[str] | None = None, prog: str = "python -m sample_bot") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=(
         "A pt-BR FAQ bot mirrored into Chatwoot, with a web console. Without CHATWOOT_URL "
         "it runs against the built-in Chatwoot emulator."))
     parser.add_argument("--port", type=port_number, default=os.environ.get("PORT") or "5000",

@@ -3,8 +3,9 @@ the mirror's keyword trigger does that ("atendente", "humano", ...)."""
 
 from __future__ import annotations
 
+from chatwoot_mirror.integrations import InboundEvent
+
 from chatwoot_mirror.triggers import Keywords
-from integrations import InboundEvent
 
 INTENTS: list[tuple[Keywords, str]] = [
     (Keywords(["horario", "hora", "abre", "fecha", "funciona", "aberto"]),

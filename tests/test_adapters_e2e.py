@@ -10,6 +10,15 @@ from typing import Any
 
 import pytest
 import requests
+from chatwoot_mirror.integrations import (
+    Dialog360Adapter,
+    InboundHandler,
+    UazapiAdapter,
+    ZproAdapter,
+    handle_inbound,
+)
+from chatwoot_mirror.integrations.base import BotReply, InboundEvent
+from chatwoot_mirror.integrations.flask import create_provider_blueprint
 from conftest import contract, eventually
 from fake_provider import FakeProvider
 from flask import Flask
@@ -21,15 +30,6 @@ from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
 from chatwoot_mirror.testing import FakeChatwoot
 from chatwoot_mirror.webhooks import WebhookRequest
-from integrations import (
-    Dialog360Adapter,
-    InboundHandler,
-    UazapiAdapter,
-    ZproAdapter,
-    handle_inbound,
-)
-from integrations.base import BotReply, InboundEvent
-from integrations.flask import create_provider_blueprint
 
 MARIA = "5511988887777"
 UAZ_TOKEN = "00000000-0000-4000-8000-000000000001"

@@ -49,7 +49,7 @@ def test_a_bot_reply_is_not_logged_as_an_agent_message_with_zero_ids(tmp_path, c
 
 
 def test_the_sample_bot_removes_its_temporary_store(tmp_path, monkeypatch):
-    from sample_bot.app import build
+    from chatwoot_mirror.sample_bot.app import build
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     bot = build(5998, {})
@@ -129,8 +129,12 @@ def test_the_package_builds_cleanly_with_one_version(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
-    assert "chatwoot_mirror/py.typed" in names and "sample_bot/static/console.html" in names
-    assert not [n for n in names if n.startswith("tests/")]
+    assert "chatwoot_mirror/py.typed" in names
+    assert "chatwoot_mirror/sample_bot/static/console.html" in names
+    assert "chatwoot_mirror/integrations/uazapi.py" in names
+    # nothing under generic top-level names, no tests
+    assert {n.split("/")[0] for n in names if not n.startswith("chatwoot_mirror-")} == {
+        "chatwoot_mirror"}
     assert f"Version: {__version__}" in metadata and "License-File: LICENSE" in metadata
     for python in ("3.10", "3.11", "3.12", "3.13"):
         assert f"Programming Language :: Python :: {python}" in metadata
@@ -192,3 +196,17 @@ def test_the_handoff_note_names_the_reason_in_the_agents_language():
     assert DEFAULTS["en"].reason("my_own_reason") == "my_own_reason"
     for texts in DEFAULTS.values():
         assert set(texts.reasons) == set(DEFAULTS["pt-BR"].reasons)
+
+
+def test_a_host_with_its_own_integrations_package_still_imports_ours(tmp_path):
+    (tmp_path / "integrations").mkdir()
+    (tmp_path / "integrations" / "__init__.py").write_text("MINE = True\n")
+    (tmp_path / "sample_bot.py").write_text("MINE = True\n")
+    done = subprocess.run([sys.executable, "-c",
+                           "import integrations, sample_bot; assert integrations.MINE and "
+                           "sample_bot.MINE\n"
+                           "from chatwoot_mirror.integrations import UazapiAdapter\n"
+                           "from chatwoot_mirror.integrations.flask import "
+                           "create_provider_blueprint\nprint('ok')"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+from chatwoot_mirror.integrations import Dialog360Adapter, TypebotBot, UazapiAdapter, ZproAdapter
 from conftest import CONTRACTS, contract
 
 from chatwoot_mirror import Config, Mirror
@@ -18,7 +19,6 @@ from chatwoot_mirror.media import MediaRef, MediaTooLarge, read_limited
 from chatwoot_mirror.outbox import decode, encode
 from chatwoot_mirror.store import SQLiteStore
 from chatwoot_mirror.testing import FakeChatwoot
-from integrations import Dialog360Adapter, TypebotBot, UazapiAdapter, ZproAdapter
 
 
 def test_key_value_scope(db_path):

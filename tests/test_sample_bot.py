@@ -13,11 +13,10 @@ import time
 
 import pytest
 import requests
-from conftest import eventually
+from chatwoot_mirror.sample_bot import build
+from chatwoot_mirror.sample_bot.faq import FALLBACK
+from conftest import ROOT, eventually
 from werkzeug.serving import make_server
-
-from sample_bot import build
-from sample_bot.faq import FALLBACK
 
 HANDOFF = "Certo! Vou te passar para um atendente. Aguarde um instante, por favor."
 ENTREGA = "Entregamos em toda a cidade em até 2 dias úteis. O frete é grátis acima de R$ 150."
@@ -93,11 +92,16 @@ def test_faq_fallback(sample):
     assert eventually(lambda: phone_texts(sample)[-1] == ("business", FALLBACK))
 
 
-def test_python_m_sample_bot_runs_as_the_readme_says(tmp_path):
+@pytest.mark.parametrize("command,where", [
+    (["-m", "sample_bot"], "clone"),  # from the clone, as the README says
+    (["-m", "chatwoot_mirror", "demo"], "anywhere"),  # chatwoot-mirror demo, installed
+])
+def test_the_sample_bot_runs_as_the_readme_says(tmp_path, command, where):
     env = {**os.environ, "PORT": "0", "CHATWOOT_MIRROR_DB": str(tmp_path / "m.db")}
     env = {k: v for k, v in env.items() if not k.startswith("CHATWOOT_") or k ==
            "CHATWOOT_MIRROR_DB"}
-    process = subprocess.Popen([sys.executable, "-m", "sample_bot"], cwd=tmp_path, env=env,
+    cwd = ROOT if where == "clone" else tmp_path
+    process = subprocess.Popen([sys.executable, *command], cwd=cwd, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = []

@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
+from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter, ZproAdapter
+from chatwoot_mirror.integrations.flask import create_provider_blueprint, create_typebot_blueprint
 from conftest import eventually, serve_wsgi
 from flask import Flask
 
@@ -27,8 +29,6 @@ from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.testing import FakeChatwoot
 from chatwoot_mirror.webhooks import MAX_BYTES, WebhookRequest
-from integrations import Dialog360Adapter, UazapiAdapter, ZproAdapter
-from integrations.flask import create_provider_blueprint, create_typebot_blueprint
 
 SECRET = "inbox-secret"
 UAZAPI_TOKEN = "uazapi-instance-token"
@@ -204,7 +204,7 @@ def test_uazapi_with_a_webhook_secret_checks_it_before_parsing(tmp_path):
     assert not adapter.verify({}, good, {})
     calls = []
 
-    import integrations.uazapi as module
+    import chatwoot_mirror.integrations.uazapi as module
 
     real = module.parse_json
     module.parse_json = lambda body: calls.append(body) or real(body)

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import responses
+from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter
 from conftest import eventually, serve_wsgi
 
 from chatwoot_mirror import Config, Mirror
@@ -27,7 +28,6 @@ from chatwoot_mirror.media import MediaError, MediaRef
 from chatwoot_mirror.outbound import OutboundPolicy, RefusedTarget
 from chatwoot_mirror.relay import AgentMessage
 from chatwoot_mirror.testing import FakeChatwoot
-from integrations import Dialog360Adapter, UazapiAdapter
 
 MARIA = "5511987654321"
 

@@ -78,7 +78,7 @@ def test_lower_bounds_are_past_known_advisories():
 
 @pytest.fixture
 def real_provider_sample(tmp_path):
-    from sample_bot.app import build
+    from chatwoot_mirror.sample_bot.app import build
 
     server = make_server("127.0.0.1", 0, app=None, threaded=True)  # type: ignore[arg-type]
     provider_calls: list[str] = []
@@ -122,7 +122,7 @@ def test_with_a_real_provider_the_console_needs_the_printed_token(real_provider_
 
 
 def test_in_emulator_mode_the_console_is_open(tmp_path):
-    from sample_bot.app import build
+    from chatwoot_mirror.sample_bot.app import build
 
     bot = build(5999, {"CHATWOOT_MIRROR_DB": str(tmp_path / "m.db")})
     try:

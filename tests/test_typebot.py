@@ -7,20 +7,20 @@ import json
 
 import pytest
 import responses
-from conftest import CONTRACTS, contract
-from jsonschema import Draft202012Validator
-
-from chatwoot_mirror.relay import AgentAttachment
-from chatwoot_mirror.store import SQLiteStore
-from chatwoot_mirror.webhooks import WebhookRequest
-from integrations.base import InboundEvent, ProviderError
-from integrations.typebot import (
+from chatwoot_mirror.integrations.base import InboundEvent, ProviderError
+from chatwoot_mirror.integrations.typebot import (
     TypebotBot,
     TypebotHandoffHandler,
     markdown_to_whatsapp,
     render,
     rich_text_to_whatsapp,
 )
+from conftest import CONTRACTS, contract
+from jsonschema import Draft202012Validator
+
+from chatwoot_mirror.relay import AgentAttachment
+from chatwoot_mirror.store import SQLiteStore
+from chatwoot_mirror.webhooks import WebhookRequest
 
 VIEWER = "https://typebot.example.com"
 START = f"{VIEWER}/api/v1/typebots/loja-flow/startChat"

@@ -7,13 +7,13 @@ import json
 
 import pytest
 import responses
+from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS, ProviderRejected
+from chatwoot_mirror.integrations.uazapi import UazapiAdapter
 from conftest import CONTRACTS, contract
 from jsonschema import Draft202012Validator
 from responses import matchers
 
 from chatwoot_mirror.media import MediaRef, MediaTooLarge
-from integrations.base import ECHO, MESSAGE, OWNER, STATUS, ProviderRejected
-from integrations.uazapi import UazapiAdapter
 
 BASE = "https://example.uazapi.com"
 TOKEN = "00000000-0000-4000-8000-000000000001"  # the instance token in the captures

@@ -6,11 +6,10 @@ import json
 
 import pytest
 import responses
+from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
+from chatwoot_mirror.integrations.zpro import ZproAdapter
 from conftest import CONTRACTS, contract
 from responses import matchers
-
-from integrations.base import ECHO, MESSAGE, OWNER, STATUS
-from integrations.zpro import ZproAdapter
 
 BASE = "https://api.zpro.example.com"
 SEND = f"{BASE}/v2/api/external/api-123"
