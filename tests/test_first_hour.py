@@ -210,3 +210,38 @@ def test_a_host_with_its_own_integrations_package_still_imports_ours(tmp_path):
                            "create_provider_blueprint\nprint('ok')"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+TYPED_USE = """
+from chatwoot_mirror import Config
+from chatwoot_mirror.integrations import UazapiAdapter
+
+url: int = Config(url="https://chat.example.com", inbox_identifier="abc").url
+adapter: str = UazapiAdapter("https://x.uazapi.com", "token")
+"""
+
+
+def test_py_typed_is_honoured_in_a_strict_editable_install(tmp_path):
+    """A type checker sees our types in an editable install made as the README says for
+    type checking (editable_mode=strict: a tree of links, where py.typed is a real file)."""
+    import shutil
+    import venv
+
+    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(tmp_path / "venv")
+    python = str(tmp_path / "venv" / "bin" / "python")
+    links = ROOT / "build"
+    existed = links.exists()
+    try:
+        done = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "-e",
+                               str(ROOT), "--config-settings", "editable_mode=strict"],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        (tmp_path / "use.py").write_text(TYPED_USE)
+        checked = subprocess.run([python, "-m", "mypy", "use.py"], capture_output=True,
+                                 text=True, timeout=300, cwd=tmp_path)
+    finally:
+        if not existed:
+            shutil.rmtree(links, ignore_errors=True)
+    assert 'expression has type "str", variable has type "int"' in checked.stdout
+    assert 'expression has type "UazapiAdapter", variable has type "str"' in checked.stdout
+    assert "Cannot find implementation" not in checked.stdout
