@@ -12,7 +12,8 @@ import logging
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ._notice import tell_operator
@@ -21,56 +22,33 @@ from .texts import DEFAULTS, LANGUAGES
 from .triggers import BusinessHours
 
 PREFIX = "CHATWOOT_"
+T = TypeVar("T")
 log = logging.getLogger("chatwoot_mirror.config")
 
-#: Variables this library reads, with a one-line meaning (used for "did you mean").
-VARIABLES: dict[str, str] = {
-    "CHATWOOT_ENABLED": "false turns every call into a cheap no-op returning False",
-    "CHATWOOT_URL": "Chatwoot base URL, e.g. https://chat.example.com",
-    "CHATWOOT_INBOX_ID": "the API inbox's Inbox Identifier (a token, not the number)",
-    "CHATWOOT_INBOX_IDENTIFIER": "alias of CHATWOOT_INBOX_ID",
-    "CHATWOOT_ACCOUNT_ID": "account number, needed with CHATWOOT_BOT_TOKEN or CHATWOOT_API_TOKEN",
-    "CHATWOOT_BOT_TOKEN": "AgentBot access token: bot replies become real outgoing bot messages",
-    "CHATWOOT_API_TOKEN": "user access token: delivery receipts and doctor checks",
-    "CHATWOOT_WEBHOOK_SECRET": "API inbox / agent bot webhook secret (X-Chatwoot-Signature)",
-    "CHATWOOT_WEBHOOK_TOKEN": "for Chatwoot < 4.13: a secret the webhook URL must carry",
-    "CHATWOOT_HMAC_TOKEN": "the inbox hmac_token, when identity validation is enforced",
-    "CHATWOOT_MIRROR_DB": "SQLite file of the local store",
-    "CHATWOOT_RESOLVED_POLICY": "reopen (continue the last conversation) or new",
-    "CHATWOOT_BOT_PREFIX": "prefix of bot replies when no bot token is set",
-    "CHATWOOT_BR_NINTH_DIGIT": "treat Brazilian mobiles with and without the 9th digit as one",
-    "CHATWOOT_DEFAULT_COUNTRY_CODE": "country code for bare national numbers, e.g. 55",
-    "CHATWOOT_CONNECT_TIMEOUT": "seconds to open a connection to Chatwoot",
-    "CHATWOOT_READ_TIMEOUT": "seconds to wait for Chatwoot's answer",
-    "CHATWOOT_WORKERS": "delivery threads per process",
-    "CHATWOOT_MAX_REQUESTS_PER_MINUTE": "shared pace of requests to Chatwoot; 0 = no limit",
-    "CHATWOOT_RETRY_BASE_SECONDS": "first retry delay; doubles per failed attempt",
-    "CHATWOOT_RETRY_MAX_SECONDS": "longest delay between two attempts",
-    "CHATWOOT_CLAIM_TTL_SECONDS": "how long a crashed process's claims block other workers",
-    "CHATWOOT_DRAIN_SECONDS": "how long close() waits for queued messages",
-    "CHATWOOT_WEBHOOK_INSECURE": "true accepts unverified webhooks (neither secret nor token)",
-    "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS": "signed webhooks older than this are rejected",
-    "CHATWOOT_RESUME_AFTER_MINUTES": "resume the bot this long after the last human message",
-    "CHATWOOT_RESUME_ON_UNASSIGN": "resume the bot when the human assignee is removed",
-    "CHATWOOT_RELAY_TEMPLATES": "also send Chatwoot's own template messages to the customer",
-    "CHATWOOT_RELAY_MAX_ATTEMPTS": "tries to send an agent's reply before reporting it failed",
-    "CHATWOOT_LANGUAGE": "language of the default customer texts: pt-BR, es or en",
-    "CHATWOOT_TEXT_HANDOFF": "text sent to the customer on a handoff ('' = none)",
-    "CHATWOOT_TEXT_AFTER_HOURS": "text sent to the customer outside business hours ('' = none)",
-    "CHATWOOT_TEXT_RESUME": "text sent to the customer when the bot resumes",
-    "CHATWOOT_RESUME_NOTICE": "true sends the resume text when the bot takes over again",
-    "CHATWOOT_HANDOFF_KEYWORDS": "comma-separated words that hand the customer to humans",
-    "CHATWOOT_MAX_BOT_TURNS": "hand over after this many bot replies in a row (0 = never)",
-    "CHATWOOT_BUSINESS_HOURS": "e.g. mon-fri 08:00-18:00;sat 09:00-12:00",
-    "CHATWOOT_TIMEZONE": "timezone of the business hours, e.g. America/Sao_Paulo",
-    "CHATWOOT_TEXT_NO_AGENT": "text when no agent is online; {protocol} = conversation number",
-    "CHATWOOT_HANDOFF_LABEL": "label put on conversations the bot hands over",
-    "CHATWOOT_TRANSCRIPT_MESSAGES": "messages quoted in the handoff's private note",
-    "CHATWOOT_MEDIA_MAX_MB": "customer files larger than this are mirrored as a text note",
-    "CHATWOOT_MEDIA_DOWNLOAD_SECONDS": "total time budget of one file download",
-    "CHATWOOT_MEDIA_ALLOWED_HOSTS": "comma-separated private hosts files may be fetched from",
-    "CHATWOOT_METRICS": "true serves Prometheus metrics at the blueprint's /metrics",
-}
+_SPEC = "chatwoot_mirror"
+_ABSENT: Any = object()
+READERS = ("str", "raw", "lower", "bool", "int", "float", "words")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one ``Config`` field is read from the environment: the variable, how its text
+    is read (``str`` stripped, ``raw`` as written, ``lower``, ``bool``, ``int``,
+    ``float``, ``words`` comma-separated), and its one-line meaning."""
+
+    variable: str
+    read: str
+    doc: str
+
+
+def setting(default: T, variable: str, read: str, doc: str) -> T:
+    """A ``Config`` field with everything about it in one place: its default here, its
+    variable, parsing and meaning in the metadata (read by ``from_env``, ``VARIABLES``
+    and the README's table test)."""
+    if read not in READERS:
+        raise ValueError(f"unknown reader {read!r}")
+    return field(default=default, metadata={_SPEC: Setting(variable, read, doc)})
+
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -82,50 +60,139 @@ class Config:
     """Validated settings. Build it with :meth:`from_env` or directly (then call nothing else:
     ``__post_init__`` validates)."""
 
-    url: str = ""
-    inbox_identifier: str = ""
-    enabled: bool = True
-    account_id: int | None = None
-    bot_token: str | None = None
-    api_token: str | None = None
-    webhook_secret: str | None = None
-    webhook_token: str | None = None
-    hmac_token: str | None = None
-    db_path: str = "./chatwoot_mirror.db"
-    resolved_policy: str = "reopen"
-    bot_prefix: str = "🤖 "
-    br_ninth_digit: bool = True
-    default_country_code: str | None = None
-    connect_timeout: float = 3.05
-    read_timeout: float = 10.0
-    workers: int = 4
-    max_requests_per_minute: int = 2400
-    retry_base_seconds: float = 1.0
-    retry_max_seconds: float = 300.0
-    claim_ttl_seconds: float = 30.0
-    drain_seconds: float = 5.0
-    webhook_insecure: bool = False
-    webhook_max_age_seconds: float = 300.0
-    resume_after_minutes: float = 0.0
-    resume_on_unassign: bool = False
-    relay_templates: bool = False
-    relay_max_attempts: int = 5
-    language: str = "pt-BR"
-    text_handoff: str | None = None  # None: the language's default; "": send nothing
-    text_after_hours: str | None = None
-    text_resume: str | None = None
-    resume_notice: bool = False
-    handoff_keywords: tuple[str, ...] | None = None  # None: every language's defaults
-    max_bot_turns: int = 0
-    business_hours: str | None = None
-    timezone: str | None = None
-    text_no_agent: str | None = None
-    handoff_label: str = "bot-handoff"
-    transcript_messages: int = 10
-    media_max_mb: float = 40.0  # Chatwoot's own default upload limit
-    media_download_seconds: float = 120.0
-    media_allowed_hosts: tuple[str, ...] = ()
-    metrics: bool = False
+    url: str = setting(
+        "", "CHATWOOT_URL", "str",
+        "Chatwoot base URL, e.g. https://chat.example.com")
+    inbox_identifier: str = setting(
+        "", "CHATWOOT_INBOX_ID", "str",
+        "the API inbox's Inbox Identifier (a token, not the number)")
+    enabled: bool = setting(
+        True, "CHATWOOT_ENABLED", "bool",
+        "false turns every call into a cheap no-op returning False")
+    account_id: int | None = setting(
+        None, "CHATWOOT_ACCOUNT_ID", "int",
+        "account number, needed with CHATWOOT_BOT_TOKEN or CHATWOOT_API_TOKEN")
+    bot_token: str | None = setting(
+        None, "CHATWOOT_BOT_TOKEN", "str",
+        "AgentBot access token: bot replies become real outgoing bot messages")
+    api_token: str | None = setting(
+        None, "CHATWOOT_API_TOKEN", "str",
+        "user access token: delivery receipts and doctor checks")
+    webhook_secret: str | None = setting(
+        None, "CHATWOOT_WEBHOOK_SECRET", "str",
+        "API inbox / agent bot webhook secret (X-Chatwoot-Signature)")
+    webhook_token: str | None = setting(
+        None, "CHATWOOT_WEBHOOK_TOKEN", "str",
+        "for Chatwoot < 4.13: a secret the webhook URL must carry")
+    hmac_token: str | None = setting(
+        None, "CHATWOOT_HMAC_TOKEN", "str",
+        "the inbox hmac_token, when identity validation is enforced")
+    db_path: str = setting(
+        "./chatwoot_mirror.db", "CHATWOOT_MIRROR_DB", "str",
+        "SQLite file of the local store")
+    resolved_policy: str = setting(
+        "reopen", "CHATWOOT_RESOLVED_POLICY", "lower",
+        "reopen (continue the last conversation) or new")
+    bot_prefix: str = setting(
+        "🤖 ", "CHATWOOT_BOT_PREFIX", "raw",
+        "prefix of bot replies when no bot token is set")
+    br_ninth_digit: bool = setting(
+        True, "CHATWOOT_BR_NINTH_DIGIT", "bool",
+        "treat Brazilian mobiles with and without the 9th digit as one")
+    default_country_code: str | None = setting(
+        None, "CHATWOOT_DEFAULT_COUNTRY_CODE", "str",
+        "country code for bare national numbers, e.g. 55")
+    connect_timeout: float = setting(
+        3.05, "CHATWOOT_CONNECT_TIMEOUT", "float",
+        "seconds to open a connection to Chatwoot")
+    read_timeout: float = setting(
+        10.0, "CHATWOOT_READ_TIMEOUT", "float",
+        "seconds to wait for Chatwoot's answer")
+    workers: int = setting(4, "CHATWOOT_WORKERS", "int", "delivery threads per process")
+    max_requests_per_minute: int = setting(
+        2400, "CHATWOOT_MAX_REQUESTS_PER_MINUTE", "int",
+        "shared pace of requests to Chatwoot; 0 = no limit")
+    retry_base_seconds: float = setting(
+        1.0, "CHATWOOT_RETRY_BASE_SECONDS", "float",
+        "first retry delay; doubles per failed attempt")
+    retry_max_seconds: float = setting(
+        300.0, "CHATWOOT_RETRY_MAX_SECONDS", "float",
+        "longest delay between two attempts")
+    claim_ttl_seconds: float = setting(
+        30.0, "CHATWOOT_CLAIM_TTL_SECONDS", "float",
+        "how long a crashed process's claims block other workers")
+    drain_seconds: float = setting(
+        5.0, "CHATWOOT_DRAIN_SECONDS", "float",
+        "how long close() waits for queued messages")
+    webhook_insecure: bool = setting(
+        False, "CHATWOOT_WEBHOOK_INSECURE", "bool",
+        "true accepts unverified webhooks (neither secret nor token)")
+    webhook_max_age_seconds: float = setting(
+        300.0, "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "float",
+        "signed webhooks older than this are rejected")
+    resume_after_minutes: float = setting(
+        0.0, "CHATWOOT_RESUME_AFTER_MINUTES", "float",
+        "resume the bot this long after the last human message")
+    resume_on_unassign: bool = setting(
+        False, "CHATWOOT_RESUME_ON_UNASSIGN", "bool",
+        "resume the bot when the human assignee is removed")
+    relay_templates: bool = setting(
+        False, "CHATWOOT_RELAY_TEMPLATES", "bool",
+        "also send Chatwoot's own template messages to the customer")
+    relay_max_attempts: int = setting(
+        5, "CHATWOOT_RELAY_MAX_ATTEMPTS", "int",
+        "tries to send an agent's reply before reporting it failed")
+    language: str = setting(
+        "pt-BR", "CHATWOOT_LANGUAGE", "str",
+        "language of the default customer texts: pt-BR, es or en")
+    # None: the language's default; "": send nothing
+    text_handoff: str | None = setting(
+        None, "CHATWOOT_TEXT_HANDOFF", "raw",
+        "text sent to the customer on a handoff ('' = none)")
+    text_after_hours: str | None = setting(
+        None, "CHATWOOT_TEXT_AFTER_HOURS", "raw",
+        "text sent to the customer outside business hours ('' = none)")
+    text_resume: str | None = setting(
+        None, "CHATWOOT_TEXT_RESUME", "raw",
+        "text sent to the customer when the bot resumes")
+    resume_notice: bool = setting(
+        False, "CHATWOOT_RESUME_NOTICE", "bool",
+        "true sends the resume text when the bot takes over again")
+    # None: every language's defaults
+    handoff_keywords: tuple[str, ...] | None = setting(
+        None, "CHATWOOT_HANDOFF_KEYWORDS", "words",
+        "comma-separated words that hand the customer to humans")
+    max_bot_turns: int = setting(
+        0, "CHATWOOT_MAX_BOT_TURNS", "int",
+        "hand over after this many bot replies in a row (0 = never)")
+    business_hours: str | None = setting(
+        None, "CHATWOOT_BUSINESS_HOURS", "str",
+        "e.g. mon-fri 08:00-18:00;sat 09:00-12:00")
+    timezone: str | None = setting(
+        None, "CHATWOOT_TIMEZONE", "str",
+        "timezone of the business hours, e.g. America/Sao_Paulo")
+    text_no_agent: str | None = setting(
+        None, "CHATWOOT_TEXT_NO_AGENT", "raw",
+        "text when no agent is online; {protocol} = conversation number")
+    handoff_label: str = setting(
+        "bot-handoff", "CHATWOOT_HANDOFF_LABEL", "str",
+        "label put on conversations the bot hands over")
+    transcript_messages: int = setting(
+        10, "CHATWOOT_TRANSCRIPT_MESSAGES", "int",
+        "messages quoted in the handoff's private note")
+    # Chatwoot's own default upload limit
+    media_max_mb: float = setting(
+        40.0, "CHATWOOT_MEDIA_MAX_MB", "float",
+        "customer files larger than this are mirrored as a text note")
+    media_download_seconds: float = setting(
+        120.0, "CHATWOOT_MEDIA_DOWNLOAD_SECONDS", "float",
+        "total time budget of one file download")
+    media_allowed_hosts: tuple[str, ...] = setting(
+        (), "CHATWOOT_MEDIA_ALLOWED_HOSTS", "words",
+        "comma-separated private hosts files may be fetched from")
+    metrics: bool = setting(
+        False, "CHATWOOT_METRICS", "bool",
+        "true serves Prometheus metrics at the blueprint's /metrics")
 
     def __post_init__(self) -> None:
         if not self.enabled:
@@ -168,6 +235,9 @@ class Config:
                 "CHATWOOT_RESOLVED_POLICY",
                 f"must be 'reopen' or 'new', not {self.resolved_policy!r}",
             )
+        if self.default_country_code is not None:
+            object.__setattr__(self, "default_country_code",
+                               self.default_country_code.lstrip("+") or None)
         if self.default_country_code is not None and not (
             self.default_country_code.isdigit() and 1 <= len(self.default_country_code) <= 3
         ):
@@ -252,127 +322,89 @@ class Config:
                 # A typo must not switch mirroring off; it must be seen, though.
                 tell_operator(log, logging.WARNING, "%s is not a chatwoot-mirror setting "
                               "and is ignored; %s", name, unknown_variable_hint(name))
-
-        def text(name: str) -> str | None:
-            value = ours.get(name)
-            if value is None:
-                return None
-            value = value.strip()
-            return value or None
-
-        enabled = _parse_bool("CHATWOOT_ENABLED", text("CHATWOOT_ENABLED"), True)
-        if not enabled:
+        specs = {f.name: f.metadata[_SPEC] for f in fields(cls) if _SPEC in f.metadata}
+        # Disabled means nothing else is read, so nothing else can be wrong.
+        if _read(specs["enabled"], ours) is False:
             return cls(enabled=False)
-
-        inbox = text("CHATWOOT_INBOX_ID")
-        alias = text("CHATWOOT_INBOX_IDENTIFIER")
-        if inbox and alias and inbox != alias:
-            raise ConfigError(
-                "CHATWOOT_INBOX_IDENTIFIER",
-                "differs from CHATWOOT_INBOX_ID; set only one of them",
-            )
-        url = text("CHATWOOT_URL")
-        if not url:
+        values = {}
+        for name, spec in specs.items():
+            value = _read(spec, ours)
+            if value is not _ABSENT:
+                values[name] = value
+        alias = _read(Setting(INBOX_ALIAS, "str", ""), ours)
+        if alias is not _ABSENT:
+            if values.get("inbox_identifier", alias) != alias:
+                raise ConfigError(INBOX_ALIAS, "differs from CHATWOOT_INBOX_ID; set only one of "
+                                  "them")
+            values["inbox_identifier"] = alias
+        if not values.get("url"):
             raise ConfigError(
                 "CHATWOOT_URL", "is not set; use your Chatwoot address, e.g. https://chat.example.com"
             )
-        return cls(
-            url=url,
-            inbox_identifier=inbox or alias or "",
-            enabled=True,
-            account_id=_parse_int("CHATWOOT_ACCOUNT_ID", text("CHATWOOT_ACCOUNT_ID")),
-            bot_token=text("CHATWOOT_BOT_TOKEN"),
-            api_token=text("CHATWOOT_API_TOKEN"),
-            webhook_secret=text("CHATWOOT_WEBHOOK_SECRET"),
-            webhook_token=text("CHATWOOT_WEBHOOK_TOKEN"),
-            hmac_token=text("CHATWOOT_HMAC_TOKEN"),
-            db_path=text("CHATWOOT_MIRROR_DB") or "./chatwoot_mirror.db",
-            resolved_policy=(text("CHATWOOT_RESOLVED_POLICY") or "reopen").lower(),
-            # The prefix keeps its trailing space, so it is read unstripped.
-            bot_prefix=ours.get("CHATWOOT_BOT_PREFIX", "🤖 "),
-            br_ninth_digit=_parse_bool(
-                "CHATWOOT_BR_NINTH_DIGIT", text("CHATWOOT_BR_NINTH_DIGIT"), True
-            ),
-            default_country_code=(text("CHATWOOT_DEFAULT_COUNTRY_CODE") or "").lstrip("+")
-            or None,
-            connect_timeout=_parse_float(
-                "CHATWOOT_CONNECT_TIMEOUT", text("CHATWOOT_CONNECT_TIMEOUT"), 3.05
-            ),
-            read_timeout=_parse_float("CHATWOOT_READ_TIMEOUT", text("CHATWOOT_READ_TIMEOUT"), 10.0),
-            workers=_default(_parse_int("CHATWOOT_WORKERS", text("CHATWOOT_WORKERS")), 4),
-            max_requests_per_minute=_default(
-                _parse_int(
-                    "CHATWOOT_MAX_REQUESTS_PER_MINUTE", text("CHATWOOT_MAX_REQUESTS_PER_MINUTE")
-                ),
-                2400,
-            ),
-            retry_base_seconds=_parse_float(
-                "CHATWOOT_RETRY_BASE_SECONDS", text("CHATWOOT_RETRY_BASE_SECONDS"), 1.0
-            ),
-            retry_max_seconds=_parse_float(
-                "CHATWOOT_RETRY_MAX_SECONDS", text("CHATWOOT_RETRY_MAX_SECONDS"), 300.0
-            ),
-            claim_ttl_seconds=_parse_float(
-                "CHATWOOT_CLAIM_TTL_SECONDS", text("CHATWOOT_CLAIM_TTL_SECONDS"), 30.0
-            ),
-            drain_seconds=_parse_float("CHATWOOT_DRAIN_SECONDS", text("CHATWOOT_DRAIN_SECONDS"),
-                                       5.0),
-            webhook_insecure=_parse_bool(
-                "CHATWOOT_WEBHOOK_INSECURE", text("CHATWOOT_WEBHOOK_INSECURE"), False
-            ),
-            webhook_max_age_seconds=_parse_float(
-                "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", text("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS"), 300.0
-            ),
-            resume_after_minutes=_parse_float(
-                "CHATWOOT_RESUME_AFTER_MINUTES", text("CHATWOOT_RESUME_AFTER_MINUTES"), 0.0
-            ),
-            resume_on_unassign=_parse_bool(
-                "CHATWOOT_RESUME_ON_UNASSIGN", text("CHATWOOT_RESUME_ON_UNASSIGN"), False
-            ),
-            relay_templates=_parse_bool(
-                "CHATWOOT_RELAY_TEMPLATES", text("CHATWOOT_RELAY_TEMPLATES"), False
-            ),
-            metrics=_parse_bool("CHATWOOT_METRICS", text("CHATWOOT_METRICS"), False),
-            media_max_mb=_parse_float("CHATWOOT_MEDIA_MAX_MB", text("CHATWOOT_MEDIA_MAX_MB"),
-                                      40.0),
-            media_download_seconds=_parse_float(
-                "CHATWOOT_MEDIA_DOWNLOAD_SECONDS", text("CHATWOOT_MEDIA_DOWNLOAD_SECONDS"), 120.0),
-            media_allowed_hosts=tuple(
-                h.strip() for h in (text("CHATWOOT_MEDIA_ALLOWED_HOSTS") or "").split(",")
-                if h.strip()),
-            relay_max_attempts=_default(
-                _parse_int("CHATWOOT_RELAY_MAX_ATTEMPTS", text("CHATWOOT_RELAY_MAX_ATTEMPTS")), 5
-            ),
-            language=text("CHATWOOT_LANGUAGE") or "pt-BR",
-            # texts are read unstripped: "" (set but empty) turns a message off
-            text_handoff=ours.get("CHATWOOT_TEXT_HANDOFF"),
-            text_after_hours=ours.get("CHATWOOT_TEXT_AFTER_HOURS"),
-            text_resume=ours.get("CHATWOOT_TEXT_RESUME"),
-            resume_notice=_parse_bool("CHATWOOT_RESUME_NOTICE", text("CHATWOOT_RESUME_NOTICE"),
-                                      False),
-            handoff_keywords=(
-                None if "CHATWOOT_HANDOFF_KEYWORDS" not in ours else tuple(
-                    w.strip() for w in ours["CHATWOOT_HANDOFF_KEYWORDS"].split(",") if w.strip()
-                )
-            ),
-            max_bot_turns=_default(
-                _parse_int("CHATWOOT_MAX_BOT_TURNS", text("CHATWOOT_MAX_BOT_TURNS")), 0
-            ),
-            business_hours=text("CHATWOOT_BUSINESS_HOURS"),
-            timezone=text("CHATWOOT_TIMEZONE"),
-            text_no_agent=ours.get("CHATWOOT_TEXT_NO_AGENT"),
-            handoff_label=text("CHATWOOT_HANDOFF_LABEL") or "bot-handoff",
-            transcript_messages=_default(
-                _parse_int("CHATWOOT_TRANSCRIPT_MESSAGES", text("CHATWOOT_TRANSCRIPT_MESSAGES")),
-                10,
-            ),
-        )
+        return cls(**values)
 
     def text(self, name: str) -> str:
         """The customer text ``name`` (handoff, after_hours, resume, no_agent): override or
         default."""
         override = getattr(self, f"text_{name}")
         return getattr(DEFAULTS[self.language], name) if override is None else override
+
+
+#: The alias some users know from Chatwoot's own wording.
+INBOX_ALIAS = "CHATWOOT_INBOX_IDENTIFIER"
+#: Every variable this library reads, with its one-line meaning (for "did you mean", doctor,
+#: ``.env.example`` and the README, which tests keep in step with it).
+VARIABLES: dict[str, str] = {
+    **{f.metadata[_SPEC].variable: f.metadata[_SPEC].doc for f in fields(Config)
+       if _SPEC in f.metadata},
+    INBOX_ALIAS: "alias of CHATWOOT_INBOX_ID",
+}
+
+
+def settings_table() -> str:
+    """The README's table of every setting (variable, default, meaning), made from the
+    same declarations ``from_env`` reads; a test keeps the README's copy identical."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Config):
+        spec = f.metadata.get(_SPEC)
+        if spec is None:
+            continue
+        default = "" if f.default in (None, "", ()) else f"`{_as_written(f.default)}`"
+        rows.append(f"| `{spec.variable}` | {default} | {spec.doc.replace('|', '/')} |")
+    rows.append(f"| `{INBOX_ALIAS}` | | {VARIABLES[INBOX_ALIAS]} |")
+    return "\n".join(rows)
+
+
+def _as_written(value: Any) -> str:
+    """A default as one would write it in ``.env``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
+
+
+def _read(spec: Setting, env: Mapping[str, str]) -> Any:
+    """The typed value of ``spec`` in ``env``, or ``_ABSENT`` (the field's default)."""
+    raw = env.get(spec.variable)
+    if raw is None:
+        return _ABSENT
+    if spec.read == "raw":  # texts and the prefix keep their spaces; "" turns a text off
+        return raw
+    if spec.read == "words":
+        return tuple(word.strip() for word in raw.split(",") if word.strip())
+    text = raw.strip()
+    if not text:
+        return _ABSENT
+    if spec.read == "bool":
+        return _parse_bool(spec.variable, text, False)
+    if spec.read == "int":
+        return _parse_int(spec.variable, text)
+    if spec.read == "float":
+        return _parse_float(spec.variable, text, 0.0)
+    return text.lower() if spec.read == "lower" else text
 
 
 _SECRET_FIELDS = {"bot_token", "api_token", "webhook_secret", "webhook_token", "hmac_token",
@@ -428,10 +460,6 @@ def _check_url(url: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError("CHATWOOT_URL", "must not carry a query string or fragment")
     return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-def _default(value: int | None, default: int) -> int:
-    return default if value is None else value
 
 
 def _parse_bool(name: str, value: str | None, default: bool) -> bool:

@@ -138,3 +138,30 @@ def test_env_example_documents_every_variable():
     text = (Path(__file__).parent.parent / ".env.example").read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*(CHATWOOT_[A-Z_]+)=", text, re.M))
     assert documented == set(VARIABLES)
+
+
+def test_every_setting_is_declared_once_and_the_readme_table_is_made_from_it():
+    import dataclasses
+
+    from chatwoot_mirror.config import INBOX_ALIAS, settings_table
+
+    declared = [f for f in dataclasses.fields(Config) if f.metadata]
+    assert len(declared) == len(dataclasses.fields(Config))  # no field without its variable
+    assert set(VARIABLES) == {f.metadata["chatwoot_mirror"].variable for f in declared} | {
+        INBOX_ALIAS}
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- settings-table:start -->\n")[1].split(
+        "\n<!-- settings-table:end -->")[0]
+    assert block == settings_table(), "regenerate with chatwoot_mirror.config.settings_table()"
+
+
+def test_defaults_of_the_declarations_are_what_from_env_gives():
+    config = load()
+    for name, value in (("workers", 4), ("max_requests_per_minute", 2400),
+                        ("bot_prefix", "🤖 "), ("handoff_keywords", None),
+                        ("media_allowed_hosts", ()), ("db_path", "./chatwoot_mirror.db")):
+        assert getattr(config, name) == value
+    assert load(CHATWOOT_HANDOFF_KEYWORDS="").handoff_keywords == ()
+    assert load(CHATWOOT_TEXT_HANDOFF="").text("handoff") == ""
+    assert load(CHATWOOT_DEFAULT_COUNTRY_CODE="+55").default_country_code == "55"
+    assert load(CHATWOOT_RESOLVED_POLICY="NEW").resolved_policy == "new"
