@@ -12,13 +12,8 @@ mirror together; :mod:`.flask` mounts it as a webhook route.
 
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
 
-from .base import (
-    BotReply,
-    ChannelAdapter,
-    InboundEvent,
-    ProviderError,
-    ProviderRejected,
-)
+from ._http import ProviderError, ProviderRejected, ProviderUnavailable
+from .base import BotReply, ChannelAdapter, InboundEvent
 from .dialog360 import Dialog360Adapter
 from .inbound import InboundHandler, connect, handle_inbound
 from .typebot import TypebotBot, TypebotHandoffHandler
@@ -35,6 +30,7 @@ __all__ = [
     "InboundHandler",
     "ProviderError",
     "ProviderRejected",
+    "ProviderUnavailable",
     "TypebotBot",
     "TypebotHandoffHandler",
     "UazapiAdapter",

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -31,24 +32,12 @@ from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef
 from chatwoot_mirror.outbound import host_of
 
-from .base import (
-    MESSAGE,
-    OWNER,
-    STATUS,
-    HttpAdapter,
-    InboundEvent,
-    ProviderError,
-    SharedSecretWebhooks,
-    as_attachment,
-    digits_of,
-    env_flag,
-    env_value,
-    kind_of,
-    load_json,
-    log,
-    seconds,
-    skip,
-)
+from ._env import env_flag, env_value
+from ._files import as_attachment, kind_of
+from ._http import HttpAdapter, ProviderError
+from ._payload import digits_of, load_json, seconds, skip
+from ._shared_secret import SharedSecretWebhooks
+from .base import MESSAGE, OWNER, STATUS, InboundEvent
 
 CLOUD_URL = "https://waba-v2.360dialog.io"
 ON_PREMISE_HOSTS = {"waba.360dialog.io", "waba-sandbox.360dialog.io"}
@@ -58,6 +47,8 @@ MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 _CLOUD_MEDIA_ID = re.compile(r"[0-9]{1,32}")
 _ONPREM_MEDIA_ID = re.compile(r"[0-9A-Fa-f][0-9A-Fa-f-]{7,63}")
 _BSUID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+log = logging.getLogger("chatwoot_mirror.integrations.dialog360")
 
 
 class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):

@@ -25,19 +25,10 @@ from chatwoot_mirror.texts import DEFAULTS
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
-from .base import (
-    ECHO,
-    MESSAGE,
-    OWNER,
-    STATUS,
-    BotFunction,
-    BotReply,
-    ChannelAdapter,
-    HttpClient,
-    InboundEvent,
-)
+from ._http import HttpClient
+from .base import ECHO, MESSAGE, OWNER, STATUS, BotFunction, BotReply, ChannelAdapter, InboundEvent
 
-log = logging.getLogger("chatwoot_mirror.integrations")
+log = logging.getLogger("chatwoot_mirror.integrations.inbound")
 
 #: where an agent's reply to a contact goes: the adapter the contact last wrote through
 CHANNEL_SCOPE = "channel"
@@ -216,7 +207,7 @@ class InboundHandler:
 
     def __init__(self, mirror: Mirror, adapter: ChannelAdapter, bot_fn: BotFunction, *,
                  max_bytes: int = MAX_BYTES, **options: Any) -> None:
-        if not getattr(adapter, "verifies", True):
+        if not adapter.verifies:
             raise ConfigError(
                 f"{adapter.name} webhook",
                 "has no verification: give the adapter webhook_secret=... (and configure "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -35,19 +36,16 @@ from chatwoot_mirror.store import Store
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
-from .base import (
-    BotReply,
-    HttpClient,
-    InboundEvent,
-    ProviderRejected,
-    digits_of,
-    env_value,
-    log,
-)
+from ._env import env_value
+from ._http import HttpClient, ProviderRejected
+from ._payload import digits_of
+from .base import BotReply, InboundEvent
 
 SCOPE = "typebot"
 HANDOFF_REASON = "typebot_handoff"
 _FILE_BUBBLES = {"image": "image", "video": "video", "audio": "audio"}
+
+log = logging.getLogger("chatwoot_mirror.integrations.typebot")
 
 
 class _Memory:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -32,24 +33,11 @@ from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
 from chatwoot_mirror.outbound import host_of
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 
-from .base import (
-    ECHO,
-    MESSAGE,
-    OWNER,
-    STATUS,
-    HttpAdapter,
-    InboundEvent,
-    ProviderError,
-    as_attachment,
-    digits_of,
-    env_flag,
-    env_value,
-    kind_of,
-    load_json,
-    log,
-    seconds,
-    skip,
-)
+from ._env import env_flag, env_value
+from ._files import as_attachment, kind_of
+from ._http import HttpAdapter, ProviderError
+from ._payload import digits_of, load_json, seconds, skip
+from .base import ECHO, MESSAGE, OWNER, STATUS, InboundEvent
 
 TRACK_SOURCE = "chatwoot-mirror"
 _MEDIA_KINDS = {
@@ -57,6 +45,8 @@ _MEDIA_KINDS = {
     "ptt": "audio", "myaudio": "audio", "document": "document", "sticker": "sticker",
     "user_created_sticker": "sticker",
 }
+
+log = logging.getLogger("chatwoot_mirror.integrations.uazapi")
 
 
 class UazapiAdapter(HttpAdapter):

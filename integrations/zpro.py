@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -31,26 +32,18 @@ import requests
 
 from chatwoot_mirror.identity import ContactIdentity
 
-from .base import (
-    ECHO,
-    MESSAGE,
-    OWNER,
-    STATUS,
-    HttpAdapter,
-    InboundEvent,
-    RecentSends,
-    SharedSecretWebhooks,
-    digits_of,
-    env_flag,
-    env_value,
-    load_json,
-    log,
-    skip,
-)
+from ._echoes import RecentSends
+from ._env import env_flag, env_value
+from ._http import HttpAdapter
+from ._payload import digits_of, load_json, skip
+from ._shared_secret import SharedSecretWebhooks
+from .base import ECHO, MESSAGE, OWNER, STATUS, InboundEvent
 
 #: Izing's ack levels (-1 invalid number, -2 session error, then WhatsApp's)
 ACKS = {-2: "failed", -1: "failed", 0: "pending", 1: "sent", 2: "delivered", 3: "read",
         4: "played"}
+
+log = logging.getLogger("chatwoot_mirror.integrations.zpro")
 
 
 class ZproAdapter(SharedSecretWebhooks, HttpAdapter):

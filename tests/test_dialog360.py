@@ -6,13 +6,8 @@ import json
 
 import pytest
 import responses
-from chatwoot_mirror.integrations.base import (
-    MESSAGE,
-    OWNER,
-    STATUS,
-    ProviderError,
-    ProviderRejected,
-)
+from chatwoot_mirror.integrations import ProviderError, ProviderRejected
+from chatwoot_mirror.integrations.base import MESSAGE, OWNER, STATUS
 from chatwoot_mirror.integrations.dialog360 import Dialog360Adapter
 from conftest import CONTRACTS, contract
 from responses import matchers

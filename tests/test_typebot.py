@@ -7,7 +7,7 @@ import json
 
 import pytest
 import responses
-from chatwoot_mirror.integrations.base import InboundEvent, ProviderError
+from chatwoot_mirror.integrations import InboundEvent, ProviderError
 from chatwoot_mirror.integrations.typebot import (
     TypebotBot,
     TypebotHandoffHandler,

@@ -7,7 +7,8 @@ import json
 
 import pytest
 import responses
-from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS, ProviderRejected
+from chatwoot_mirror.integrations import ProviderRejected
+from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
 from chatwoot_mirror.integrations.uazapi import UazapiAdapter
 from conftest import CONTRACTS, contract
 from jsonschema import Draft202012Validator

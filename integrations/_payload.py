@@ -1,0 +1,60 @@
+"""Careful readers of provider payloads: headers, JSON bodies, addresses, timestamps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.untrusted import UntrustedInput, parse_json
+
+log = logging.getLogger("chatwoot_mirror.integrations.payload")
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def load_json(body: bytes, provider: str) -> Any:
+    """The webhook's JSON, or ``None`` (logged once) when it is not JSON we will read
+    (see :func:`chatwoot_mirror.untrusted.parse_json`: too deep, NaN, bad UTF-8)."""
+    try:
+        return parse_json(body)
+    except UntrustedInput as exc:
+        log.warning("webhook skipped provider=%s reason=%s", provider, exc.reason)
+        return None
+
+
+def skip(provider: str, reason: str) -> list[Any]:
+    log.info("webhook skipped provider=%s reason=%s", provider, reason)
+    return []
+
+
+def digits_of(contact: str | ContactIdentity) -> str:
+    """The address a provider needs: the number exactly as WhatsApp gave it (Brazilian
+    numbers keep or lack the 9th digit as they came) when we have it, else E.164 digits."""
+    if isinstance(contact, ContactIdentity):
+        raw = contact.raw or contact.identifier
+        if contact.kind == "phone" and not raw.replace("+", "").split("@")[0].isdigit():
+            raw = contact.identifier  # a formatted number such as "+55 (11) 9..."
+        contact = raw
+    text = str(contact).strip()
+    if "@" in text:
+        user, _, domain = text.partition("@")
+        if domain in ("s.whatsapp.net", "c.us"):
+            return user.split(":", 1)[0]
+        return text  # group and LID JIDs are sent to as they are
+    return "".join(ch for ch in text if ch.isalnum() or ch == ".")
+
+
+def seconds(value: Any) -> float | None:
+    """A provider's timestamp (a number, or digits in a string) as float seconds."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
