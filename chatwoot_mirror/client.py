@@ -92,6 +92,14 @@ class ChatwootClient:
             raise AuthError(f"{variable} is not configured", operation=operation)
         return {"api_access_token": value}
 
+    def _app_call(
+        self, operation: str, method: str, path: str, *, token: str = "bot",
+        json: Any = None,
+    ) -> Any:
+        """One Application-API call as the token's owner (``bot`` or ``user``)."""
+        return self._request(operation, method, self._app(path), json=json,
+                             headers=self._auth(token, operation), token=token)
+
     def _request(
         self,
         operation: str,
@@ -298,65 +306,34 @@ class ChatwootClient:
     def toggle_status(
         self, conversation_id: int, status: str, *, token: str = "bot"
     ) -> dict[str, Any]:
-        operation = "toggle_status"
-        return self._request(
-            operation,
-            "POST",
-            self._app(f"/conversations/{conversation_id}/toggle_status"),
-            json={"status": status},
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        return self._app_call("toggle_status", "POST",
+                              f"/conversations/{conversation_id}/toggle_status",
+                              json={"status": status}, token=token)
 
     def get_conversation(self, conversation_id: int, *, token: str = "bot") -> dict[str, Any]:
-        operation = "get_conversation"
-        return self._request(
-            operation,
-            "GET",
-            self._app(f"/conversations/{conversation_id}"),
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        return self._app_call("get_conversation", "GET", f"/conversations/{conversation_id}",
+                              token=token)
 
     def get_labels(self, conversation_id: int, *, token: str = "bot") -> list[str]:
-        operation = "get_labels"
-        result = self._request(
-            operation,
-            "GET",
-            self._app(f"/conversations/{conversation_id}/labels"),
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        result = self._app_call("get_labels", "GET", f"/conversations/{conversation_id}/labels",
+                                token=token)
         return list((result or {}).get("payload", []))
 
     def set_labels(
         self, conversation_id: int, labels: Iterable[str], *, token: str = "bot"
     ) -> list[str]:
         """Replace the conversation's whole label list (Chatwoot has no 'add one label')."""
-        operation = "set_labels"
-        result = self._request(
-            operation,
-            "POST",
-            self._app(f"/conversations/{conversation_id}/labels"),
-            json={"labels": list(labels)},
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        result = self._app_call("set_labels", "POST", f"/conversations/{conversation_id}/labels",
+                                json={"labels": list(labels)}, token=token)
         return list((result or {}).get("payload", []))
 
     def set_custom_attributes(
         self, conversation_id: int, attributes: Mapping[str, Any], *, token: str = "bot"
     ) -> dict[str, Any]:
         """Replace the conversation's whole custom_attributes hash."""
-        operation = "set_custom_attributes"
-        result = self._request(
-            operation,
-            "POST",
-            self._app(f"/conversations/{conversation_id}/custom_attributes"),
-            json={"custom_attributes": dict(attributes)},
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        result = self._app_call("set_custom_attributes", "POST",
+                                f"/conversations/{conversation_id}/custom_attributes",
+                                json={"custom_attributes": dict(attributes)}, token=token)
         return dict((result or {}).get("custom_attributes", {}))
 
     def assign(
@@ -367,45 +344,28 @@ class ChatwootClient:
         assignee_type: str | None = None,
         token: str = "bot",
     ) -> Any:
-        operation = "assign"
         body: dict[str, Any] = {"assignee_id": assignee_id}
         if assignee_type:
             body["assignee_type"] = assignee_type
-        return self._request(
-            operation,
-            "POST",
-            self._app(f"/conversations/{conversation_id}/assignments"),
-            json=body,
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        return self._app_call("assign", "POST", f"/conversations/{conversation_id}/assignments",
+                              json=body, token=token)
 
     def toggle_typing_status(
         self, conversation_id: int, on: bool, *, token: str = "bot"
     ) -> None:
-        operation = "toggle_typing_status"
-        self._request(
-            operation,
-            "POST",
-            self._app(f"/conversations/{conversation_id}/toggle_typing_status"),
-            json={"typing_status": "on" if on else "off"},
-            headers=self._auth(token, operation),
-            token=token,
-        )
+        self._app_call("toggle_typing_status", "POST",
+                       f"/conversations/{conversation_id}/toggle_typing_status",
+                       json={"typing_status": "on" if on else "off"}, token=token)
 
     def list_agents(self) -> list[dict[str, Any]]:
         """The account's agents with ``availability_status`` (user token)."""
-        operation = "list_agents"
-        result = self._request(operation, "GET", self._app("/agents"),
-                               headers=self._auth("user", operation), token="user")
+        result = self._app_call("list_agents", "GET", "/agents", token="user")
         return list(result or [])
 
     def list_inboxes(self) -> list[dict[str, Any]]:
         """The account's inboxes with their settings (user token); an API inbox carries
         ``inbox_identifier``, ``webhook_url`` and ``lock_to_single_conversation``."""
-        operation = "list_inboxes"
-        result = self._request(operation, "GET", self._app("/inboxes"),
-                               headers=self._auth("user", operation), token="user")
+        result = self._app_call("list_inboxes", "GET", "/inboxes", token="user")
         return list((result or {}).get("payload") or [])
 
     def update_message_status(
@@ -417,18 +377,12 @@ class ChatwootClient:
         external_error: str | None = None,
     ) -> dict[str, Any]:
         """Report delivered/read/failed for an agent's message (user token, API inboxes only)."""
-        operation = "update_message_status"
         body: dict[str, Any] = {"status": status}
         if external_error:
             body["external_error"] = external_error
-        return self._request(
-            operation,
-            "PATCH",
-            self._app(f"/conversations/{conversation_id}/messages/{message_id}"),
-            json=body,
-            headers=self._auth("user", operation),
-            token="user",
-        )
+        return self._app_call("update_message_status", "PATCH",
+                              f"/conversations/{conversation_id}/messages/{message_id}",
+                              json=body, token="user")
 
     def close(self) -> None:
         self.session.close()

@@ -15,21 +15,27 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, StoreError
+from .store import Store
 
 if TYPE_CHECKING:
     from .delivery import MirroredMessage
-    from .mirror import Mirror
+
+#: ``register(callback)``: how the mirror lets metrics hear of changes of hands
+Register = Callable[[Callable[[str, str], None]], object]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    """The metrics of one mirror, in a registry of their own."""
+    """The metrics of one mirror, in a registry of their own. It is handed what it reads
+    (the store, and the registrars of handoff callbacks) rather than the mirror itself, so
+    it depends on nothing above it."""
 
-    def __init__(self, mirror: Mirror) -> None:
+    def __init__(self, store: Store, *, on_handoff: Register, on_resume: Register) -> None:
         try:
             import prometheus_client as prom
         except ImportError:
@@ -49,9 +55,9 @@ class Metrics:
         self.handoffs = prom.Counter(
             "chatwoot_mirror_handoffs", "Contacts changing hands, by reason and outcome",
             ["reason", "outcome"], registry=self.registry)
-        self.registry.register(_QueueCollector(mirror))
-        mirror.on_handoff(lambda key, reason: self.handoffs.labels(reason, "to_humans").inc())
-        mirror.on_resume(lambda key, reason: self.handoffs.labels(reason, "to_bot").inc())
+        self.registry.register(_QueueCollector(store))
+        on_handoff(lambda key, reason: self.handoffs.labels(reason, "to_humans").inc())
+        on_resume(lambda key, reason: self.handoffs.labels(reason, "to_bot").inc())
 
     def record(self, outcome: str, message: MirroredMessage) -> None:
         if outcome == "retried":
@@ -67,8 +73,8 @@ class Metrics:
 class _QueueCollector:
     """Gauges read from the store when scraped: they cover every process."""
 
-    def __init__(self, mirror: Mirror) -> None:
-        self.mirror = mirror
+    def __init__(self, store: Store) -> None:
+        self.store = store
         from prometheus_client.core import GaugeMetricFamily
 
         self.gauge = GaugeMetricFamily
@@ -79,7 +85,7 @@ class _QueueCollector:
     def collect(self) -> Any:
         try:
             now = time.time()
-            counts = self.mirror.store.outbox_counts(now)
+            counts = self.store.outbox_counts(now)
         except StoreError:
             return  # a scrape must not fail because the store is busy
         age = now - counts.oldest_queued_at if counts.oldest_queued_at else 0.0

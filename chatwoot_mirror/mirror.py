@@ -172,7 +172,8 @@ class Mirror:
                 config.bot_prefix,
             )
         if config.metrics:
-            self.metrics = Metrics(self)
+            self.metrics = Metrics(self.store, on_handoff=self.on_handoff,
+                                   on_resume=self.on_resume)
         if start:
             try:
                 self.start()
