@@ -30,8 +30,9 @@ from .outbound import OutboundPolicy
 from .outbox import Backoff, encode
 from .pacing import Pacer
 from .relay import AgentAttachment, AgentMessage, Sender
+from .scoped import ScopedValues
 from .store import SQLiteStore, Store
-from .texts import DEFAULTS, all_default_keywords
+from .texts import DEFAULTS, Texts, all_default_keywords
 from .triggers import BusinessHours, Keywords
 from .webhooks import WebhookHandler
 from .workers import DEAD, DONE, DeliveryWorkers
@@ -184,6 +185,23 @@ class Mirror:
                 if store is None:
                     self.store.close()
                 raise
+
+    @property
+    def texts(self) -> Texts:
+        """The default customer and agent texts of ``CHATWOOT_LANGUAGE``."""
+        return DEFAULTS[self.config.language]
+
+    @property
+    def agent_sender(self) -> Sender | None:
+        """The channel sender registered with :meth:`on_agent_message`, if any."""
+        return self.deliverer.sender if self.enabled else None
+
+    def values(self, scope: str) -> ScopedValues:
+        """Named state for an integration (``scope`` names it), kept in the mirror's store
+        and so shared by every process that shares the store."""
+        if not self.enabled:
+            raise ConfigError("CHATWOOT_ENABLED", "is false: there is no store to keep state in")
+        return ScopedValues(self.store, scope)
 
     @property
     def closed(self) -> bool:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -21,7 +20,6 @@ from chatwoot_mirror import redaction
 from chatwoot_mirror.errors import ConfigError, StoreError
 from chatwoot_mirror.mirror import Mirror
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
-from chatwoot_mirror.texts import DEFAULTS
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
@@ -42,6 +40,7 @@ class ChannelRouter:
 
     def __init__(self, mirror: Mirror) -> None:
         self.mirror = mirror
+        self.channels = mirror.values(CHANNEL_SCOPE) if mirror.enabled else None
         self.adapters: dict[str, ChannelAdapter] = {}
         self._remembered: dict[str, str] = {}  # saves a store write per message
         self._lock = threading.Lock()
@@ -51,10 +50,10 @@ class ChannelRouter:
             self.adapters.setdefault(adapter.name, adapter)
 
     def remember(self, contact_key: str, adapter: ChannelAdapter) -> None:
-        if self._remembered.get(contact_key) == adapter.name:
+        if self._remembered.get(contact_key) == adapter.name or self.channels is None:
             return
         try:
-            self.mirror.store.set_value(CHANNEL_SCOPE, contact_key, adapter.name)
+            self.channels.set(contact_key, adapter.name)
             if len(self._remembered) > 100_000:
                 self._remembered.clear()  # a cache only: the store has every contact
             self._remembered[contact_key] = adapter.name
@@ -62,8 +61,8 @@ class ChannelRouter:
             log.warning("channel of contact not stored contact=%s error=%s", contact_key, exc)
 
     def adapter_for(self, contact_key: str) -> ChannelAdapter:
-        name = self._remembered.get(contact_key) or self.mirror.store.get_value(
-            CHANNEL_SCOPE, contact_key, time.time())
+        name = self._remembered.get(contact_key) or (
+            self.channels.get(contact_key) if self.channels is not None else None)
         adapter = self.adapters.get(name or "")
         return adapter or next(iter(self.adapters.values()))
 
@@ -94,7 +93,7 @@ def connect(mirror: Mirror, *adapters: ChannelAdapter) -> ChannelRouter:
                 "api_key", "token", "webhook_secret")) if isinstance(value, str)])
             if mirror.enabled:
                 mirror.on_media_download(adapter.name, adapter.download)
-    if mirror.enabled and mirror.deliverer.sender != router.relay:
+    if mirror.enabled and mirror.agent_sender != router.relay:
         mirror.on_agent_message(router.relay)
     return router
 
@@ -130,7 +129,7 @@ def handle_inbound(
         if pause_on_owner:  # first, so that the message is not counted as a bot turn
             mirror.human_replied(event.contact)
         if mirror.enabled:
-            prefix = DEFAULTS[mirror.config.language].from_phone
+            prefix = mirror.texts.from_phone
             mirror.log_outgoing(event.contact, prefix + event.text, message_id=event.message_id)
         return OWNER
     if event.kind != MESSAGE:
