@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import requests
-from chatwoot_mirror.integrations import InboundHandler, UazapiAdapter
 from requests.adapters import BaseAdapter
 
 from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.integrations import InboundHandler, UazapiAdapter
 from chatwoot_mirror.webhooks import WebhookRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

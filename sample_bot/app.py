@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter
-from chatwoot_mirror.integrations.flask import create_provider_blueprint
 from flask import Flask, jsonify, request, send_from_directory
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.flask import create_blueprint
+from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter
+from chatwoot_mirror.integrations.flask import create_provider_blueprint
 from chatwoot_mirror.testing import FakeChatwoot
 from chatwoot_mirror.texts import DEFAULTS
 

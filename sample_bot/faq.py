@@ -4,7 +4,6 @@ the mirror's keyword trigger does that ("atendente", "humano", ...)."""
 from __future__ import annotations
 
 from chatwoot_mirror.integrations import InboundEvent
-
 from chatwoot_mirror.triggers import Keywords
 
 INTENTS: list[tuple[Keywords, str]] = [

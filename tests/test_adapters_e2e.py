@@ -10,6 +10,14 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import contract, eventually
+from fake_provider import FakeProvider
+from flask import Flask
+from werkzeug.serving import make_server
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.errors import ConfigError
+from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.integrations import (
     Dialog360Adapter,
     InboundHandler,
@@ -19,14 +27,6 @@ from chatwoot_mirror.integrations import (
 )
 from chatwoot_mirror.integrations.base import BotReply, InboundEvent
 from chatwoot_mirror.integrations.flask import create_provider_blueprint
-from conftest import contract, eventually
-from fake_provider import FakeProvider
-from flask import Flask
-from werkzeug.serving import make_server
-
-from chatwoot_mirror import Config, Mirror
-from chatwoot_mirror.errors import ConfigError
-from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
 from chatwoot_mirror.testing import FakeChatwoot
 from chatwoot_mirror.webhooks import WebhookRequest

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import responses
-from chatwoot_mirror.integrations import ProviderError, ProviderRejected
-from chatwoot_mirror.integrations.base import MESSAGE, OWNER, STATUS
-from chatwoot_mirror.integrations.dialog360 import Dialog360Adapter
 from conftest import CONTRACTS, contract
 from responses import matchers
 
 from chatwoot_mirror.identity import identify
+from chatwoot_mirror.integrations import ProviderError, ProviderRejected
+from chatwoot_mirror.integrations.base import MESSAGE, OWNER, STATUS
+from chatwoot_mirror.integrations.dialog360 import Dialog360Adapter
 from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
 
 CLOUD = "https://waba-v2.360dialog.io"

@@ -7,7 +7,6 @@ import json
 import random
 
 import pytest
-from chatwoot_mirror.integrations import Dialog360Adapter, TypebotBot, UazapiAdapter, ZproAdapter
 from conftest import CONTRACTS, contract
 
 from chatwoot_mirror import Config, Mirror
@@ -15,6 +14,7 @@ from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.delivery import INCOMING, MirroredMessage
 from chatwoot_mirror.errors import ConfigError
 from chatwoot_mirror.identity import identify
+from chatwoot_mirror.integrations import Dialog360Adapter, TypebotBot, UazapiAdapter, ZproAdapter
 from chatwoot_mirror.media import MediaRef, MediaTooLarge, read_limited
 from chatwoot_mirror.outbox import decode, encode
 from chatwoot_mirror.store import SQLiteStore

@@ -13,10 +13,11 @@ import time
 
 import pytest
 import requests
-from chatwoot_mirror.sample_bot import build
-from chatwoot_mirror.sample_bot.faq import FALLBACK
 from conftest import ROOT, eventually
 from werkzeug.serving import make_server
+
+from chatwoot_mirror.sample_bot import build
+from chatwoot_mirror.sample_bot.faq import FALLBACK
 
 HANDOFF = "Certo! Vou te passar para um atendente. Aguarde um instante, por favor."
 ENTREGA = "Entregamos em toda a cidade em até 2 dias úteis. O frete é grátis acima de R$ 150."

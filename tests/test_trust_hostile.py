@@ -20,13 +20,13 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter, ZproAdapter
-from chatwoot_mirror.integrations.flask import create_provider_blueprint, create_typebot_blueprint
 from conftest import eventually, serve_wsgi
 from flask import Flask
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.flask import create_blueprint
+from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter, ZproAdapter
+from chatwoot_mirror.integrations.flask import create_provider_blueprint, create_typebot_blueprint
 from chatwoot_mirror.testing import FakeChatwoot
 from chatwoot_mirror.webhooks import MAX_BYTES, WebhookRequest
 

@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import responses
-from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter
 from conftest import eventually, serve_wsgi
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.client import Attachment
+from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter
 from chatwoot_mirror.media import MediaError, MediaRef
 from chatwoot_mirror.outbound import OutboundPolicy, RefusedTarget
 from chatwoot_mirror.relay import AgentMessage

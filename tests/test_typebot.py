@@ -7,6 +7,9 @@ import json
 
 import pytest
 import responses
+from conftest import CONTRACTS, contract
+from jsonschema import Draft202012Validator
+
 from chatwoot_mirror.integrations import InboundEvent, ProviderError
 from chatwoot_mirror.integrations.typebot import (
     TypebotBot,
@@ -15,9 +18,6 @@ from chatwoot_mirror.integrations.typebot import (
     render,
     rich_text_to_whatsapp,
 )
-from conftest import CONTRACTS, contract
-from jsonschema import Draft202012Validator
-
 from chatwoot_mirror.relay import AgentAttachment
 from chatwoot_mirror.store import SQLiteStore
 from chatwoot_mirror.webhooks import WebhookRequest

@@ -7,13 +7,13 @@ import json
 
 import pytest
 import responses
-from chatwoot_mirror.integrations import ProviderRejected
-from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
-from chatwoot_mirror.integrations.uazapi import UazapiAdapter
 from conftest import CONTRACTS, contract
 from jsonschema import Draft202012Validator
 from responses import matchers
 
+from chatwoot_mirror.integrations import ProviderRejected
+from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
+from chatwoot_mirror.integrations.uazapi import UazapiAdapter
 from chatwoot_mirror.media import MediaRef, MediaTooLarge
 
 BASE = "https://example.uazapi.com"

@@ -6,10 +6,11 @@ import json
 
 import pytest
 import responses
-from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
-from chatwoot_mirror.integrations.zpro import ZproAdapter
 from conftest import CONTRACTS, contract
 from responses import matchers
+
+from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
+from chatwoot_mirror.integrations.zpro import ZproAdapter
 
 BASE = "https://api.zpro.example.com"
 SEND = f"{BASE}/v2/api/external/api-123"

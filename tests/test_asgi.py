@@ -1,0 +1,168 @@
+"""The ASGI door, served by a real uvicorn on loopback and called with a real HTTP client:
+bare, mounted in FastAPI, and mounted in Starlette."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+
+import pytest
+import requests
+from conftest import eventually
+from test_trust_hostile import agent_reply, sign
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.asgi import create_app
+from chatwoot_mirror.integrations import UazapiAdapter
+from chatwoot_mirror.integrations.asgi import create_provider_app, create_typebot_app
+from chatwoot_mirror.testing import FakeChatwoot
+from chatwoot_mirror.webhooks import MAX_BYTES
+
+uvicorn = pytest.importorskip("uvicorn")
+
+SECRET = "inbox-secret"
+MARIA = "5511987654321"
+
+
+class Uvicorn:
+    """``app`` under a real uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.server.started
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+def mounted(kind: str, mirror: Mirror):
+    """The host's ASGI app: ours bare, or mounted at /chatwoot in FastAPI or Starlette."""
+    chatwoot_app = create_app(mirror)
+    uazapi_app = create_provider_app(mirror, UazapiAdapter("http://127.0.0.1:9", "tok"),
+                                     lambda event: "oi do bot")
+    if kind == "bare":
+        return chatwoot_app, ""
+    if kind == "fastapi":
+        from fastapi import FastAPI
+
+        app = FastAPI()
+        app.mount("/chatwoot", chatwoot_app)
+        app.mount("/uazapi", uazapi_app)
+        app.mount("/typebot", create_typebot_app(mirror, "typebot-token"))
+        return app, "/chatwoot"
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    return Starlette(routes=[Mount("/chatwoot", app=chatwoot_app),
+                             Mount("/uazapi", app=uazapi_app)]), "/chatwoot"
+
+
+@pytest.fixture
+def chatwoot(tmp_path):
+    with FakeChatwoot(webhook_secret=SECRET) as cw:
+        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                        account_id=cw.account_id, bot_token=cw.bot_token,
+                        webhook_secret=SECRET, db_path=str(tmp_path / "m.db"),
+                        max_requests_per_minute=0, retry_base_seconds=0.02,
+                        retry_max_seconds=0.1)
+        with Mirror(config) as mirror:
+            yield cw, mirror
+
+
+@pytest.mark.parametrize("kind", ["bare", "fastapi", "starlette"])
+def test_the_handoff_loop_through_the_asgi_app(chatwoot, kind):
+    cw, mirror = chatwoot
+    app, prefix = mounted(kind, mirror)
+    server = Uvicorn(app)
+    sent = []
+    mirror.on_agent_message(lambda message: sent.append(message) or "wamid.1")
+    try:
+        cw.webhook_url = f"{server.url}{prefix}/webhook"
+        assert mirror.log_exchange(MARIA, "oi", "olá") and mirror.flush()
+        [conv] = cw.conversations()
+        cw.agent_reply(conv["id"], "Olá, sou a Ana")  # a real signed webhook over HTTP
+        assert eventually(lambda: mirror.is_paused(MARIA))
+        assert eventually(lambda: [m.text for m in sent] == ["Olá, sou a Ana"])
+        assert [e["status"] for e in cw.webhook_log if e["event"] == "message_created"
+                and e.get("status")][-1] == 200
+        cw.resolve(conv["id"])
+        assert eventually(lambda: not mirror.is_paused(MARIA))
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("kind", ["bare", "fastapi"])
+def test_bad_input_gets_a_4xx_through_the_asgi_app(chatwoot, kind):
+    _, mirror = chatwoot
+    app, prefix = mounted(kind, mirror)
+    server = Uvicorn(app)
+    try:
+        url = f"{server.url}{prefix}/webhook"
+        body = json.dumps(agent_reply("oi", time.time())).encode()
+        assert requests.post(url, data=body, timeout=10).status_code == 401  # unsigned
+        bad = {**sign(body), "X-Chatwoot-Timestamp": "1" * 5000}
+        assert requests.post(url, data=body, headers=bad, timeout=10).status_code == 401
+        deep = b"[" * 100_000 + b"]" * 100_000
+        assert requests.post(url, data=deep, headers=sign(deep), timeout=10).status_code == 400
+        if kind == "bare":
+            assert requests.get(url, timeout=10).status_code == 405
+            assert requests.post(f"{server.url}/nowhere", timeout=10).status_code == 404
+        # a chunked body over the limit is refused without being read whole
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.putrequest("POST", f"{prefix}/webhook")
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders()
+        status = None
+        try:
+            chunk = b"x" * 65536
+            for _ in range((MAX_BYTES // 65536) + 2):
+                conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            conn.send(b"0\r\n\r\n")
+            status = conn.getresponse().status
+        except OSError:
+            pass
+        assert status in (413, None)
+        assert not mirror.is_paused(MARIA) and mirror.stats()["queued"] == 0
+    finally:
+        server.close()
+
+
+def test_provider_and_typebot_routes_through_fastapi(chatwoot):
+    cw, mirror = chatwoot
+    app, _ = mounted("fastapi", mirror)
+    server = Uvicorn(app)
+    replies = []
+    try:
+        mirror.on_agent_message(lambda message: replies.append(message.text) or "id")
+        body = json.dumps({
+            "EventType": "messages", "token": "tok",
+            "message": {"chatid": f"{MARIA}@s.whatsapp.net", "sender": f"{MARIA}@s.whatsapp.net",
+                        "senderName": "Maria", "messageid": "3EB0ASGI1",
+                        "messageTimestamp": 1764590000000, "messageType": "Conversation",
+                        "text": "oi", "fromMe": False, "isGroup": False,
+                        "wasSentByApi": False}}).encode()
+        answer = requests.post(f"{server.url}/uazapi/webhook", data=body, timeout=10)
+        assert answer.status_code == 200 and answer.json()["events"] == ["answered"]
+        assert mirror.flush()
+        assert [m["content"] for m in cw.messages()] == ["oi", "oi do bot"]
+        handoff = requests.post(f"{server.url}/typebot/handoff", json={"phone": MARIA},
+                                headers={"Authorization": "Bearer typebot-token"}, timeout=10)
+        assert handoff.status_code == 200 and handoff.json()["handed_off"] is True
+        assert mirror.is_paused(MARIA)
+    finally:
+        server.close()
