@@ -37,6 +37,16 @@ def eventually(predicate, timeout: float = 10.0) -> bool:
     return predicate()
 
 
+def emulator_config(cw: Any, db: Path | str, **extra: Any) -> Any:
+    """A Config pointing at emulator ``cw`` with its bot token, fast retries, no pacing."""
+    from chatwoot_mirror import Config
+
+    values = dict(url=cw.url, inbox_identifier=cw.inbox_identifier, account_id=cw.account_id,
+                  bot_token=cw.bot_token, db_path=str(db), max_requests_per_minute=0,
+                  retry_base_seconds=0.02, retry_max_seconds=0.1)
+    return Config(**{**values, **extra})
+
+
 def serve_wsgi(app: Any, host: str = "127.0.0.1"):
     """``app`` on a real threaded WSGI server on a free port of ``host``, serving in a
     daemon thread; call ``.shutdown()`` on the result when done."""

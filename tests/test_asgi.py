@@ -11,10 +11,10 @@ import time
 
 import pytest
 import requests
-from conftest import eventually
+from conftest import emulator_config, eventually
 from test_trust_hostile import agent_reply, sign
 
-from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror import Mirror
 from chatwoot_mirror.asgi import create_app
 from chatwoot_mirror.integrations import UazapiAdapter
 from chatwoot_mirror.integrations.asgi import create_provider_app, create_typebot_app
@@ -75,12 +75,7 @@ def mounted(kind: str, mirror: Mirror):
 @pytest.fixture
 def chatwoot(tmp_path):
     with FakeChatwoot(webhook_secret=SECRET) as cw:
-        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
-                        account_id=cw.account_id, bot_token=cw.bot_token,
-                        webhook_secret=SECRET, db_path=str(tmp_path / "m.db"),
-                        max_requests_per_minute=0, retry_base_seconds=0.02,
-                        retry_max_seconds=0.1)
-        with Mirror(config) as mirror:
+        with Mirror(emulator_config(cw, tmp_path / "m.db", webhook_secret=SECRET)) as mirror:
             yield cw, mirror
 
 

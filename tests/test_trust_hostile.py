@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import pytest
 import requests
-from conftest import eventually, serve_wsgi
+from conftest import emulator_config, eventually, serve_wsgi
 from flask import Flask
 
 from chatwoot_mirror import Config, Mirror
@@ -91,12 +91,7 @@ class Server:
 @pytest.fixture
 def host(tmp_path):
     with FakeChatwoot(webhook_secret=SECRET) as cw:
-        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
-                        account_id=cw.account_id, bot_token=cw.bot_token,
-                        webhook_secret=SECRET, db_path=str(tmp_path / "m.db"),
-                        max_requests_per_minute=0, retry_base_seconds=0.02,
-                        retry_max_seconds=0.1)
-        mirror = Mirror(config)
+        mirror = Mirror(emulator_config(cw, tmp_path / "m.db", webhook_secret=SECRET))
         server = Server(mirror)
         sent: list = []  # in place of the adapters' own sending (no provider here)
         mirror.on_agent_message(lambda m: sent.append(m) or "wamid.1")
