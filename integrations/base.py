@@ -30,6 +30,7 @@ from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
+from chatwoot_mirror.scoped import ScopedValues
 
 from ._files import CAPTIONED, kind_of, mime_for
 
@@ -118,6 +119,11 @@ class ChannelAdapter(abc.ABC):
         self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str] | None = None
     ) -> bool:
         """True when the webhook carries this adapter's secret (constant-time compare)."""
+
+    def share_state(self, values: Callable[[str], ScopedValues]) -> None:  # noqa: B027
+        """Called once connected to a mirror: ``values(scope)`` is state kept in the
+        mirror's store, shared by every host (an adapter that remembers nothing ignores
+        it)."""
 
     def download(self, media: MediaRef, max_bytes: int) -> Attachment:
         """Fetch a customer's file; raises :class:`~chatwoot_mirror.media.MediaError`."""

@@ -93,6 +93,7 @@ def connect(mirror: Mirror, *adapters: ChannelAdapter) -> ChannelRouter:
                 "api_key", "token", "webhook_secret")) if isinstance(value, str)])
             if mirror.enabled:
                 mirror.on_media_download(adapter.name, adapter.download)
+                adapter.share_state(mirror.values)
     if mirror.enabled and mirror.agent_sender != router.relay:
         mirror.on_agent_message(router.relay)
     return router

@@ -25,12 +25,13 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
 
 from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.scoped import ScopedValues
 
 from ._echoes import RecentSends
 from ._env import env_flag, env_value
@@ -146,6 +147,10 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
         )]
 
     # -- outbound -----------------------------------------------------------------------------
+
+    def share_state(self, values: Callable[[str], ScopedValues]) -> None:
+        # an echo may reach another host than the one that sent the message
+        self.recent.share(values(f"echo:{self.name}"))
 
     def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
         number = digits_of(contact)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import responses
 
 from chatwoot_mirror import Config, ConfigError, Mirror
 from chatwoot_mirror.store import SQLiteStore
@@ -33,3 +36,35 @@ def test_a_disabled_mirror_has_no_state_to_keep():
     with pytest.raises(ConfigError, match="CHATWOOT_ENABLED"):
         mirror.values("channel")
     assert mirror.agent_sender is None
+
+
+@responses.activate
+def test_an_echo_reaching_another_host_is_still_recognised(tmp_path):
+    """Two hosts share one store: Z-PRO delivers the echo of host A's message to host B,
+    which must see it as our own (not the owner typing, which would pause the bot)."""
+    from conftest import contract
+
+    from chatwoot_mirror.integrations import ZproAdapter
+    from chatwoot_mirror.integrations.base import ECHO, OWNER
+    from chatwoot_mirror.integrations.inbound import connect
+
+    base = "https://api.zpro.example.com"
+    responses.post(f"{base}/v2/api/external/api-123", json={"message": "ok"})
+    config = Config(url="https://chat.example.com", inbox_identifier="abc",
+                    db_path=str(tmp_path / "shared.db"))
+    with Mirror(config, start=False) as host_a, Mirror(config, start=False) as host_b:
+        sender = ZproAdapter(base, "api-123", "jwt-token", webhook_secret="s")
+        receiver = ZproAdapter(base, "api-123", "jwt-token", webhook_secret="s")
+        connect(host_a, sender)
+        connect(host_b, receiver)
+        sender.send_text("5511988887777", "Seu pedido saiu para entrega")
+        echo = contract("zpro/whaticket_saas_connection_webhook_message.json")
+        echo.update(fromMe=True, mensagem="Seu pedido saiu para entrega")
+        body = json.dumps(echo).encode()
+        assert receiver.parse({}, body)[0].kind == ECHO
+        assert receiver.parse({}, body)[0].kind == OWNER  # once: the next is a person
+        assert sender.parse({}, body)[0].kind == OWNER  # and not again on host A
+        # the store keeps a digest, not the customer's words
+        rows = SQLiteStore(str(tmp_path / "shared.db"))._conn().execute(
+            "SELECT key, value FROM kv WHERE scope = 'echo:zpro'").fetchall()
+        assert all("pedido" not in key for key, _ in rows)
