@@ -2,7 +2,9 @@
 
 Every webhook body, Chatwoot's or a provider's, is parsed by :func:`parse_json`, so that
 no shape of hostile input can turn into a 500: deep nesting (``RecursionError`` in the
-parser), ``NaN``/``Infinity`` (which would poison the handoff clock), invalid UTF-8. Text
+parser), ``NaN``/``Infinity`` and numbers too large for a float (which would poison the
+handoff clock, or overflow where a time is read), invalid UTF-8. Every number it returns
+is therefore a finite float or an int that converts to one. Text
 is made storable by :func:`repair_text`: half an emoji (a lone UTF-16 surrogate, which
 JavaScript-based providers produce when they cut a string) cannot be encoded as UTF-8,
 and once made SQLite and every HTTP client refuse the whole message.
@@ -33,11 +35,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _float_sized_int(text: str) -> int:
+    value = int(text)
+    try:
+        float(value)  # 400 digits parse as an int and overflow wherever a time is read
+    except OverflowError:
+        raise UntrustedInput("non_finite_number") from None
+    return value
+
+
 def parse_json(body: bytes | str) -> Any:
     """The JSON value of ``body``; raises :class:`UntrustedInput` (a ``ValueError``) for
-    invalid JSON or UTF-8, ``NaN``/``Infinity``, or nesting too deep for the parser."""
+    invalid JSON or UTF-8, ``NaN``/``Infinity``/numbers beyond a float, or nesting too
+    deep for the parser."""
     try:
-        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          parse_int=_float_sized_int)
     except UntrustedInput:
         raise
     except RecursionError:

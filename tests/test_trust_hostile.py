@@ -293,7 +293,8 @@ def post_signed(server: Server, body: bytes) -> requests.Response:
                          timeout=10)
 
 
-@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400", "1" + "0" * 400],
+                         ids=["NaN", "Infinity", "-Infinity", "1e400", "400-digit-int"])
 def test_non_finite_event_times_are_refused(host, value):
     server, mirror, _, _ = host
     assert post_signed(server, json.dumps(agent_reply("oi", time.time())).encode()).ok
