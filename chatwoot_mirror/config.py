@@ -247,7 +247,8 @@ class Config:
         for f in fields(self):  # NaN slips past every comparison; inf overflows later
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(_variable(f.name), f"must be a finite number, not {value}")
+                raise ConfigError(f.metadata[_SPEC].variable,
+                                  f"must be a finite number, not {value}")
         _check_range("CHATWOOT_CONNECT_TIMEOUT", self.connect_timeout, 0, 300, low_open=True)
         _check_range("CHATWOOT_READ_TIMEOUT", self.read_timeout, 0, 300, low_open=True)
         _check_range("CHATWOOT_WORKERS", self.workers, 1, 64)
@@ -304,15 +305,7 @@ class Config:
         ``dotenv=True`` looks for ``.env`` from the working directory upwards; a string is a
         path; ``False`` reads no file. Values in the environment win over the file.
         """
-        values: dict[str, str] = {}
-        if dotenv:
-            from dotenv import dotenv_values, find_dotenv
-
-            path = dotenv if isinstance(dotenv, str) else find_dotenv(usecwd=True)
-            if path:
-                values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
-        values.update(os.environ if environ is None else environ)
-        return cls._from_mapping(values)
+        return cls._from_mapping(read_environment(environ, dotenv=dotenv))
 
     @classmethod
     def _from_mapping(cls, env: Mapping[str, str]) -> Config:
@@ -361,6 +354,22 @@ VARIABLES: dict[str, str] = {
 }
 
 
+def read_environment(environ: Mapping[str, str] | None = None, *,
+                     dotenv: bool | str = True) -> dict[str, str]:
+    """What :meth:`Config.from_env` reads: ``environ`` (default ``os.environ``) over the
+    ``.env`` file (``True``: found from the working directory upwards; a path; ``False``:
+    none)."""
+    values: dict[str, str] = {}
+    if dotenv:
+        from dotenv import dotenv_values, find_dotenv
+
+        path = dotenv if isinstance(dotenv, str) else find_dotenv(usecwd=True)
+        if path:
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
 def settings_table() -> str:
     """The README's table of every setting (variable, default, meaning), made from the
     same declarations ``from_env`` reads; a test keeps the README's copy identical."""
@@ -399,11 +408,11 @@ def _read(spec: Setting, env: Mapping[str, str]) -> Any:
     if not text:
         return _ABSENT
     if spec.read == "bool":
-        return _parse_bool(spec.variable, text, False)
+        return parse_bool(spec.variable, text)
     if spec.read == "int":
         return _parse_int(spec.variable, text)
     if spec.read == "float":
-        return _parse_float(spec.variable, text, 0.0)
+        return _parse_float(spec.variable, text)
     return text.lower() if spec.read == "lower" else text
 
 
@@ -411,18 +420,18 @@ _SECRET_FIELDS = {"bot_token", "api_token", "webhook_secret", "webhook_token", "
                   "inbox_identifier"}
 
 
-def unknown_variable_hint(name: str) -> str:
-    """What to do about an unknown ``CHATWOOT_*`` variable: the likely intended one."""
+def likely_variable(name: str) -> str | None:
+    """The setting an unknown ``CHATWOOT_*`` name was probably meant to be, if any."""
     # compared without the shared prefix, which would make every name look close
     suffixes = {v[len(PREFIX):]: v for v in VARIABLES}
     guess = difflib.get_close_matches(name[len(PREFIX):], suffixes, n=1, cutoff=0.75)
-    return f"did you mean {suffixes[guess[0]]}?" if guess else "remove it or fix its name"
+    return suffixes[guess[0]] if guess else None
 
 
-def _variable(field_name: str) -> str:
-    """The environment variable of a Config field."""
-    return {"inbox_identifier": "CHATWOOT_INBOX_ID", "db_path": "CHATWOOT_MIRROR_DB"}.get(
-        field_name, PREFIX + field_name.upper())
+def unknown_variable_hint(name: str) -> str:
+    """What to do about an unknown ``CHATWOOT_*`` variable: the likely intended one."""
+    guess = likely_variable(name)
+    return f"did you mean {guess}?" if guess else "remove it or fix its name"
 
 
 def _check_range(name: str, value: float, low: float, high: float, *,
@@ -462,10 +471,10 @@ def _check_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def _parse_bool(name: str, value: str | None, default: bool) -> bool:
-    if value is None:
-        return default
-    lowered = value.lower()
+def parse_bool(name: str, value: str) -> bool:
+    """``value`` of the variable ``name`` as a boolean (true/false, 1/0, yes/no, on/off);
+    anything else is a :class:`ConfigError` naming the variable."""
+    lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
@@ -473,18 +482,14 @@ def _parse_bool(name: str, value: str | None, default: bool) -> bool:
     raise ConfigError(name, f"must be true or false, not {value!r}")
 
 
-def _parse_int(name: str, value: str | None) -> int | None:
-    if value is None:
-        return None
+def _parse_int(name: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
         raise ConfigError(name, f"must be a whole number, not {value!r}") from None
 
 
-def _parse_float(name: str, value: str | None, default: float) -> float:
-    if value is None:
-        return default
+def _parse_float(name: str, value: str) -> float:
     try:
         number = float(value)
     except ValueError:

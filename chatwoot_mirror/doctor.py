@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 
 from .client import ChatwootClient
-from .config import PREFIX, VARIABLES, Config, unknown_variable_hint
+from .config import PREFIX, VARIABLES, Config, likely_variable, read_environment
 from .errors import AuthError, ChatwootError, ConfigError, NotFound, StoreError
 from .store import SQLiteStore
 
@@ -102,17 +102,14 @@ def run(
 
 
 def _unknown_variables(environ: Mapping[str, str] | None, dotenv: bool) -> list[Check]:
-    names = set(os.environ if environ is None else environ)
-    if dotenv:
-        from dotenv import dotenv_values, find_dotenv
-
-        path = find_dotenv(usecwd=True)
-        if path:
-            names.update(dotenv_values(path))
-    return [Check(name, True, "is not a chatwoot-mirror setting and is ignored",
-                  unknown_variable_hint(name).replace("did you mean", "rename it to")
-                  .rstrip("?"), warning=True)
-            for name in sorted(names) if name.startswith(PREFIX) and name not in VARIABLES]
+    checks = []
+    for name in sorted(read_environment(environ, dotenv=dotenv)):
+        if name.startswith(PREFIX) and name not in VARIABLES:
+            guess = likely_variable(name)
+            checks.append(Check(name, True, "is not a chatwoot-mirror setting and is ignored",
+                                f"rename it to {guess}" if guess else "remove it or fix its name",
+                                warning=True))
+    return checks
 
 
 def _store(config: Config) -> list[Check]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from chatwoot_mirror.config import parse_bool
 from chatwoot_mirror.errors import ConfigError
 
 
@@ -20,7 +21,6 @@ def env_value(environ: Mapping[str, str] | None, name: str, hint: str,
 
 
 def env_flag(environ: Mapping[str, str] | None, name: str) -> bool:
-    value = (env_value(environ, name, "", required=False) or "false").lower()
-    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise ConfigError(name, "must be true or false")
-    return value in ("1", "true", "yes", "on")
+    """A boolean adapter setting, read like the library's own (false when unset)."""
+    value = env_value(environ, name, "", required=False)
+    return False if value is None else parse_bool(name, value)
