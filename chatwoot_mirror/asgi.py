@@ -67,7 +67,10 @@ class App:
             await _json(send, status, {"result": "method_not_allowed" if known else
                                        "not_found"})
             return
-        received = await _read_body(receive, route.max_bytes)
+        try:
+            received = await _read_body(receive, route.max_bytes)
+        except _Disconnected:
+            return  # the client left mid-body: a truncated webhook is not handled
         if received is None:
             await _json(send, 413, {"result": "too_large"})
             return
@@ -113,14 +116,19 @@ def _headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
+class _Disconnected(Exception):
+    """The client went away before its body ended."""
+
+
 async def _read_body(receive: Receive, max_bytes: int) -> bytes | None:
-    """The body, or ``None`` once it exceeds ``max_bytes`` (nothing more is read)."""
+    """The body, or ``None`` once it exceeds ``max_bytes`` (nothing more is read); raises
+    :class:`_Disconnected` when the client leaves before the body ended."""
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message.get("type") == "http.disconnect":
-            return b"".join(parts)
+            raise _Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:

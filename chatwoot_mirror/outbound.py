@@ -123,10 +123,10 @@ class OutboundPolicy:
         ``download_seconds`` overall. Returns (bytes, content type)."""
         deadline = time.monotonic() + self.download_seconds
         trusted = tuple(trusted)
-        first_host = (urlsplit(url).hostname or "").lower()
+        first_host = host_of(url)
         for _ in range(MAX_REDIRECTS + 1):
             self.check(url, trusted=trusted)
-            same_host = (urlsplit(url).hostname or "").lower() == first_host
+            same_host = host_of(url) == first_host
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _too_slow(operation, self.download_seconds)

@@ -190,13 +190,15 @@ class WebhookHandler:
         changed = self.handoff.pause(key, "agent_reply", at=at,
                                      conversation_id=_int(conversation, "id"),
                                      human_activity=True)
-        self._relay(key, payload, conversation, "agent")
-        return _reply(200, self._outcome(changed, key, HUMAN), relayed=self.relay is not None)
+        relayed = self._relay(key, payload, conversation, "agent")
+        return _reply(200, self._outcome(changed, key, HUMAN), relayed=relayed)
 
     def _relay(self, key: str, payload: dict[str, Any], conversation: dict[str, Any],
-               kind: str) -> None:
+               kind: str) -> bool:
+        """Queue the message for the customer; whether it was (nothing to send, a
+        redelivery, or no relay configured: ``False``)."""
         if self.relay is None:
-            return
+            return False
         message_id, conversation_id = _int(payload, "id"), _int(conversation, "id")
         if message_id is None or conversation_id is None:
             raise Malformed("message or conversation id missing")
@@ -215,9 +217,9 @@ class WebhookHandler:
         if not isinstance(content, str):
             content = ""
         if not content and not attachments:
-            return
+            return False
         sender = _dict(payload.get("sender"))
-        self.relay(AgentMessage(
+        return self.relay(AgentMessage(
             contact=self._identity(key, conversation),
             text=content,
             chatwoot_message_id=message_id,

@@ -161,3 +161,36 @@ def test_provider_and_typebot_routes_through_fastapi(chatwoot):
         assert mirror.is_paused(MARIA)
     finally:
         server.close()
+
+
+def test_a_client_that_leaves_mid_body_is_not_handled(chatwoot):
+    """ASGI calls, driven by hand: a body cut off by a disconnect never reaches the handler;
+    an empty body does (and is refused as JSON)."""
+    import asyncio
+
+    _, mirror = chatwoot
+    app = create_app(mirror)
+    body = json.dumps(agent_reply("oi", time.time())).encode()
+
+    def run(messages):
+        sent = []
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/webhook", "query_string": b"",
+                 "headers": [(k.lower().encode(), v.encode()) for k, v in sign(body).items()]}
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    cut = run([{"type": "http.request", "body": body[:20], "more_body": True},
+               {"type": "http.disconnect"}])
+    assert cut == [] and not mirror.is_paused(MARIA)
+    whole = run([{"type": "http.request", "body": body[:20], "more_body": True},
+                 {"type": "http.request", "body": body[20:], "more_body": False}])
+    assert whole[0]["status"] == 200 and mirror.is_paused(MARIA)
+    empty = run([{"type": "http.request", "body": b"", "more_body": False}])
+    assert empty[0]["status"] == 401  # signed for another body: refused, but handled

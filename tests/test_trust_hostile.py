@@ -337,7 +337,9 @@ def test_webhook_answers_say_what_happened(host):
     server, mirror, _, _ = host
     now = time.time()
     first = post_signed(server, json.dumps(agent_reply("oi", now)).encode())
-    assert first.json()["result"] == "paused"
+    assert first.json() == {"result": "paused", "relayed": True}
+    redelivered = post_signed(server, json.dumps(agent_reply("oi", now)).encode())
+    assert redelivered.json() == {"result": "unchanged", "relayed": False}  # queued once
     again = post_signed(server, json.dumps(agent_reply("mais", now + 1, 9002)).encode())
     assert again.json()["result"] == "unchanged"  # already with humans
     resolved = post_signed(server, status_changed("resolved", int(now) + 5))
