@@ -20,12 +20,11 @@ from typing import Any
 
 from flask import Flask, jsonify, request, send_from_directory
 
-from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror import Config, Mirror, redaction
 from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter
 from chatwoot_mirror.integrations.flask import create_provider_blueprint
 from chatwoot_mirror.testing import FakeChatwoot
-from chatwoot_mirror.texts import DEFAULTS
 
 from .faq import answer
 from .phone import DemoPhone
@@ -98,12 +97,14 @@ def build(port: int, environ: Mapping[str, str] | None = None,
     phone = DemoPhone(f"{base_url}/uazapi/webhook", token)
     uazapi = (UazapiAdapter.from_env(env) if env.get("UAZAPI_URL") else
               UazapiAdapter(f"{base_url}/demo/uazapi", token))
-    d360_secret = None if env.get("D360_WEBHOOK_SECRET") else secrets.token_hex(16)
-    dialog360 = (Dialog360Adapter.from_env(env) if env.get("D360_API_KEY") else
-                 Dialog360Adapter("demo", f"{base_url}/demo/360dialog",
-                                  webhook_secret=env.get("D360_WEBHOOK_SECRET") or d360_secret))
+    d360_secret = None  # one this sample makes up, to print (the operator's own is not)
     if env.get("D360_API_KEY"):
-        d360_secret = None  # the real adapter reads the operator's own secret
+        dialog360 = Dialog360Adapter.from_env(env)
+    else:
+        if not env.get("D360_WEBHOOK_SECRET"):
+            d360_secret = secrets.token_hex(16)
+        dialog360 = Dialog360Adapter("demo", f"{base_url}/demo/360dialog",
+                                     webhook_secret=env.get("D360_WEBHOOK_SECRET") or d360_secret)
 
     # With a real provider or a real Chatwoot configured, the demo phone can message a real
     # number and post into a real inbox: the console then needs a token printed at start.
@@ -114,6 +115,7 @@ def build(port: int, environ: Mapping[str, str] | None = None,
     app = Flask(__name__, static_folder=None)
     if console_token:
         _require_console_token(app, console_token)
+        redaction.install([console_token])  # it travels as ?token= in logged request lines
     app.register_blueprint(create_blueprint(mirror), url_prefix="/chatwoot")
     app.register_blueprint(create_provider_blueprint(mirror, uazapi, answer),
                            url_prefix="/uazapi")
@@ -160,7 +162,7 @@ def _console(app: Flask, mirror: Mirror, phone: DemoPhone,
             "emulator": chatwoot is not None,
             "bot_paused": paused,
             "pause_reason": reason,
-            "pause_reason_text": DEFAULTS[mirror.config.language].reason(reason)
+            "pause_reason_text": mirror.texts.reason(reason)
             if reason else None,
             "queued": stats.get("queued", 0),
             "dead_letters": stats.get("dead_letters", 0),

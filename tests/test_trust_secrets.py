@@ -102,8 +102,9 @@ def real_provider_sample(tmp_path):
     bot.close()
 
 
-def test_with_a_real_provider_the_console_needs_the_printed_token(real_provider_sample):
+def test_with_a_real_provider_the_console_needs_the_printed_token(real_provider_sample, caplog):
     bot, provider_calls = real_provider_sample
+    caplog.set_level(logging.INFO, logger="werkzeug")
     assert bot.console_token
     assert bot.urls()["console"].endswith(f"/?token={bot.console_token}")
     for method, path in (("POST", "/demo/phone/send"), ("GET", "/demo/state"),
@@ -116,6 +117,9 @@ def test_with_a_real_provider_the_console_needs_the_printed_token(real_provider_
     assert provider_calls == []  # nobody was messaged through the real provider
     page = requests.get(bot.urls()["console"], timeout=10)
     assert page.status_code == 200
+    access = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert any("/?token=***" in line for line in access)
+    assert not any(bot.console_token in line for line in access)
     state = requests.get(bot.base_url + "/demo/state", timeout=10,
                          headers={"X-Console-Token": bot.console_token})
     assert state.status_code == 200
