@@ -227,7 +227,9 @@ def test_py_typed_is_honoured_in_a_strict_editable_install(tmp_path):
     import shutil
     import venv
 
-    venv.EnvBuilder(system_site_packages=True, with_pip=True).create(tmp_path / "venv")
+    # a venv of its own (inside a user's venv, "system" packages would be the base
+    # interpreter's, without ours or mypy): mypy runs here and reads the venv's packages
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
     python = str(tmp_path / "venv" / "bin" / "python")
     links = ROOT / "build"
     existed = links.exists()
@@ -237,7 +239,8 @@ def test_py_typed_is_honoured_in_a_strict_editable_install(tmp_path):
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         (tmp_path / "use.py").write_text(TYPED_USE)
-        checked = subprocess.run([python, "-m", "mypy", "use.py"], capture_output=True,
+        checked = subprocess.run([sys.executable, "-m", "mypy", "--python-executable", python,
+                                  "--no-incremental", "use.py"], capture_output=True,
                                  text=True, timeout=300, cwd=tmp_path)
     finally:
         if not existed:
