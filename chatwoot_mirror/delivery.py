@@ -22,6 +22,7 @@ from typing import Any
 from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
 from .errors import AuthError, ChatwootError, Deferred, NotFound, Rejected, Unavailable
+from .handoff.rules import LABEL, LOCAL_PAUSE, NOTE, OPEN, RESUME, TYPING_OFF, UNASSIGN
 from .identity import ContactIdentity
 from .media import Fetcher, MediaError, MediaRef, MediaTooLarge
 from .relay import AgentMessage, RelayRejected, Sender
@@ -164,17 +165,42 @@ class Deliverer:
         action = message.action or {}
         target = self.resolver.resolve(message.identity, _display_name(message))
         conversation = target.conversation_id
+        # the decision's steps (chatwoot_mirror.handoff.rules); rows queued before
+        # steps existed did every step of their kind
+        steps = action.get("steps")
         if action.get("name") == "resume":
-            try:
-                self.client.toggle_typing_status(conversation, False)
-            except AuthError:
-                pass  # Chatwoot < 4.12: bots cannot toggle typing
-            # The bot has the customer again: an agent left assigned would tell the team
-            # (and the console) that a person still has them.
-            self.client.assign(conversation, None)
+            steps = RESUME if not isinstance(steps, list) else steps
+            if TYPING_OFF in steps:
+                try:
+                    self.client.toggle_typing_status(conversation, False)
+                except AuthError:
+                    pass  # Chatwoot < 4.12: bots cannot toggle typing
+            if UNASSIGN in steps:
+                # The bot has the customer again: an agent left assigned would tell the
+                # team (and the console) that a person still has them.
+                self.client.assign(conversation, None)
             return {"id": 0}
+        steps = LOCAL_PAUSE if not isinstance(steps, list) else steps
         reason = str(action.get("reason", "user_request"))
-        self.client.toggle_status(conversation, "open")
+        if OPEN in steps:
+            self.client.toggle_status(conversation, "open")
+        if LABEL in steps:
+            self._label(conversation, action, reason)
+        if NOTE in steps:
+            note = str(action.get("note") or "")
+            transcript = self._transcript(
+                target, int(action.get("turns", 10)),
+                action.get("who") or ["Customer", "Bot", "Agent", "[file]"])
+            self.client.create_message(
+                conversation, "\n".join(filter(None, [note, transcript])), private=True,
+                source_id=SOURCE_ID_PREFIX + message.key,
+                content_attributes={MARKER: {"key": message.key}},
+            )
+        if self.on_handoff_done is not None:
+            self.on_handoff_done(message.identity, conversation, reason)
+        return {"id": 0}
+
+    def _label(self, conversation: int, action: dict[str, Any], reason: str) -> None:
         labels = [str(label) for label in action.get("labels", [])]
         try:
             existing = self.client.get_labels(conversation)
@@ -191,17 +217,6 @@ class Deliverer:
         except AuthError:
             log.info("handoff_reason not set, this Chatwoot does not let bots read attributes "
                      "conversation=%s", conversation)
-        note = str(action.get("note") or "")
-        transcript = self._transcript(target, int(action.get("turns", 10)),
-                                      action.get("who") or ["Customer", "Bot", "Agent", "[file]"])
-        self.client.create_message(
-            conversation, "\n".join(filter(None, [note, transcript])), private=True,
-            source_id=SOURCE_ID_PREFIX + message.key,
-            content_attributes={MARKER: {"key": message.key}},
-        )
-        if self.on_handoff_done is not None:
-            self.on_handoff_done(message.identity, conversation, reason)
-        return {"id": 0}
 
     def _transcript(self, target: Target, turns: int, who: list[str]) -> str:
         """The conversation's last ``turns`` public messages, one line each."""

@@ -22,7 +22,8 @@ from .conversations import ConversationResolver
 from .delivery import ACTION, INCOMING, OUTGOING, RELAY, Deliverer, MirroredMessage
 from .doctor import HEALTH_KEY, HEALTH_SCOPE
 from .errors import ChatwootError, ConfigError, StoreError
-from .handoff import Callback, Handoff
+from .handoff import Callback, Handoff, HandoffActions
+from .handoff.rules import OWNER, TRIGGER
 from .identity import ContactIdentity, identify
 from .media import Fetcher, MediaRef
 from .metrics import Metrics
@@ -140,7 +141,12 @@ class Mirror:
             media_slots=max(1, config.workers - 1),
         )
         self.handoff_state = Handoff(
-            self.store, resume_after_minutes=config.resume_after_minutes
+            self.store, resume_after_minutes=config.resume_after_minutes,
+            max_bot_turns=config.max_bot_turns,
+        )
+        self.handoff_state.executor = HandoffActions(
+            config, self.store, notify=self.notify_customer,
+            enqueue_action=self._enqueue_action,
         )
         self.workers = DeliveryWorkers(
             self.store,
@@ -159,10 +165,7 @@ class Mirror:
             BusinessHours.parse(config.business_hours, config.timezone)
             if config.business_hours else None
         )
-        if config.resume_notice:
-            self.handoff_state.on_resume.append(self._resume_notice)
         if config.has_bot_token:
-            self.handoff_state.on_resume.append(self._resume_actions)
             self.deliverer.on_handoff_done = self._ticket_if_nobody_is_online
         else:
             log.warning(
@@ -372,47 +375,22 @@ class Mirror:
     def _apply_triggers(self, identity: ContactIdentity, messages: list[MirroredMessage]) -> None:
         """Hand over by keyword, outside business hours, or after too many bot turns.
 
-        The checks are pure Python; the store is touched only when one fires (pause()
-        itself ignores a contact that is already with humans), which keeps the host path
-        at one SQLite call."""
+        The checks are pure Python; the store is touched only when one fires (or to count
+        bot turns when ``CHATWOOT_MAX_BOT_TURNS`` is set), which keeps the host path at
+        one SQLite call."""
         try:
             for message in messages:
                 if message.direction == INCOMING:
                     reason = self.handoff_reason(identity.raw, message.content)
                     if reason:
-                        self._auto_handoff(identity, reason)
+                        self.handoff_state.pause(identity.key, reason, kind=TRIGGER,
+                                                 identity=identity)
                         return
                 elif self.config.max_bot_turns:
-                    turns = self.store.count_bot_turn(identity.key)
-                    if turns >= self.config.max_bot_turns:
-                        self._auto_handoff(identity, "max_turns")
+                    if self.handoff_state.bot_turn(identity.key, identity=identity).changed:
                         return
         except StoreError as exc:
             log.error("handoff triggers not evaluated contact=%s error=%s", identity.key, exc)
-
-    def _auto_handoff(self, identity: ContactIdentity, reason: str) -> None:
-        if self.handoff_state.pause(identity.key, reason):
-            self._after_local_handoff(identity, reason, None)
-
-    def _after_local_handoff(
-        self, identity: ContactIdentity, reason: str, note: str | None
-    ) -> None:
-        """What a handoff decided on the bot's side does: tell the customer, and queue the
-        Chatwoot-side work (it runs after the contact's earlier messages are delivered)."""
-        text = self.config.text("after_hours" if reason == "after_hours" else "handoff")
-        if text:
-            self.notify_customer(identity, text)
-        if not self.config.has_bot_token:
-            return
-        texts = DEFAULTS[self.config.language]
-        labels = [self.config.handoff_label] + (["after-hours"] if reason == "after_hours"
-                                                else [])
-        header = texts.note.format(reason=texts.reason(reason))
-        self._enqueue_action(identity, {
-            "name": "handoff", "reason": reason, "labels": labels,
-            "note": "\n".join(filter(None, [header, note])),
-            "turns": self.config.transcript_messages, "who": list(texts.who),
-        })
 
     def _enqueue_action(self, identity: ContactIdentity, action: dict[str, Any]) -> None:
         try:
@@ -423,11 +401,6 @@ class Mirror:
             self.workers.wake()
         except StoreError as exc:
             log.error("handoff action not queued contact=%s error=%s", identity.key, exc)
-
-    def _resume_actions(self, contact_key: str, reason: str) -> None:
-        identity = self.store.contact_identity(contact_key)
-        if identity is not None:
-            self._enqueue_action(identity, {"name": "resume"})
 
     def _ticket_if_nobody_is_online(
         self, identity: ContactIdentity, conversation_id: int, reason: str
@@ -468,12 +441,6 @@ class Mirror:
                                triggers=kind == "bot") is not None
         # With no sender registered there is nothing to relay; the notice is still mirrored.
         return (relayed or self.deliverer.sender is None) and mirrored
-
-    def _resume_notice(self, contact_key: str, reason: str) -> None:
-        identity = self.store.contact_identity(contact_key)
-        text = self.config.text("resume")
-        if identity is not None and text:
-            self.notify_customer(identity, text)
 
     def _on_result(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
         name = "delivered" if outcome == DONE else "dead_lettered" if outcome == DEAD else (
@@ -527,10 +494,8 @@ class Mirror:
         if not self.enabled:
             return False
         identity = self.identify(contact)
-        if not self.handoff_state.pause(identity.key, reason):
-            return False
-        self._after_local_handoff(identity, reason, note)
-        return True
+        return self.handoff_state.pause(identity.key, reason, identity=identity,
+                                        note=note).changed
 
     def human_replied(self, contact: object, reason: str = "owner_reply") -> bool:
         """A person answered the customer outside Chatwoot (typed on the business phone):
@@ -539,8 +504,8 @@ class Mirror:
         if not self.enabled:
             return False
         try:
-            return self.handoff_state.pause(self.identify(contact).key, reason,
-                                            human_activity=True)
+            return self.handoff_state.pause(self.identify(contact).key, reason, kind=OWNER,
+                                            human_activity=True).changed
         except (ValueError, StoreError) as exc:
             log.warning("bot not paused after a human reply error=%s", exc)
             return False
@@ -549,7 +514,7 @@ class Mirror:
         """Give ``contact`` back to the bot now."""
         if not self.enabled:
             return False
-        return self.handoff_state.resume(self.identify(contact).key, "explicit")
+        return self.handoff_state.resume(self.identify(contact).key, "explicit").changed
 
     def on_handoff(self, callback: Callback) -> Callback:
         """Register ``fn(contact_key, reason)`` to run after a contact is handed to humans."""

@@ -19,7 +19,8 @@ from urllib.parse import urljoin
 
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
-from .handoff import BOT, HUMAN, Handoff
+from .handoff import Handoff
+from .handoff.rules import CHATWOOT
 from .identity import ContactIdentity, identify
 from .outbound import OutboundPolicy, RefusedTarget, host_of
 from .relay import AgentAttachment, AgentMessage
@@ -187,11 +188,11 @@ class WebhookHandler:
         if message_type != "outgoing" or sender is None or sender.get("type") != "user":
             return _reply(200, "ignored")  # customer messages, bots, templates
         at = self._event_time(_iso_time(payload.get("created_at")))
-        changed = self.handoff.pause(key, "agent_reply", at=at,
-                                     conversation_id=_int(conversation, "id"),
-                                     human_activity=True)
+        decision = self.handoff.pause(key, "agent_reply", kind=CHATWOOT, at=at,
+                                      conversation_id=_int(conversation, "id"),
+                                      human_activity=True)
         relayed = self._relay(key, payload, conversation, "agent")
-        return _reply(200, self._outcome(changed, key, HUMAN), relayed=relayed)
+        return _reply(200, decision.outcome, relayed=relayed)
 
     def _relay(self, key: str, payload: dict[str, Any], conversation: dict[str, Any],
                kind: str) -> bool:
@@ -260,15 +261,15 @@ class WebhookHandler:
         key = _source_id(payload)
         at = self._event_time(_conversation_time(payload))
         if status in ("resolved", "pending"):
-            return _reply(200, self._outcome(self.handoff.resume(key, status, at=at), key, BOT))
+            return _reply(200, self.handoff.resume(key, status, kind=CHATWOOT, at=at).outcome)
         return _reply(200, "ignored")
 
     def _conversation_opened(self, payload: dict[str, Any]) -> WebhookResponse:
         key = _source_id(payload)
         at = self._event_time(_conversation_time(payload))
         if _str(payload, "status") == "open":
-            changed = self.handoff.pause(key, "opened", at=at, conversation_id=_int(payload, "id"))
-            return _reply(200, self._outcome(changed, key, HUMAN))
+            return _reply(200, self.handoff.pause(key, "opened", kind=CHATWOOT, at=at,
+                                                  conversation_id=_int(payload, "id")).outcome)
         return _reply(200, "ignored")
 
     def _conversation_updated(self, payload: dict[str, Any]) -> WebhookResponse:
@@ -286,23 +287,20 @@ class WebhookHandler:
         move = changed.get("status")
         if isinstance(move, dict):
             if move.get("previous_value") == "pending" and move.get("current_value") == "open":
-                moved = self.handoff.pause(key, "taken_over", at=at,
-                                             conversation_id=_int(payload, "id"))
-                result = self._outcome(moved, key, HUMAN)
+                result = self.handoff.pause(key, "taken_over", kind=CHATWOOT, at=at,
+                                            conversation_id=_int(payload, "id")).outcome
             elif move.get("current_value") in ("resolved", "pending"):
-                moved = self.handoff.resume(key, str(move["current_value"]), at=at)
-                result = self._outcome(moved, key, BOT)
+                result = self.handoff.resume(key, str(move["current_value"]), kind=CHATWOOT,
+                                             at=at).outcome
         assignee = changed.get("assignee_id")
         if isinstance(assignee, dict) and result == "ignored":
             meta = _dict(payload.get("meta"))
             human = meta.get("assignee_type") == "User"
             if assignee.get("current_value") and human and status != "resolved":
-                moved = self.handoff.pause(key, "assigned", at=at,
-                                             conversation_id=_int(payload, "id"))
-                result = self._outcome(moved, key, HUMAN)
+                result = self.handoff.pause(key, "assigned", kind=CHATWOOT, at=at,
+                                            conversation_id=_int(payload, "id")).outcome
             elif assignee.get("current_value") is None and self.resume_on_unassign:
-                moved = self.handoff.resume(key, "unassigned", at=at)
-                result = self._outcome(moved, key, BOT)
+                result = self.handoff.resume(key, "unassigned", kind=CHATWOOT, at=at).outcome
         return _reply(200, result)
 
     def _event_time(self, at: float | None) -> float:
@@ -312,15 +310,6 @@ class WebhookHandler:
         and overflowing numbers never get here: :func:`parse_json` refuses them.)"""
         now = self.clock()
         return now if at is None else min(at, now + self.max_age)
-
-    def _outcome(self, changed: bool, key: str, wanted: str) -> str:
-        """What the webhook did, for its answer: ``paused``/``resumed`` when the contact
-        changed hands, ``unchanged`` when it was already there, ``stale`` when a newer
-        event had decided otherwise (the event was ignored)."""
-        if changed:
-            return "paused" if wanted == HUMAN else "resumed"
-        record = self.store.handoff_state(key)
-        return "unchanged" if (record.state if record else BOT) == wanted else "stale"
 
 
 # -- careful readers of untrusted payloads ------------------------------------------------------

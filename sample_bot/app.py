@@ -156,7 +156,7 @@ def _console(app: Flask, mirror: Mirror, phone: DemoPhone,
         contact = mirror.identify(phone.number)
         stats = mirror.stats()
         paused = mirror.is_paused(contact.raw)
-        record = mirror.store.handoff_state(contact.key) if paused else None
+        record = mirror.handoff_state.record(contact.key) if paused else None
         reason = record.reason if record is not None else None
         return jsonify({
             "emulator": chatwoot is not None,

@@ -323,7 +323,7 @@ def test_a_far_future_event_time_cannot_poison_the_handoff_clock(tmp_path):
             # a resolve dated in the year 33658 counts as "now plus the allowed skew"
             assert handler.handle(signed(status_changed("resolved", "1e18"))).body == {
                 "result": "resumed"}
-            record = mirror.store.handoff_state(KEY)
+            record = mirror.store.get_handoff(KEY)
             assert record.changed_at <= now[0] + 300
             now[0] += 301  # past the skew: a genuine agent reply pauses again
             later = json.dumps(agent_reply("voltei", now[0], message_id=9002)).encode()

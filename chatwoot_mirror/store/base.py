@@ -52,7 +52,12 @@ class OutboxCounts:
 
 @dataclass(frozen=True)
 class HandoffRecord:
-    """Who talks to a contact: ``state`` is ``"human"`` (bot paused) or ``"bot"``."""
+    """Who talks to a contact, as stored. The store keeps it whole and never reads its
+    fields' meaning; :mod:`chatwoot_mirror.handoff.rules` makes and changes it.
+
+    ``state`` is ``"human"`` (bot paused) or ``"bot"``; ``changed_at`` the Chatwoot time
+    of the last Chatwoot event applied (0: none); ``version`` the compare-and-set counter
+    of :meth:`Store.put_handoff`."""
 
     contact_key: str
     state: str
@@ -60,6 +65,9 @@ class HandoffRecord:
     changed_at: float
     last_human_at: float | None
     conversation_id: int | None
+    bot_turns: int = 0
+    version: int = 0
+
 
 
 class Store(abc.ABC):
@@ -199,44 +207,18 @@ class Store(abc.ABC):
     # -- handoff ----------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def handoff_state(self, contact_key: str) -> HandoffRecord | None:
-        """Non-destructively read the contact's handoff state (``None``: never handed off)."""
+    def get_handoff(self, contact_key: str) -> HandoffRecord | None:
+        """Non-destructively read the contact's handoff record (``None``: none stored)."""
 
     @abc.abstractmethod
-    def transition(
-        self,
-        contact_key: str,
-        state: str,
-        reason: str,
-        at: float | None,
-        *,
-        conversation_id: int | None = None,
-        human_activity: bool = False,
-        now: float | None = None,
-    ) -> bool:
-        """Atomically move the contact to ``state`` ("human"/"bot").
-
-        ``at`` is the Chatwoot time of the webhook event behind the move. Webhooks arrive
-        in any order, so an event not strictly newer than the last one applied is refused
-        (``False``): a stale event never undoes a newer transition. ``at=None`` is a local
-        decision (explicit call, idle timeout, trigger): it changes hands without moving
-        that clock, so skew between this host's clock and Chatwoot's cannot make a later
-        Chatwoot event look stale. ``human_activity`` records a human message (the idle
-        clock) even without a change. Returns whether the contact changed hands; a first
-        "bot" transition records its time but changes nothing."""
+    def put_handoff(self, record: HandoffRecord, expected_version: int | None) -> bool:
+        """Atomically store ``record`` whole, only if the stored record's version is still
+        ``expected_version`` (``None``: only if none is stored): a compare-and-set, so
+        two writers that read the same record cannot both win. ``False`` when it lost."""
 
     @abc.abstractmethod
-    def count_bot_turn(self, contact_key: str) -> int:
-        """Atomically count one more bot reply since the contact last changed hands, and
-        return the count (every change of hands starts it again at 0)."""
-
-    @abc.abstractmethod
-    def idle_humans(self, before: float) -> list[HandoffRecord]:
-        """Non-destructively list paused contacts whose last human message is before ``before``."""
-
-    @abc.abstractmethod
-    def paused_contacts(self) -> list[HandoffRecord]:
-        """Non-destructively list every paused contact, oldest pause first."""
+    def list_handoffs(self, state: str) -> list[HandoffRecord]:
+        """Non-destructively list every handoff record whose ``state`` equals ``state``."""
 
     @abc.abstractmethod
     def first_delivery(self, delivery_id: str, now: float) -> bool:

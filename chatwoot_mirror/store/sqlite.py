@@ -126,10 +126,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE contacts ADD COLUMN instance TEXT;
     """,
+    # v9: the handoff rules left SQL (chatwoot_mirror.handoff.rules); the row is stored
+    # whole with a version for compare-and-set.
+    """
+    ALTER TABLE handoff ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 _HANDOFF = (
-    "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id FROM handoff"
+    "SELECT contact_key, state, reason, changed_at, last_human_at, conversation_id, bot_turns,"
+    " version FROM handoff"
 )
 
 _ROW = (
@@ -571,81 +577,33 @@ class SQLiteStore(Store):
 
     # -- handoff ----------------------------------------------------------------------------
 
-    def handoff_state(self, contact_key: str) -> HandoffRecord | None:
+    def get_handoff(self, contact_key: str) -> HandoffRecord | None:
         row = self._read(lambda c: c.execute(
             _HANDOFF + " WHERE contact_key = ?", (contact_key,)
         ).fetchone())
         return HandoffRecord(*row) if row else None
 
-    def transition(
-        self,
-        contact_key: str,
-        state: str,
-        reason: str,
-        at: float | None,
-        *,
-        conversation_id: int | None = None,
-        human_activity: bool = False,
-        now: float | None = None,
-    ) -> bool:
-        now = time.time() if now is None else now
-        with self._guard(), self._write() as conn:
-            row = conn.execute(
-                "SELECT state, changed_at FROM handoff WHERE contact_key = ?", (contact_key,)
-            ).fetchone()
-            human_at = (at if at is not None else now) if human_activity else None
-            if row is None:
-                conn.execute(
-                    "INSERT INTO handoff (contact_key, state, reason, changed_at, last_human_at,"
-                    " conversation_id) VALUES (?, ?, ?, ?, ?, ?)",
-                    (contact_key, state, reason, 0.0 if at is None else at,
-                     (human_at or now) if state == "human" else None, conversation_id),
-                )
-                # A first "bot" row changes nothing (the bot had the contact) but records
-                # the time, so that an older "human" event arriving late stays stale.
-                return state == "human"
-            current, changed_at = row
-            if human_at is not None and current == "human":
-                conn.execute(
-                    "UPDATE handoff SET last_human_at = MAX(COALESCE(last_human_at, 0), ?)"
-                    " WHERE contact_key = ?",
-                    (human_at, contact_key),
-                )
-            if at is not None and at <= changed_at:
-                return False  # stale (or the same event again): a newer one decided
-            if current == state:
-                if at is not None:
-                    conn.execute("UPDATE handoff SET changed_at = ? WHERE contact_key = ?",
-                                 (at, contact_key))
-                return False
-            conn.execute(
-                "UPDATE handoff SET state = ?, reason = ?, changed_at = COALESCE(?, changed_at),"
-                " bot_turns = 0,"
-                " last_human_at = CASE WHEN ? = 'human' THEN ? ELSE last_human_at END,"
-                " conversation_id = COALESCE(?, conversation_id) WHERE contact_key = ?",
-                (state, reason, at, state, human_at or now, conversation_id, contact_key),
-            )
-            return True
+    def put_handoff(self, record: HandoffRecord, expected_version: int | None) -> bool:
+        values = (record.state, record.reason, record.changed_at, record.last_human_at,
+                  record.conversation_id, record.bot_turns, record.version)
+        with self._guard(), self._write_lock_only():
+            if expected_version is None:
+                cursor = self._conn().execute(
+                    "INSERT INTO handoff (state, reason, changed_at, last_human_at,"
+                    " conversation_id, bot_turns, version, contact_key)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (contact_key) DO NOTHING",
+                    (*values, record.contact_key))
+            else:
+                cursor = self._conn().execute(
+                    "UPDATE handoff SET state = ?, reason = ?, changed_at = ?,"
+                    " last_human_at = ?, conversation_id = ?, bot_turns = ?, version = ?"
+                    " WHERE contact_key = ? AND version = ?",
+                    (*values, record.contact_key, expected_version))
+            return bool(cursor.rowcount)
 
-    def count_bot_turn(self, contact_key: str) -> int:
-        with self._guard(), self._write() as conn:
-            conn.execute(
-                "INSERT INTO handoff (contact_key, state, changed_at, bot_turns)"
-                " VALUES (?, 'bot', 0, 1)"
-                " ON CONFLICT(contact_key) DO UPDATE SET bot_turns = bot_turns + 1",
-                (contact_key,),
-            )
-            return int(conn.execute("SELECT bot_turns FROM handoff WHERE contact_key = ?",
-                                    (contact_key,)).fetchone()[0])
-
-    def idle_humans(self, before: float) -> list[HandoffRecord]:
+    def list_handoffs(self, state: str) -> list[HandoffRecord]:
         return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(
-            _HANDOFF + " WHERE state = 'human' AND last_human_at < ?", (before,)
-        )])
-
-    def paused_contacts(self) -> list[HandoffRecord]:
-        return self._read(lambda c: [HandoffRecord(*r) for r in c.execute(
-            _HANDOFF + " WHERE state = 'human' ORDER BY changed_at"
+            _HANDOFF + " WHERE state = ?", (state,)
         )])
 
     def first_delivery(self, delivery_id: str, now: float) -> bool:

@@ -1,0 +1,164 @@
+"""The one handoff decision: (current record, event) -> (new record, actions).
+
+Pure: no store, no clock, no configuration beyond what the event carries. Every path
+that pauses or resumes the bot builds an :class:`Event` and comes here, so the rules
+below are the whole state machine:
+
+* Chatwoot events carry Chatwoot's time (``at``). Webhooks arrive in any order, so an
+  event not strictly newer than the last one applied changes nothing: a late "agent
+  replied" cannot pause a conversation resolved after that reply (*stale*; a late event
+  that agrees with where the contact is, a replay say, is *unchanged*).
+* Local decisions (a trigger, the owner typing, the bot, an idle timeout, an explicit
+  call) have ``at=None``: they change hands without moving that clock, so skew between
+  this host's clock and Chatwoot's cannot make a later Chatwoot event look stale.
+* A first "bot" event for a contact never handed off changes nothing but records its
+  time, so an older "human" event arriving late stays stale.
+* A human message (an agent's reply, the owner typing) moves the idle clock of a paused
+  contact, even when the event is stale or changes nothing.
+* Bot replies are counted since the contact last changed hands; reaching
+  ``max_bot_turns`` hands the contact to humans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..store.base import HandoffRecord
+
+HUMAN, BOT = "human", "bot"
+
+# -- where an event comes from --------------------------------------------------------------
+CHATWOOT = "chatwoot"  # a verified webhook: an agent replied, took over, resolved...
+TRIGGER = "trigger"  # a customer message hit a keyword, or came after hours
+OWNER = "owner"  # a person typed on the business phone, outside Chatwoot
+BOT_HANDOFF = "bot_handoff"  # the bot declared a handoff (BotReply.handoff, a marker)
+BOT_FAILURE = "bot_failure"  # the bot function raised
+BOT_TURN = "bot_turn"  # the bot replied once more (the max-turns trigger)
+IDLE = "idle"  # no human message for CHATWOOT_RESUME_AFTER_MINUTES
+EXPLICIT = "explicit"  # the host called handoff() or resume()
+KINDS = frozenset({CHATWOOT, TRIGGER, OWNER, BOT_HANDOFF, BOT_FAILURE, BOT_TURN, IDLE, EXPLICIT})
+
+# -- what a decision asks to be done (executed by handoff.actions) ---------------------------
+NOTIFY = "notify"  # tell the customer (the handoff, after-hours or resume text)
+OPEN = "open"  # open the Chatwoot conversation for agents
+LABEL = "label"  # label it (and record handoff_reason)
+NOTE = "note"  # leave a private note with the reason and the transcript
+TYPING_OFF = "typing_off"  # the bot stops "typing"
+UNASSIGN = "unassign"  # nobody stays assigned once the bot has the customer again
+
+#: a pause the bot's side decided: the customer is told, agents get an open conversation
+LOCAL_PAUSE = (NOTIFY, OPEN, LABEL, NOTE)
+#: any resume: the customer is told, the console shows the bot in charge again
+RESUME = (NOTIFY, TYPING_OFF, UNASSIGN)
+
+# -- what happened, as a webhook answers it --------------------------------------------------
+PAUSED, RESUMED, UNCHANGED, STALE, COUNTED = "paused", "resumed", "unchanged", "stale", "counted"
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that may move a contact between the bot and humans."""
+
+    contact_key: str
+    kind: str
+    #: ``HUMAN`` or ``BOT``; ``None`` for ``BOT_TURN`` (which may end in ``HUMAN``)
+    to: str | None
+    reason: str
+    #: the event's own time (local clock), for the idle clock and first records
+    now: float
+    #: Chatwoot's time of a webhook event; ``None`` for local decisions
+    at: float | None = None
+    conversation_id: int | None = None
+    #: a human wrote to the customer (moves the idle clock)
+    human_activity: bool = False
+    #: ``BOT_TURN`` only: hand over when the count reaches this (0: never)
+    max_bot_turns: int = 0
+    #: words for the agents' private note (the NOTE action); not part of the decision
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown handoff event kind {self.kind!r}")
+        if (self.to is None) != (self.kind == BOT_TURN) or self.to not in (HUMAN, BOT, None):
+            raise ValueError(f"{self.kind} event with target {self.to!r}")
+        if self.kind != CHATWOOT and self.at is not None:
+            raise ValueError("only Chatwoot events carry Chatwoot's time")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The new record to store (``None``: nothing to write), what happened, and what to do."""
+
+    record: HandoffRecord | None
+    outcome: str
+    actions: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """The contact changed hands."""
+        return self.outcome in (PAUSED, RESUMED)
+
+
+def decide(current: HandoffRecord | None, event: Event) -> Decision:
+    """The state machine: what ``event`` does to a contact whose record is ``current``."""
+    if event.kind == BOT_TURN:
+        return _count_turn(current, event)
+    human_at = (event.at if event.at is not None else event.now) if event.human_activity else None
+    if current is None:
+        if event.to == BOT:  # the bot had the contact: record the time, change nothing
+            first = HandoffRecord(event.contact_key, BOT, event.reason, event.at or 0.0,
+                                  None, event.conversation_id, version=1)
+            return Decision(first if event.at is not None else None, UNCHANGED)
+        # never handed off before: the bot had the contact, at version 0
+        return _change(HandoffRecord(event.contact_key, BOT, None, 0.0, None, None),
+                       event, human_at)
+    record = current
+    if human_at is not None and record.state == HUMAN:
+        record = replace(record, last_human_at=max(record.last_human_at or 0.0, human_at))
+    if event.at is not None and event.at <= record.changed_at:
+        # a newer event decided: stale, unless it had decided the same thing
+        return _unchanged(current, record, UNCHANGED if record.state == event.to else STALE)
+    if record.state == event.to:
+        if event.at is not None:
+            record = replace(record, changed_at=event.at)
+        return _unchanged(current, record, UNCHANGED)
+    return _change(record, event, human_at)
+
+
+def _change(record: HandoffRecord, event: Event, human_at: float | None) -> Decision:
+    to = event.to or HUMAN
+    changed = replace(
+        record,
+        state=to,
+        reason=event.reason,
+        changed_at=event.at if event.at is not None else record.changed_at,
+        bot_turns=0,
+        last_human_at=(human_at or event.now) if to == HUMAN else record.last_human_at,
+        conversation_id=event.conversation_id or record.conversation_id,
+        version=record.version + 1,
+    )
+    if to == BOT:
+        actions: tuple[str, ...] = RESUME
+    elif event.kind in (CHATWOOT, OWNER):
+        actions = ()  # an agent (or the owner) is already talking: nothing to announce
+    else:
+        actions = LOCAL_PAUSE
+    return Decision(changed, PAUSED if to == HUMAN else RESUMED, actions, event.reason)
+
+
+def _unchanged(current: HandoffRecord, record: HandoffRecord, outcome: str) -> Decision:
+    if record == current:
+        return Decision(None, outcome)
+    return Decision(replace(record, version=current.version + 1), outcome)
+
+
+def _count_turn(current: HandoffRecord | None, event: Event) -> Decision:
+    record = current or HandoffRecord(event.contact_key, BOT, None, 0.0, None, None)
+    counted = replace(record, bot_turns=record.bot_turns + 1)
+    limit = event.max_bot_turns
+    if limit and counted.bot_turns >= limit and counted.state == BOT:
+        # the max-turns trigger: a local pause like a keyword's (the count starts again)
+        return _change(counted, replace(event, kind=TRIGGER, to=HUMAN, reason="max_turns"),
+                       None)
+    return Decision(replace(counted, version=record.version + 1), COUNTED)
