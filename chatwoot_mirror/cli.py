@@ -26,6 +26,7 @@ from ._version import __version__
 from .config import Config
 from .errors import ConfigError, StoreError
 from .mirror import Mirror
+from .store import parse_store_url
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -100,13 +101,14 @@ def _offline_mirror() -> Mirror:
 
 def _status(options: argparse.Namespace, out: TextIO) -> int:
     config = Config.from_env()
-    if config.enabled and not os.path.exists(config.db_path):
-        # reading must not create a store where none exists
+    scheme, path = parse_store_url(config.store)
+    if config.enabled and (scheme == "memory" or not os.path.exists(path)):
+        # reading must not create a store where none exists (memory:// never has one here)
         if options.json:
             print(json.dumps({"store": None, "queued": 0, "dead_letters": 0,
                               "paused_contacts": []}), file=out)
         else:
-            print(f"no store at {config.db_path} yet: nothing queued, nobody paused", file=out)
+            print(f"no store at {config.store} yet: nothing queued, nobody paused", file=out)
         return 0
     mirror = Mirror(config, start=False)
     if not mirror.enabled:

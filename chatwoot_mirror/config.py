@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ._notice import tell_operator
 from .errors import ConfigError
+from .store import parse_store_url, sqlite_url
 from .texts import DEFAULTS, LANGUAGES
 from .triggers import BusinessHours
 
@@ -89,7 +90,11 @@ class Config:
         "the inbox hmac_token, when identity validation is enforced")
     db_path: str = setting(
         "./chatwoot_mirror.db", "CHATWOOT_MIRROR_DB", "str",
-        "SQLite file of the local store")
+        "SQLite file of the local store (short for CHATWOOT_MIRROR_STORE=sqlite:///path)")
+    store_url: str | None = setting(
+        None, "CHATWOOT_MIRROR_STORE", "str",
+        "the local store as a URL: sqlite:///path.db or memory:// (tests); wins over "
+        "CHATWOOT_MIRROR_DB")
     resolved_policy: str = setting(
         "reopen", "CHATWOOT_RESOLVED_POLICY", "lower",
         "reopen (continue the last conversation) or new")
@@ -278,6 +283,14 @@ class Config:
         _check_range("CHATWOOT_MEDIA_MAX_MB", self.media_max_mb, 0, 2048,
                      hint="0 means never upload files")
         _check_range("CHATWOOT_MEDIA_DOWNLOAD_SECONDS", self.media_download_seconds, 1, 3600)
+        if self.store_url is not None:
+            parse_store_url(self.store_url)  # a typo fails here, not at the first message
+
+    @property
+    def store(self) -> str:
+        """The store's URL: ``CHATWOOT_MIRROR_STORE``, else the SQLite file
+        ``CHATWOOT_MIRROR_DB``."""
+        return self.store_url or sqlite_url(self.db_path)
 
     @property
     def has_bot_token(self) -> bool:

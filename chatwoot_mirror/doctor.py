@@ -31,7 +31,7 @@ import requests
 from .client import ChatwootClient
 from .config import PREFIX, VARIABLES, Config, likely_variable, read_environment
 from .errors import AuthError, ChatwootError, ConfigError, NotFound, StoreError
-from .store import SQLiteStore
+from .store import open_store, parse_store_url
 
 #: A queued message older than this means nothing is delivering.
 STUCK_AFTER_SECONDS = 300.0
@@ -113,7 +113,11 @@ def _unknown_variables(environ: Mapping[str, str] | None, dotenv: bool) -> list[
 
 
 def _store(config: Config) -> list[Check]:
-    path = config.db_path
+    scheme, path = parse_store_url(config.store)
+    variable = "CHATWOOT_MIRROR_STORE" if config.store_url else "CHATWOOT_MIRROR_DB"
+    if scheme == "memory":
+        return [Check("store", True, "memory:// keeps nothing outside the process that "
+                      "opened it: nothing here to inspect", warning=True)]
     if not os.path.exists(path):
         folder = os.path.dirname(os.path.abspath(path))
         parent = folder
@@ -123,18 +127,18 @@ def _store(config: Config) -> list[Check]:
             return [Check("store", True, f"no file yet at {path}: it is created with the "
                           "first message")]
         return [Check("store", False, f"cannot create {path}: {parent} is not a writable "
-                      "folder", "point CHATWOOT_MIRROR_DB at a file in a writable folder")]
+                      "folder", f"point {variable} at a file in a writable folder")]
     try:
-        store = SQLiteStore(path)
+        store = open_store(config.store)
     except StoreError as exc:
-        return [Check("store", False, str(exc), "point CHATWOOT_MIRROR_DB at a writable file")]
+        return [Check("store", False, str(exc), f"point {variable} at a writable file")]
     try:
         now = time.time()
         counts = store.outbox_counts(now)
         dead = store.dead_letters(limit=1)
         health = store.get_value(HEALTH_SCOPE, HEALTH_KEY, now)
     except StoreError as exc:
-        return [Check("store", False, str(exc), "point CHATWOOT_MIRROR_DB at a writable file")]
+        return [Check("store", False, str(exc), f"point {variable} at a writable file")]
     finally:
         store.close()
     checks = [Check("store", True, path)]

@@ -32,7 +32,7 @@ from .outbox import Backoff, encode
 from .pacing import Pacer
 from .relay import AgentAttachment, AgentMessage, Sender
 from .scoped import ScopedValues
-from .store import SQLiteStore, Store
+from .store import Store, open_store
 from .texts import DEFAULTS, Texts, all_default_keywords
 from .triggers import BusinessHours, Keywords
 from .webhooks import WebhookHandler
@@ -117,7 +117,7 @@ class Mirror:
             session=session,
         )
         try:
-            self.store = store or SQLiteStore(config.db_path)
+            self.store = store or open_store(config.store)
         except BaseException:
             if client is None:
                 self.client.close()  # ours: nothing else will close its session
@@ -596,9 +596,10 @@ class Mirror:
             return True
         deadline = time.monotonic() + timeout
         try:
-            target = self.store.last_queued_id()
+            # everything created up to now; rows carry their creation time (outbox.encode)
+            target = time.time()
             self.workers.wake()
-            while self.store.pending_up_to(target):
+            while self.store.pending_before(target):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

@@ -60,7 +60,7 @@ def encode(message: MirroredMessage) -> OutboxRow:
         # Half an emoji (a lone surrogate) cannot be stored: it is replaced, never lost
         # with the whole message. One check of the whole payload covers every field.
         payload=repair_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":"))),
-        provider_message_id=None if provider_id is None else repair_text(provider_id),
+        unique_key=None if provider_id is None else repair_text(provider_id),
         created_at=message.created_at,
     )
 
@@ -72,7 +72,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         direction=payload["direction"],
         content=payload["content"],
         sender_name=payload.get("sender_name"),
-        provider_message_id=row.provider_message_id,
+        provider_message_id=row.unique_key,
         attachments=tuple(
             MediaRef.from_dict(a["ref"]) if "ref" in a else
             Attachment(base64.b64decode(a["data"]), a["filename"], a["content_type"])
@@ -81,7 +81,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         key=row.key,
         created_at=row.created_at,
         attempts=row.attempts,
-        ambiguous=row.ambiguous,
+        ambiguous=row.uncertain,
         relay=AgentMessage.from_dict(payload["relay"]) if payload.get("relay") else None,
         action=payload.get("action"),
     )

@@ -125,7 +125,7 @@ class WebhookHandler:
             return _reply(400, "not_a_chatwoot_event")
         try:
             delivery = request.header("X-Chatwoot-Delivery")
-            if delivery and not self.store.first_delivery(delivery[:100], self.clock()):
+            if delivery and not self.store.first_seen("webhook:" + delivery[:100], self.clock()):
                 return _reply(200, "duplicate")
             return self._dispatch(payload)
         except Malformed as exc:

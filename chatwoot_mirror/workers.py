@@ -116,7 +116,7 @@ class DeliveryWorkers:
                 (self.tick, self._wake_if_due, "outbox check"),
                 (max(0.05, self.claim_ttl / 3), self._renew_claims, "claim renewal"),
                 (3600.0, self._prune, "pruning provider ids"),
-                (1.0, self.store.checkpoint, "store checkpoint"),
+                (1.0, self.store.maintain, "store upkeep"),
             ] + [(seconds, job, getattr(job, "__name__", "host job"))
                  for seconds, job in self.periodic]
             for seconds, job, name in jobs:
@@ -330,7 +330,7 @@ class DeliveryWorkers:
         try:
             self.store.retry_later(
                 message.key, owner, time.time() + delay, error,
-                ambiguous=ambiguous, attempt=attempt,
+                uncertain=ambiguous, attempt=attempt,
             )
         except StoreError as exc:
             log.error("cannot schedule retry contact=%s error=%s", message.identity.key, exc)

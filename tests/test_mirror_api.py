@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import responses
@@ -68,3 +69,33 @@ def test_an_echo_reaching_another_host_is_still_recognised(tmp_path):
         rows = SQLiteStore(str(tmp_path / "shared.db"))._conn().execute(
             "SELECT key, value FROM kv WHERE scope = 'echo:zpro'").fetchall()
         assert all("pedido" not in key for key, _ in rows)
+
+
+def test_a_memory_store_mirror_runs_end_to_end_for_users_unit_tests():
+    """CHATWOOT_MIRROR_STORE=memory:// needs no file: the emulator gets the exchange, and a
+    handoff and its Chatwoot work run through the same rules as with SQLite."""
+    from conftest import emulator_config
+
+    from chatwoot_mirror.store import MemoryStore
+    from chatwoot_mirror.testing import FakeChatwoot
+
+    with FakeChatwoot() as cw:
+        config = emulator_config(cw, "unused.db", store_url="memory://")
+        with Mirror(config) as mirror:
+            assert isinstance(mirror.store, MemoryStore)
+            assert mirror.log_exchange("5511987654321", "oi", "Olá! Como posso ajudar?")
+            assert mirror.handoff("5511987654321", "user_request")
+            assert mirror.flush(10)
+            assert mirror.is_paused("5511987654321")
+        assert [m["content"] for m in cw.messages() if not m.get("private")][:2] == [
+            "oi", "Olá! Como posso ajudar?"]
+        assert any(m.get("private") for m in cw.messages())  # the handoff's note
+        assert cw.conversations()[0]["status"] == "open"
+    assert not Path("unused.db").exists()
+
+
+def test_a_wrong_store_url_fails_at_start_up_naming_the_variable():
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({"CHATWOOT_URL": "https://x.example", "CHATWOOT_INBOX_ID": "tok",
+                         "CHATWOOT_MIRROR_STORE": "sqlite:/chatwoot.db"}, dotenv=False)
+    assert info.value.variable == "CHATWOOT_MIRROR_STORE"

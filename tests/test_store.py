@@ -1,3 +1,6 @@
+"""SQLite-only behaviour: files, WAL, migrations, threads. What every backend promises is
+in tests/test_store_contract.py."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -24,41 +27,6 @@ def test_schema_is_versioned_and_wal(store, db_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     SQLiteStore(db_path).close()  # opening again migrates nothing and fails nothing
-
-
-def test_contact_round_trip_keeps_conversation(store):
-    assert store.get_contact("wa-1") is None
-    store.save_contact("wa-1", "wa-1", 42)
-    store.set_conversation("wa-1", 128)
-    store.save_contact("wa-1", "wa-1", 43)
-    record = store.get_contact("wa-1")
-    assert (record.contact_id, record.conversation_id) == (43, 128)
-
-
-def test_set_conversation_of_unknown_contact_fails(store):
-    with pytest.raises(StoreError):
-        store.set_conversation("nobody", 1)
-
-
-def test_forget_conversation_is_compare_and_clear(store):
-    store.save_contact("wa-1", "wa-1", 42)
-    store.set_conversation("wa-1", 129)
-    assert store.forget_conversation("wa-1", 128) is False  # stale 404 for an older one
-    assert store.get_contact("wa-1").conversation_id == 129
-    assert store.forget_conversation("wa-1", 129) is True
-    assert store.get_contact("wa-1").conversation_id is None
-
-
-def test_lock_is_exclusive_renewable_and_expires(store):
-    assert store.acquire_lock("x", "a", ttl=10)
-    assert not store.acquire_lock("x", "b", ttl=10)
-    assert store.acquire_lock("x", "a", ttl=10)  # renew
-    store.release_lock("x", "b")  # not the holder: nothing happens
-    assert not store.acquire_lock("x", "b", ttl=10)
-    store.release_lock("x", "a")
-    assert store.acquire_lock("x", "b", ttl=0.05)
-    time.sleep(0.1)
-    assert store.acquire_lock("x", "a", ttl=10)  # the holder died: its lock expired
 
 
 def test_unwritable_location_raises_store_error(tmp_path):

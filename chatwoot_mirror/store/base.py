@@ -1,7 +1,12 @@
-"""The storage interface. Every method's docstring states its guarantee.
+"""The storage interface: primitives, each method's docstring stating its guarantee.
 
-Implementations must be safe to call from many threads at once, and the SQLite
-one from several processes sharing one file (gunicorn workers on one host).
+Domain rules (who talks to a contact, what counts as a duplicate, when a message is
+ambiguous) live above this line, so that every backend stores the same things the same
+way and a new backend implements no rule of its own. ``tests/test_store_contract.py``
+runs one suite against every backend; a backend added later must pass it.
+
+Implementations must be safe to call from many threads at once; SQLite also from several
+processes sharing one file (gunicorn workers on one host).
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ class ContactRecord:
 
 @dataclass
 class OutboxRow:
-    """One queued message as the store keeps it. ``payload`` is opaque to the store."""
+    """One queued row as the store keeps it. ``payload`` is opaque to the store.
+
+    ``unique_key``: the store skips a row whose unique key it saw before (see
+    :meth:`Store.enqueue`). ``uncertain``: the row may already have reached its consumer's
+    destination (a claim on it lapsed, or a consumer said so); sticky until completed."""
 
     key: str
     contact_key: str
     payload: str
-    provider_message_id: str | None = None
+    unique_key: str | None = None
     created_at: float = 0.0
     attempts: int = 0
-    ambiguous: bool = False
+    uncertain: bool = False
     last_error: str | None = None
     id: int | None = None
     extra: dict[str, object] = field(default_factory=dict)
@@ -125,9 +134,10 @@ class Store(abc.ABC):
     def enqueue(self, rows: Sequence[OutboxRow]) -> list[bool]:
         """Atomically append ``rows`` in order, all or none, durably (committed on return).
 
-        A row whose ``provider_message_id`` was enqueued before (even if delivered or
-        pruned from the outbox since) is skipped; the result says, per row, whether it was
-        queued. Rows get ``id``s that increase with enqueue order."""
+        A row whose ``unique_key`` was enqueued before (even if completed since, until
+        :meth:`prune_seen` forgets it) is skipped; the result says, per row, whether it was
+        queued. Rows get ``id``s that increase with enqueue order (within a contact, the
+        order :meth:`claim` hands them out)."""
 
     @abc.abstractmethod
     def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
@@ -136,8 +146,8 @@ class Store(abc.ABC):
         Only a contact whose oldest queued message is due (``next_attempt_at <= now``) and
         not claimed by a live owner is eligible, and its messages come oldest first: this is
         what keeps delivery in order per contact while contacts proceed in parallel. A
-        message whose previous claim expired (its owner died mid-delivery) comes back with
-        ``ambiguous=True``: it may have reached Chatwoot."""
+        row whose previous claim expired (its owner died mid-delivery) comes back, and
+        stays, ``uncertain=True``: it may have reached its destination."""
 
     @abc.abstractmethod
     def renew_claims(self, owners: Sequence[str], ttl: float, now: float) -> int:
@@ -150,12 +160,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def retry_later(
-        self, key: str, owner: str, at: float, error: str, *, ambiguous: bool, attempt: bool
+        self, key: str, owner: str, at: float, error: str, *, uncertain: bool, attempt: bool
     ) -> None:
-        """Atomically release the claim and make the message due again at ``at``.
+        """Atomically release the claim and make the row's contact due again at ``at``.
 
-        ``attempt`` counts a failed attempt; ``ambiguous`` records that the last attempt may
-        have reached Chatwoot (it stays set until the message is delivered)."""
+        ``attempt`` counts a failed attempt; ``uncertain`` records that the last attempt may
+        have reached its destination (it stays set until the row is completed)."""
 
     @abc.abstractmethod
     def release(self, contact_key: str, owner: str) -> None:
@@ -163,8 +173,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def prune_seen(self, before: float) -> int:
-        """Atomically forget provider message ids first seen before ``before``, and values
-        that expired before it."""
+        """Atomically forget unique keys and :meth:`first_seen` names first seen before
+        ``before``, and values that expired before it; returns how many unique keys."""
 
     @abc.abstractmethod
     def dead_letter(self, key: str, owner: str, reason: str) -> None:
@@ -189,12 +199,8 @@ class Store(abc.ABC):
         """Non-destructively read when the earliest claimable message is due, or ``None``."""
 
     @abc.abstractmethod
-    def last_queued_id(self) -> int:
-        """Non-destructively read the highest outbox id handed out so far (0 when none)."""
-
-    @abc.abstractmethod
-    def pending_up_to(self, outbox_id: int) -> int:
-        """Non-destructively count queued (not dead) messages with ``id <= outbox_id``."""
+    def pending_before(self, at: float) -> int:
+        """Non-destructively count queued (not dead) rows created at or before ``at``."""
 
     @abc.abstractmethod
     def set_last_message_id(self, key: str, message_id: int) -> None:
@@ -221,8 +227,9 @@ class Store(abc.ABC):
         """Non-destructively list every handoff record whose ``state`` equals ``state``."""
 
     @abc.abstractmethod
-    def first_delivery(self, delivery_id: str, now: float) -> bool:
-        """Atomically record a webhook delivery id; ``False`` if it was recorded before."""
+    def first_seen(self, name: str, now: float) -> bool:
+        """Atomically record ``name`` as seen at ``now``; ``False`` if it was recorded
+        before (and not yet forgotten by :meth:`prune_seen`)."""
 
     # -- integration state -------------------------------------------------------------------
 
@@ -243,9 +250,10 @@ class Store(abc.ABC):
         """Atomically remove ``(scope, key)`` (only while it still holds ``expected``, when
         given, so a stale reader cannot delete a newer value); ``True`` if removed."""
 
-    def checkpoint(self) -> None:  # noqa: B027 - optional hook
-        """Non-blocking maintenance run from a background job (SQLite: copy the write-ahead
-        log back into the database file); never required for correctness."""
+    def maintain(self) -> None:  # noqa: B027 - optional hook
+        """Non-blocking upkeep of the backend's own, run every second from a background
+        job (SQLite copies its write-ahead log back into the file); never required for
+        correctness, and never a domain rule."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files; the store is not used afterwards."""

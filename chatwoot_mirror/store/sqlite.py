@@ -131,6 +131,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE handoff ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
+    # v10: flush counts rows by age (pending_before), not by a global id.
+    """
+    CREATE INDEX outbox_age ON outbox (state, created_at);
+    """,
 ]
 
 _HANDOFF = (
@@ -187,7 +191,7 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA synchronous=NORMAL")
                 # SQLite runs an automatic checkpoint (with fsync) inside whichever commit
                 # crosses the WAL threshold, sometimes the host bot's: several ms of tail
-                # latency. Checkpoints run from a background job instead (checkpoint()).
+                # latency. Checkpoints run from a background job instead (maintain()).
                 conn.execute("PRAGMA wal_autocheckpoint=0")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
@@ -360,7 +364,8 @@ class SQLiteStore(Store):
         values = ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
         params: list[object] = []
         for row in rows:
-            params += [row.key, row.contact_key, row.payload, row.provider_message_id,
+            # the unique key lives in the provider_message_id column (its v2 name)
+            params += [row.key, row.contact_key, row.payload, row.unique_key,
                        row.created_at or now]
         with self._guard(), self._write_lock_only():
             inserted = {
@@ -409,7 +414,7 @@ class SQLiteStore(Store):
                     (contact_key, rows[-1].id),
                 )
                 for row in rows:
-                    row.ambiguous = True
+                    row.uncertain = True
             return rows
 
     def renew_claims(self, owners: Sequence[str], ttl: float, now: float) -> int:
@@ -451,7 +456,7 @@ class SQLiteStore(Store):
             return True
 
     def retry_later(
-        self, key: str, owner: str, at: float, error: str, *, ambiguous: bool, attempt: bool
+        self, key: str, owner: str, at: float, error: str, *, uncertain: bool, attempt: bool
     ) -> None:
         with self._guard(), self._write() as conn:
             contact_key = self._holds(conn, key, owner)
@@ -460,7 +465,7 @@ class SQLiteStore(Store):
             conn.execute(
                 "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
                 " ambiguous = MAX(ambiguous, ?) WHERE key = ?",
-                (1 if attempt else 0, error, 1 if ambiguous else 0, key),
+                (1 if attempt else 0, error, 1 if uncertain else 0, key),
             )
             conn.execute(
                 "UPDATE queue SET claimed_by = NULL, claim_expires_at = NULL,"
@@ -544,16 +549,9 @@ class SQLiteStore(Store):
             " ELSE MAX(next_attempt_at, claim_expires_at) END) FROM queue"
         ).fetchone()[0])
 
-    def last_queued_id(self) -> int:
-        # AUTOINCREMENT never reuses ids, so sqlite_sequence is the high-water mark.
-        row = self._read(lambda c: c.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"
-        ).fetchone())
-        return int(row[0]) if row else 0
-
-    def pending_up_to(self, outbox_id: int) -> int:
+    def pending_before(self, at: float) -> int:
         return self._read(lambda c: c.execute(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'queued' AND id <= ?", (outbox_id,)
+            "SELECT COUNT(*) FROM outbox WHERE state = 'queued' AND created_at <= ?", (at,)
         ).fetchone()[0])
 
     def _raise_last_message_id(
@@ -606,11 +604,11 @@ class SQLiteStore(Store):
             _HANDOFF + " WHERE state = ?", (state,)
         )])
 
-    def first_delivery(self, delivery_id: str, now: float) -> bool:
-        with self._guard(), self._write() as conn:
-            return bool(conn.execute(
+    def first_seen(self, name: str, now: float) -> bool:
+        with self._guard(), self._write_lock_only():
+            return bool(self._conn().execute(
                 "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, seen_at) VALUES (?, ?)",
-                (delivery_id, now),
+                (name, now),
             ).rowcount)
 
     def get_value(self, scope: str, key: str, now: float) -> str | None:
@@ -643,7 +641,7 @@ class SQLiteStore(Store):
                     (scope, key, expected))
             return bool(cursor.rowcount)
 
-    def checkpoint(self) -> None:
+    def maintain(self) -> None:
         try:
             self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error as exc:
@@ -691,8 +689,8 @@ def _finished(thread: threading.Thread) -> bool:
 
 def _outbox_row(r: tuple) -> OutboxRow:
     return OutboxRow(
-        id=r[0], key=r[1], contact_key=r[2], payload=r[3], provider_message_id=r[4],
-        created_at=r[5], attempts=r[6], ambiguous=bool(r[7]), last_error=r[8],
+        id=r[0], key=r[1], contact_key=r[2], payload=r[3], unique_key=r[4],
+        created_at=r[5], attempts=r[6], uncertain=bool(r[7]), last_error=r[8],
     )
 
 

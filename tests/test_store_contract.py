@@ -1,0 +1,374 @@
+"""One suite for every store backend: each primitive's documented guarantee.
+
+A backend joins by adding its URL to ``BACKENDS`` (Redis in issue #15); it must pass
+every test here unchanged. Backend-specific behaviour (SQLite's WAL, files, processes)
+is tested beside the backend, in tests/test_store.py."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from chatwoot_mirror.errors import ConfigError, StoreError
+from chatwoot_mirror.store import (
+    HandoffRecord,
+    MemoryStore,
+    OutboxRow,
+    SQLiteStore,
+    Store,
+    open_store,
+    parse_store_url,
+)
+
+BACKENDS = ["sqlite", "memory"]
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    url = {"sqlite": f"sqlite:///{tmp_path}/contract.db", "memory": "memory://"}[request.param]
+    s = open_store(url)
+    yield s
+    s.close()
+
+
+def row(key: str, contact: str = "wa-1", unique: str | None = None,
+        created_at: float = 0.0) -> OutboxRow:
+    return OutboxRow(key=key, contact_key=contact, payload='{"k":"' + key + '"}',
+                     unique_key=unique, created_at=created_at)
+
+
+def claim_all(store: Store, owner: str = "w", ttl: float = 30.0, limit: int = 50,
+              now: float | None = None) -> list[OutboxRow]:
+    return store.claim(owner, ttl, limit, time.time() if now is None else now)
+
+
+# -- selecting a backend ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("url,expected", [
+    ("sqlite:///data/m.db", ("sqlite", "data/m.db")),
+    ("sqlite:////srv/m.db", ("sqlite", "/srv/m.db")),
+    ("SQLITE:///m.db", ("sqlite", "m.db")),
+    ("memory://", ("memory", "")),
+])
+def test_store_urls(url, expected):
+    assert parse_store_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["", "m.db", "sqlite://", "sqlite:///", "sqlite:///dir/",
+                                 "postgres://db/x", "memory://shared", "redis//localhost"])
+def test_a_wrong_store_url_names_the_variable(url):
+    with pytest.raises(ConfigError) as info:
+        parse_store_url(url)
+    assert info.value.variable == "CHATWOOT_MIRROR_STORE"
+
+
+def test_the_url_picks_the_backend(tmp_path):
+    sqlite, memory = open_store(f"sqlite:///{tmp_path}/a.db"), open_store("memory://")
+    assert isinstance(sqlite, SQLiteStore) and sqlite.path == f"{tmp_path}/a.db"
+    assert isinstance(memory, MemoryStore)
+    sqlite.close()
+    memory.close()
+
+
+# -- contacts -------------------------------------------------------------------------------
+
+def test_contact_round_trip_keeps_conversation_and_identity(store):
+    assert store.get_contact("wa-1") is None
+    store.save_contact("wa-1", "wa-1", 42, '{"key":"wa-1"}', instance="i1")
+    store.set_conversation("wa-1", 128)
+    store.save_contact("wa-1", "wa-1", 43, instance="i1")  # no identity given: kept
+    record = store.get_contact("wa-1")
+    assert (record.contact_id, record.conversation_id, record.identity, record.instance) == (
+        43, 128, '{"key":"wa-1"}', "i1")
+
+
+def test_rebinding_a_contact_to_another_instance_clears_its_ids(store):
+    store.save_contact("wa-1", "wa-1", 42, instance="i1")
+    store.set_conversation("wa-1", 128)
+    store.set_last_message_id("wa-1", 900)
+    store.save_contact("wa-1", "wa-1", 7, instance="i2")
+    record = store.get_contact("wa-1")
+    assert (record.contact_id, record.conversation_id, record.instance) == (7, None, "i2")
+    assert store.last_message_id("wa-1") is None
+
+
+def test_set_conversation_of_unknown_contact_fails(store):
+    with pytest.raises(StoreError):
+        store.set_conversation("nobody", 1)
+
+
+def test_forget_conversation_is_compare_and_clear(store):
+    store.save_contact("wa-1", "wa-1", 42)
+    store.set_conversation("wa-1", 129)
+    assert store.forget_conversation("wa-1", 128) is False
+    assert store.get_contact("wa-1").conversation_id == 129
+    assert store.forget_conversation("wa-1", 129) is True
+    assert store.get_contact("wa-1").conversation_id is None
+
+
+def test_last_message_id_only_rises(store):
+    store.save_contact("wa-1", "wa-1", 42)
+    assert store.last_message_id("wa-1") is None
+    store.set_last_message_id("wa-1", 10)
+    store.set_last_message_id("wa-1", 5)
+    assert store.last_message_id("wa-1") == 10
+    store.set_last_message_id("nobody", 5)  # unknown contact: nothing to raise
+    assert store.last_message_id("nobody") is None
+
+
+# -- locks ------------------------------------------------------------------------------------
+
+def test_lock_is_exclusive_renewable_and_expires(store):
+    assert store.acquire_lock("x", "a", ttl=10)
+    assert not store.acquire_lock("x", "b", ttl=10)
+    assert store.acquire_lock("x", "a", ttl=10)  # renew
+    store.release_lock("x", "b")  # not the holder: nothing happens
+    assert not store.acquire_lock("x", "b", ttl=10)
+    store.release_lock("x", "a")
+    assert store.acquire_lock("x", "b", ttl=0.05)
+    time.sleep(0.1)
+    assert store.acquire_lock("x", "a", ttl=10)  # b's lock lapsed
+
+
+# -- outbox -----------------------------------------------------------------------------------
+
+def test_enqueue_skips_a_unique_key_seen_before_even_after_completion(store):
+    assert store.enqueue([row("a", unique="wamid.1"), row("b")]) == [True, True]
+    assert store.enqueue([row("c", unique="wamid.1")]) == [False]
+    for item in claim_all(store):
+        assert store.complete(item.key, "w")
+    assert store.enqueue([row("d", unique="wamid.1")]) == [False]
+    assert store.outbox_counts(time.time()).queued == 0
+
+
+def test_enqueue_is_all_or_none_and_ids_follow_enqueue_order(store):
+    rows = [row("a"), row("b"), row("c")]
+    assert store.enqueue(rows) == [True, True, True]
+    assert rows[0].id < rows[1].id < rows[2].id
+    with pytest.raises(StoreError):
+        store.enqueue([row("d"), row("a")])  # "a" is queued: neither is written
+    assert [r.key for r in claim_all(store)] == ["a", "b", "c"]
+
+
+def test_claim_takes_one_contact_oldest_first_and_keeps_others_out(store):
+    now = time.time()
+    store.enqueue([row("a1", "wa-a", created_at=now - 3), row("b1", "wa-b", created_at=now - 2),
+                   row("a2", "wa-a", created_at=now - 1)])
+    first = store.claim("w1", 30, 10, now)
+    assert [r.key for r in first] == ["a1", "a2"]
+    assert not any(r.uncertain for r in first)
+    assert [r.key for r in store.claim("w2", 30, 10, now)] == ["b1"]  # contacts in parallel
+    assert store.claim("w3", 30, 10, now) == []  # both contacts are held
+    assert store.outbox_counts(now).in_flight == 2
+
+
+def test_claim_respects_limit_and_due_time(store):
+    now = time.time()
+    store.enqueue([row(f"m{i}", created_at=now) for i in range(5)])
+    assert [r.key for r in store.claim("w", 30, 2, now)] == ["m0", "m1"]
+    store.retry_later("m0", "w", now + 60, "503", uncertain=False, attempt=True)
+    assert store.claim("w", 30, 2, now) == []  # not due yet
+    assert store.next_due_at(now) == pytest.approx(now + 60)
+    assert [r.key for r in store.claim("w", 30, 2, now + 61)] == ["m0", "m1"]
+
+
+def test_a_lapsed_claim_makes_its_rows_uncertain_for_good(store):
+    now = time.time()
+    store.enqueue([row("a", created_at=now)])
+    assert store.claim("dead-worker", 5, 10, now)
+    assert store.claim("w", 5, 10, now + 1) == []  # still held
+    again = store.claim("w", 5, 10, now + 10)
+    assert [(r.key, r.uncertain) for r in again] == [("a", True)]
+    store.retry_later("a", "w", now + 10, "timeout", uncertain=False, attempt=True)
+    assert store.claim("w", 5, 10, now + 11)[0].uncertain  # sticky until completed
+
+
+def test_renew_claims_extends_only_the_owners_claims(store):
+    now = time.time()
+    store.enqueue([row("a", "wa-a", created_at=now), row("b", "wa-b", created_at=now)])
+    store.claim("w1", 5, 10, now)
+    store.claim("w2", 5, 10, now)
+    assert store.renew_claims(["w1"], 100, now + 4) == 1
+    assert store.renew_claims([], 100, now + 4) == 0
+    # at now + 20, w2's claim has lapsed and w1's has not
+    assert [r.key for r in store.claim("w3", 5, 10, now + 20)] == ["b"]
+    assert store.claim("w3", 5, 10, now + 20) == []
+
+
+def test_complete_needs_the_claim_and_raises_the_last_message_id(store):
+    store.save_contact("wa-1", "wa-1", 42)
+    store.enqueue([row("a")])
+    assert store.complete("a", "w") is False  # nobody claimed it
+    claim_all(store, owner="w")
+    assert store.complete("a", "intruder") is False
+    assert store.complete("a", "w", chatwoot_message_id=555) is True
+    assert store.last_message_id("wa-1") == 555
+    assert store.outbox_counts(time.time()).queued == 0
+    assert store.next_due_at(time.time()) is None
+
+
+def test_retry_later_counts_attempts_and_keeps_the_error(store):
+    now = time.time()
+    store.enqueue([row("a", created_at=now)])
+    store.claim("w", 30, 10, now)
+    store.retry_later("a", "intruder", now, "x", uncertain=True, attempt=True)  # no-op
+    store.retry_later("a", "w", now, "HTTP 503", uncertain=True, attempt=True)
+    again = store.claim("w", 30, 10, now)
+    assert (again[0].attempts, again[0].last_error, again[0].uncertain) == (1, "HTTP 503", True)
+    store.retry_later("a", "w", now, "paced", uncertain=False, attempt=False)
+    assert store.claim("w", 30, 10, now)[0].attempts == 1  # not an attempt
+
+
+def test_release_drops_the_claim_without_penalty(store):
+    now = time.time()
+    store.enqueue([row("a", created_at=now)])
+    store.claim("w", 30, 10, now)
+    store.release("wa-1", "intruder")
+    assert store.claim("w2", 30, 10, now) == []
+    store.release("wa-1", "w")
+    again = store.claim("w2", 30, 10, now)
+    assert [(r.key, r.attempts, r.uncertain) for r in again] == [("a", 0, False)]
+
+
+def test_dead_letters_never_block_later_rows_and_can_be_retried(store):
+    now = time.time()
+    store.enqueue([row("a", created_at=now - 2), row("b", created_at=now - 1)])
+    store.claim("w", 30, 1, now)
+    store.dead_letter("a", "w", "422 invalid")
+    store.release("wa-1", "w")
+    assert [r.key for r in store.claim("w", 30, 10, now)] == ["b"]
+    assert store.complete("b", "w")
+    assert [(r.key, r.last_error) for r in store.dead_letters()] == [("a", "422 invalid")]
+    counts = store.outbox_counts(now)
+    assert (counts.queued, counts.dead) == (0, 1)
+    assert store.retry_dead(["nope"]) == 0
+    assert store.retry_dead([]) == 0
+    assert store.retry_dead() == 1
+    again = store.claim("w", 30, 10, time.time())
+    assert [(r.key, r.attempts) for r in again] == [("a", 0)]
+
+
+def test_outbox_counts_and_pending_before(store):
+    now = time.time()
+    store.enqueue([row("a", "wa-a", created_at=now - 30), row("b", "wa-b", created_at=now - 10),
+                   row("c", "wa-b", created_at=now)])
+    counts = store.outbox_counts(now)
+    assert (counts.queued, counts.in_flight, counts.dead) == (3, 0, 0)
+    assert counts.oldest_queued_at == pytest.approx(now - 30)
+    assert store.pending_before(now - 20) == 1
+    assert store.pending_before(now) == 3
+    store.claim("w", 30, 10, now)
+    assert store.outbox_counts(now).in_flight == 1
+
+
+def test_prune_seen_forgets_old_unique_keys_names_and_expired_values(store):
+    now = time.time()
+    store.enqueue([row("a", unique="old", created_at=now - 100),
+                   row("b", unique="new", created_at=now)])
+    assert store.first_seen("webhook:1", now - 100)
+    store.set_value("s", "gone", "v", expires_at=now - 50)
+    store.set_value("s", "kept", "v", expires_at=now + 50)
+    store.set_value("s", "forever", "v")
+    assert store.prune_seen(now - 60) == 1
+    assert store.enqueue([row("a2", unique="old"), row("b2", unique="new")]) == [True, False]
+    assert store.first_seen("webhook:1", now)
+    assert store.get_value("s", "kept", now) == "v"
+    assert store.get_value("s", "forever", now) == "v"
+
+
+# -- handoff records ----------------------------------------------------------------------------
+
+def test_handoff_record_compare_and_set(store):
+    first = HandoffRecord("wa-1", "human", "keyword", 0.0, 10.0, None, 0, 1)
+    assert store.get_handoff("wa-1") is None
+    assert store.put_handoff(first, expected_version=0) is False  # none stored: expect None
+    assert store.put_handoff(first, expected_version=None) is True
+    assert store.put_handoff(first, expected_version=None) is False  # someone got there
+    assert store.get_handoff("wa-1") == first
+    second = HandoffRecord("wa-1", "bot", "resolved", 5.0, 10.0, 128, 3, 2)
+    assert store.put_handoff(second, expected_version=7) is False  # lost the race
+    assert store.put_handoff(second, expected_version=1) is True
+    assert store.get_handoff("wa-1") == second
+
+
+def test_list_handoffs_by_state(store):
+    store.put_handoff(HandoffRecord("wa-1", "human", "r", 0.0, 1.0, None, 0, 1), None)
+    store.put_handoff(HandoffRecord("wa-2", "bot", "r", 0.0, None, None, 0, 1), None)
+    store.put_handoff(HandoffRecord("wa-3", "human", "r", 0.0, 2.0, 9, 0, 1), None)
+    assert sorted(r.contact_key for r in store.list_handoffs("human")) == ["wa-1", "wa-3"]
+    assert [r.contact_key for r in store.list_handoffs("bot")] == ["wa-2"]
+    assert store.list_handoffs("nobody") == []
+
+
+def test_first_seen(store):
+    assert store.first_seen("webhook:abc", 1.0) is True
+    assert store.first_seen("webhook:abc", 2.0) is False
+    assert store.first_seen("webhook:abd", 2.0) is True
+
+
+# -- values -----------------------------------------------------------------------------------
+
+def test_values_expire_replace_and_delete_by_expectation(store):
+    now = time.time()
+    assert store.get_value("typebot", "wa-1", now) is None
+    store.set_value("typebot", "wa-1", "s1", expires_at=now + 10)
+    assert store.get_value("typebot", "wa-1", now) == "s1"
+    assert store.get_value("typebot", "wa-1", now + 10) is None  # expired at its expiry
+    store.set_value("typebot", "wa-1", "s2")  # replaced, expiry too
+    assert store.get_value("typebot", "wa-1", now + 1000) == "s2"
+    assert store.get_value("other", "wa-1", now) is None  # scopes are apart
+    assert store.delete_value("typebot", "wa-1", expected="s1") is False
+    assert store.delete_value("typebot", "wa-1", expected="s2") is True
+    assert store.delete_value("typebot", "wa-1") is False
+
+
+# -- concurrency and lifecycle ---------------------------------------------------------------
+
+def test_one_unique_key_wins_among_racing_threads(store):
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def enqueue(i: int) -> None:
+        flags = store.enqueue([row(f"k{i}", unique="wamid.same")])
+        with lock:
+            results.extend(flags)
+
+    threads = [threading.Thread(target=enqueue, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 15 + [True]
+
+
+def test_racing_claims_hand_each_contact_to_one_owner(store):
+    now = time.time()
+    store.enqueue([row(f"m{i}", f"wa-{i}", created_at=now) for i in range(20)])
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def work(owner: str) -> None:
+        while True:
+            rows = store.claim(owner, 30, 10, now)
+            if not rows:
+                return
+            with lock:
+                taken.extend(r.key for r in rows)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(f"m{i}" for i in range(20))  # each exactly once
+
+
+def test_a_closed_store_refuses_work(store):
+    store.close()
+    with pytest.raises(StoreError):
+        store.get_contact("wa-1")
+    with pytest.raises(StoreError):
+        store.enqueue([row("a")])
+    store.close()  # twice is fine
