@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from . import redaction
+from .channels import CHANNEL_SCOPE, Channel, ChannelRouter
 from .client import Attachment, ChatwootClient
 from .config import Config
 from .conversations import ConversationResolver
@@ -23,7 +24,7 @@ from .delivery import ACTION, INCOMING, OUTGOING, RELAY, Deliverer, MirroredMess
 from .doctor import HEALTH_KEY, HEALTH_SCOPE
 from .errors import ChatwootError, ConfigError, StoreError
 from .handoff import Callback, Handoff, HandoffActions
-from .handoff.rules import OWNER, TRIGGER
+from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
 from .media import Fetcher, MediaRef
 from .metrics import Metrics
@@ -99,6 +100,9 @@ class Mirror:
         #: adapters connected to this mirror download through it
         self.outbound = OutboundPolicy.of(config.media_allowed_hosts,
                                           config.media_download_seconds)
+        #: the channel adapters connected with :meth:`connect` (a disabled mirror still
+        #: sends the bot's replies through them)
+        self.channels = ChannelRouter(None)
         if not self.enabled:
             log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
             return
@@ -122,6 +126,7 @@ class Mirror:
             if client is None:
                 self.client.close()  # ours: nothing else will close its session
             raise
+        self.channels = ChannelRouter(ScopedValues(self.store, CHANNEL_SCOPE))
         self.resolver = ConversationResolver(
             self.client,
             self.store,
@@ -292,19 +297,107 @@ class Mirror:
         sender_name: str | None = None,
         message_id: str | None = None,
         attachments: Iterable[Attachment | MediaRef] = (),
+        channel: str | None = None,
+        owner: bool = False,
+        pause: bool = True,
     ) -> Received:
-        """Mirror a customer message and tell the bot whether to answer it.
+        """Mirror a message of the conversation and tell the bot whether to answer it.
 
-        Like :meth:`log_incoming`, then the handoff triggers, then the pause state: the
-        bot should answer unless the provider delivered ``message_id`` before or humans
-        have the contact. Never raises; when the store fails the bot answers (mirroring
-        must not silence it)."""
+        A customer message: like :meth:`log_incoming`, then the handoff triggers, then the
+        pause state; the bot should answer unless the provider delivered ``message_id``
+        before or humans have the contact. ``channel`` (a connected adapter's name) is
+        where the contact's replies go from now on.
+
+        ``owner=True``: the business typed it on its own phone. It is mirrored as the
+        business's message (``texts.from_phone`` prefix) and, unless ``pause=False``,
+        the bot pauses quietly like after an agent's reply.
+
+        Never raises; when the store fails the bot answers (mirroring must not silence
+        it)."""
+        if owner:
+            return self._owner_message(contact, text, message_id, pause)
+        if channel is not None and self.enabled:
+            try:
+                self.channels.remember(self.identify(contact).key, channel)
+            except ValueError:
+                pass  # not a contact: _queue says so below
         flags = self._queue(
             contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))]
         )
         duplicate = flags is not None and bool(flags) and not flags[0]
         return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
                         paused=not duplicate and self.is_paused(contact))
+
+    def _owner_message(self, contact: object, text: str, message_id: str | None,
+                       pause: bool) -> Received:
+        paused = pause and self.human_replied(contact)  # first: not counted as a bot turn
+        flags = self._queue(contact, [(OUTGOING, self.texts.from_phone + text, None,
+                                       message_id, ())], triggers=False)
+        duplicate = flags is not None and bool(flags) and not flags[0]
+        return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
+                        paused=paused or (not duplicate and self.is_paused(contact)))
+
+    def answer(
+        self,
+        contact: object,
+        messages: Iterable[str | AgentAttachment] = (),
+        *,
+        handoff: str | None = None,
+        note: str | None = None,
+        failed: bool = False,
+        channel: str | None = None,
+    ) -> str:
+        """Send the bot's answer to a customer message, and mirror it.
+
+        Each of ``messages`` (texts and files by URL) goes to the customer through the
+        durable queue and the connected ``channel`` (see :meth:`connect`), and shows in
+        Chatwoot as the bot's reply; if the queue cannot take it, it is sent at once
+        rather than not at all. ``handoff`` (a reason) then hands the contact to humans
+        with ``note`` for the agents; ``failed=True`` (the bot could not answer) hands
+        over with reason ``ai_failure`` instead of leaving the customer without one.
+
+        Returns ``answered``, ``no_reply`` or ``handed_off``. Never raises for mirroring
+        trouble."""
+        if failed:
+            self._bot_handoff(contact, "ai_failure", None, BOT_FAILURE)
+            return "handed_off"
+        items = list(messages)
+        for item in items:
+            self._send_bot_message(contact, item, channel)
+        if handoff:
+            self._bot_handoff(contact, handoff, note, BOT_HANDOFF)
+            return "handed_off"
+        return "answered" if items else "no_reply"
+
+    def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
+        if not self.enabled:
+            return
+        try:
+            identity = self.identify(contact)
+            self.handoff_state.pause(identity.key, reason, kind=kind, identity=identity,
+                                     note=note)
+        except (ValueError, StoreError) as exc:
+            log.error("handoff not recorded reason=%s error=%s", reason, exc)
+
+    def _send_bot_message(self, contact: object, item: str | AgentAttachment,
+                          channel: str | None) -> None:
+        text, media = (item, ()) if isinstance(item, str) else ("", (item,))
+        if self.enabled and not self._closed:
+            try:
+                # False here can mean the relay was queued but not its mirror copy: sending
+                # directly as well would reach the customer twice
+                self.notify_customer(contact, text, media=media, kind="bot", channel=channel)
+                return
+            except Exception as exc:  # the queue failed: answer directly rather than not at all
+                log.error("bot reply not queued, sending directly channel=%s error=%s",
+                          channel, exc)
+        try:
+            identity = self.identify(contact)
+            self.channels.relay(AgentMessage(
+                contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
+                attachments=media, kind="bot", channel=channel))
+        except Exception as exc:
+            log.error("bot reply not sent channel=%s error=%s", channel, exc)
 
     def log_outgoing(
         self,
@@ -537,6 +630,21 @@ class Mirror:
             self.deliverer.sender = sender
         return sender
 
+    def connect(self, *channels: Channel) -> ChannelRouter:
+        """Send agents' replies through ``channels`` (each contact's through the one it
+        last wrote through, see :meth:`receive`), let the delivery workers download the
+        files customers send through them, and mask their secrets in logs. Idempotent."""
+        for channel in channels:
+            if not self.channels.add(channel):
+                continue
+            redaction.install(channel.secrets())
+            channel.attach(self.values if self.enabled else None, self.outbound)
+            if self.enabled:
+                self.on_media_download(channel.name, channel.download)
+        if self.enabled and channels and self.agent_sender != self.channels.relay:
+            self.on_agent_message(self.channels.relay)
+        return self.channels
+
     def on_media_download(self, source: str, fetch: Fetcher) -> Fetcher:
         """Register how to download files of ``source`` (an adapter's name) that customers
         sent: ``fetch(MediaRef, max_bytes) -> Attachment``, called from the delivery
@@ -667,3 +775,4 @@ class Mirror:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+

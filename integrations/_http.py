@@ -4,7 +4,7 @@ succeed later, :class:`ProviderRejected` never will."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -12,6 +12,7 @@ import requests
 from chatwoot_mirror.errors import MirrorError
 from chatwoot_mirror.outbound import OutboundPolicy
 from chatwoot_mirror.relay import RelayRejected
+from chatwoot_mirror.scoped import ScopedValues
 
 from .base import ChannelAdapter
 
@@ -88,6 +89,11 @@ class HttpClient:
 
 class HttpAdapter(HttpClient, ChannelAdapter):
     """A channel adapter that talks HTTP (all of ours)."""
+
+    def attach(self, values: Callable[[str], ScopedValues] | None,
+               outbound: OutboundPolicy) -> None:
+        self.outbound = outbound  # downloads follow the mirror's policy
+        super().attach(values, outbound)
 
 
 def _problem(response: requests.Response) -> str:

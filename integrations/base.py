@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
 from chatwoot_mirror.media import MediaError, MediaRef
+from chatwoot_mirror.outbound import OutboundPolicy
 from chatwoot_mirror.relay import AgentAttachment, AgentMessage
 from chatwoot_mirror.scoped import ScopedValues
 
@@ -124,6 +125,20 @@ class ChannelAdapter(abc.ABC):
         """Called once connected to a mirror: ``values(scope)`` is state kept in the
         mirror's store, shared by every host (an adapter that remembers nothing ignores
         it)."""
+
+    def attach(self, values: Callable[[str], ScopedValues] | None,
+               outbound: OutboundPolicy) -> None:
+        """Called by :meth:`Mirror.connect <chatwoot_mirror.Mirror.connect>`: the mirror's
+        shared state (handed to :meth:`share_state`; ``None`` from a disabled mirror,
+        which keeps none) and where files may be fetched from."""
+        if values is not None:
+            self.share_state(values)
+
+    def secrets(self) -> list[str]:
+        """This adapter's secrets (API key, token, webhook secret), which the mirror masks
+        wherever they could be logged."""
+        return [value for value in (getattr(self, name, None) for name in (
+            "api_key", "token", "webhook_secret")) if isinstance(value, str) and value]
 
     def download(self, media: MediaRef, max_bytes: int) -> Attachment:
         """Fetch a customer's file; raises :class:`~chatwoot_mirror.media.MediaError`."""

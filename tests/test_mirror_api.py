@@ -99,3 +99,81 @@ def test_a_wrong_store_url_fails_at_start_up_naming_the_variable():
         Config.from_env({"CHATWOOT_URL": "https://x.example", "CHATWOOT_INBOX_ID": "tok",
                          "CHATWOOT_MIRROR_STORE": "sqlite:/chatwoot.db"}, dotenv=False)
     assert info.value.variable == "CHATWOOT_MIRROR_STORE"
+
+
+class _Recorder:
+    """A channel adapter that records what it was asked to send."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[str] = []
+
+    def relay(self, message):
+        self.sent.append(message.text)
+        return f"{self.name}-{len(self.sent)}"
+
+    def download(self, media, max_bytes):
+        raise NotImplementedError
+
+    def attach(self, values, outbound):
+        pass
+
+    def secrets(self):
+        return []
+
+
+def test_an_agent_reply_goes_out_through_the_channel_the_contact_last_used_on_any_host(
+        tmp_path):
+    """Two hosts share one store and both speak WhatsApp through two providers. The
+    contact writes through 'a' on host 1, through 'b' on host 2, then through 'a' on host 1
+    again: an agent's reply handled by host 2 must leave through 'a'. A per-host cache of
+    the route sent it through 'b', which the contact had left."""
+    from chatwoot_mirror.relay import AgentMessage
+
+    config = Config(url="https://chat.example.com", inbox_identifier="abc",
+                    db_path=str(tmp_path / "shared.db"))
+    host1, host2 = Mirror(config, start=False), Mirror(config, start=False)
+    try:
+        one = {name: _Recorder(name) for name in "ab"}
+        two = {name: _Recorder(name) for name in "ab"}
+        host1.connect(*one.values())
+        host2.connect(*two.values())
+        phone = "5511988887777"
+        host1.receive(phone, "oi", message_id="m1", channel="a")
+        host2.receive(phone, "oi de novo", message_id="m2", channel="b")
+        host1.receive(phone, "e agora", message_id="m3", channel="a")
+        reply = AgentMessage(contact=host2.identify(phone), text="Olá, sou a Ana",
+                             chatwoot_message_id=9, conversation_id=1)
+        assert host2.agent_sender is not None
+        assert host2.agent_sender(reply) == "a-1"
+        assert two["a"].sent == ["Olá, sou a Ana"] and two["b"].sent == []
+    finally:
+        host1.close(timeout=0)  # nothing to wait for: no worker delivers here
+        host2.close(timeout=0)
+
+
+def test_answer_sends_directly_when_the_queue_cannot_take_the_reply(tmp_path):
+    """The bot's answer reaches the customer even when the store refuses writes."""
+    config = Config(url="https://chat.example.com", inbox_identifier="abc",
+                    db_path=str(tmp_path / "m.db"))
+    mirror = Mirror(config, start=False)
+    channel = _Recorder("a")
+    mirror.connect(channel)
+
+    def broken(rows):
+        raise RuntimeError("disk full")
+
+    mirror.store.enqueue = broken  # type: ignore[method-assign]
+    assert mirror.answer("5511988887777", ["Seu pedido saiu"], channel="a") == "answered"
+    assert channel.sent == ["Seu pedido saiu"]
+    mirror.close(timeout=0)
+
+
+def test_a_disabled_mirror_still_sends_the_bots_answer():
+    mirror = Mirror(Config(enabled=False))
+    channel = _Recorder("a")
+    mirror.connect(channel)
+    assert mirror.receive("5511988887777", "oi", channel="a").bot_should_answer
+    assert mirror.answer("5511988887777", ["Olá!"], handoff="sales", channel="a") == "handed_off"
+    assert channel.sent == ["Olá!"]
+    assert mirror.answer("5511988887777", failed=True) == "handed_off"
