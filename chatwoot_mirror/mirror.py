@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,41 +12,27 @@ from typing import Any
 import requests
 
 from . import redaction
-from .channels import CHANNEL_SCOPE, Channel, ChannelRouter
+from .activity import Activity
+from .assembly import assemble
+from .channels import Channel, ChannelRouter
 from .client import Attachment, ChatwootClient
 from .config import Config
-from .conversations import ConversationResolver
-from .delivery import ACTION, INCOMING, OUTGOING, RELAY, Deliverer, MirroredMessage
-from .doctor import HEALTH_KEY, HEALTH_SCOPE
-from .errors import ChatwootError, ConfigError, StoreError
-from .handoff import Callback, Handoff, HandoffActions
+from .delivery import ACTION, INCOMING, OUTGOING, RELAY, MirroredMessage
+from .errors import ConfigError, StoreError
+from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
 from .media import Fetcher, MediaRef
 from .metrics import Metrics
 from .outbound import OutboundPolicy
-from .outbox import Backoff, encode
-from .pacing import Pacer
+from .outbox import encode
 from .relay import AgentAttachment, AgentMessage, Sender
 from .scoped import ScopedValues
-from .store import Store, open_store
-from .texts import DEFAULTS, Texts, all_default_keywords
-from .triggers import BusinessHours, Keywords
+from .store import Store
+from .texts import DEFAULTS, Texts
 from .webhooks import WebhookHandler
-from .workers import DEAD, DONE, DeliveryWorkers
 
 log = logging.getLogger("chatwoot_mirror")
-
-# Mirrors whose threads are running. At interpreter exit their workers and scheduler are
-# stopped (without draining: close() drains) so that no daemon thread is still logging
-# while the interpreter finalises, which can abort the process.
-_RUNNING: weakref.WeakSet[Mirror] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_running_mirrors() -> None:
-    for mirror in list(_RUNNING):
-        mirror.workers.stop(timeout=1.0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +58,12 @@ class Mirror:
     ``False`` means the message could not even be written down locally (logged, counted).
     """
 
+    def __new__(cls, config: Config, **kwargs: Any) -> Mirror:
+        # CHATWOOT_ENABLED=false gives the null object: the same API, doing nothing
+        if cls is Mirror and not config.enabled:
+            cls = DisabledMirror
+        return super().__new__(cls)
+
     def __init__(
         self,
         config: Config,
@@ -87,15 +75,9 @@ class Mirror:
     ) -> None:
         self.config = config
         self.enabled = config.enabled
-        self._lock = threading.Lock()
-        self._counters: dict[str, Any] = {
-            "delivered": 0, "retried": 0, "dead_lettered": 0, "not_queued": 0,
-            "last_error": None,
-        }
+        #: counters, metrics and Chatwoot's health as this process saw them
+        self.activity = Activity()
         self._closed = False
-        self._health: tuple[bool | None, float] = (None, 0.0)
-        #: Prometheus metrics when ``CHATWOOT_METRICS=true`` (see :mod:`.metrics`)
-        self.metrics: Metrics | None = None
         #: where files may be fetched from (``CHATWOOT_MEDIA_ALLOWED_HOSTS``); channel
         #: adapters connected to this mirror download through it
         self.outbound = OutboundPolicy.of(config.media_allowed_hosts,
@@ -104,95 +86,35 @@ class Mirror:
         #: sends the bot's replies through them)
         self.channels = ChannelRouter(None)
         if not self.enabled:
-            log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
-            return
-        # Tokens and the inbox identifier travel in URLs that web servers and urllib3 log.
-        redaction.install([config.bot_token or "", config.api_token or "",
-                           config.webhook_secret or "", config.webhook_token or "",
-                           config.hmac_token or "", config.inbox_identifier])
-        self.client = client or ChatwootClient(
-            config.url,
-            config.inbox_identifier,
-            account_id=config.account_id,
-            bot_token=config.bot_token,
-            api_token=config.api_token,
-            connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout,
-            session=session,
-        )
-        try:
-            self.store = store or open_store(config.store)
-        except BaseException:
-            if client is None:
-                self.client.close()  # ours: nothing else will close its session
-            raise
-        self.channels = ChannelRouter(ScopedValues(self.store, CHANNEL_SCOPE))
-        self.resolver = ConversationResolver(
-            self.client,
-            self.store,
-            resolved_policy=config.resolved_policy,
-            hmac_token=config.hmac_token,
-            check_ownership=config.has_bot_token,
-        )
-        self.deliverer = Deliverer(
-            self.client,
-            self.resolver,
-            use_bot_token=config.has_bot_token,
-            bot_prefix=config.bot_prefix,
-            report_status=bool(config.api_token and config.account_id),
-            relay_max_attempts=config.relay_max_attempts,
-            media_max_bytes=int(config.media_max_mb * 1024 * 1024),
-            language=config.language,
-            media_slots=max(1, config.workers - 1),
-        )
-        self.handoff_state = Handoff(
-            self.store, resume_after_minutes=config.resume_after_minutes,
-            max_bot_turns=config.max_bot_turns,
-        )
-        self.handoff_state.executor = HandoffActions(
-            config, self.store, notify=self.notify_customer,
-            enqueue_action=self._enqueue_action,
-        )
-        self.workers = DeliveryWorkers(
-            self.store,
-            self.deliverer,
-            workers=config.workers,
-            claim_ttl=config.claim_ttl_seconds,
-            backoff=Backoff(config.retry_base_seconds, config.retry_max_seconds),
-            pacer=Pacer(config.max_requests_per_minute),
-            on_result=self._on_result,
-            periodic=[(60.0, self.handoff_state.resume_idle)],
-        )
-        self.keywords = Keywords(
-            all_default_keywords() if config.handoff_keywords is None else config.handoff_keywords
-        )
-        self.business_hours = (
-            BusinessHours.parse(config.business_hours, config.timezone)
-            if config.business_hours else None
-        )
+            return  # a DisabledMirror (see __new__): nothing to build
+        parts = assemble(config, store=store, client=client, session=session)
+        self._parts = parts
+        self.client, self.store, self.channels = parts.client, parts.store, parts.channels
+        self.resolver, self.deliverer = parts.resolver, parts.deliverer
+        self.handoff_state, self.workers = parts.handoff, parts.workers
+        self.keywords, self.business_hours = parts.keywords, parts.business_hours
+        actions = HandoffActions(config, self.store, notify=self.notify_customer,
+                                 enqueue_action=self._enqueue_action,
+                                 agents=self.client.list_agents)
+        self.handoff_state.executor = actions
         if config.has_bot_token:
-            self.deliverer.on_handoff_done = self._ticket_if_nobody_is_online
-        else:
-            log.warning(
-                "CHATWOOT_BOT_TOKEN is not set: bot replies will be posted as customer "
-                "(incoming) messages prefixed with %r; create an Agent Bot in Chatwoot "
-                "(Settings > Bots), connect it to the inbox and set CHATWOOT_ACCOUNT_ID and "
-                "CHATWOOT_BOT_TOKEN to post them as bot replies",
-                config.bot_prefix,
-            )
+            self.deliverer.on_handoff_done = actions.ticket_if_nobody_is_online
+        self.activity.store = self.store
+        self.workers.on_result = self.activity.on_result
         if config.metrics:
-            self.metrics = Metrics(self.store, on_handoff=self.on_handoff,
-                                   on_resume=self.on_resume)
+            self.activity.metrics = Metrics(self.store, on_handoff=self.on_handoff,
+                                            on_resume=self.on_resume)
         if start:
             try:
                 self.start()
             except BaseException:
-                # a mirror that cannot start holds nothing open: no session, no file
-                if client is None:
-                    self.client.close()
-                if store is None:
-                    self.store.close()
+                parts.close()  # a mirror that cannot start holds nothing open
                 raise
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """Prometheus metrics when ``CHATWOOT_METRICS=true`` (see :mod:`.metrics`)."""
+        return self.activity.metrics
 
     @property
     def texts(self) -> Texts:
@@ -202,13 +124,11 @@ class Mirror:
     @property
     def agent_sender(self) -> Sender | None:
         """The channel sender registered with :meth:`on_agent_message`, if any."""
-        return self.deliverer.sender if self.enabled else None
+        return self.deliverer.sender
 
     def values(self, scope: str) -> ScopedValues:
         """Named state for an integration (``scope`` names it), kept in the mirror's store
         and so shared by every process that shares the store."""
-        if not self.enabled:
-            raise ConfigError("CHATWOOT_ENABLED", "is false: there is no store to keep state in")
         return ScopedValues(self.store, scope)
 
     @property
@@ -219,9 +139,8 @@ class Mirror:
     def start(self) -> None:
         """Start the delivery workers and the scheduler (done by the constructor unless
         ``start=False``)."""
-        if self.enabled and not self._closed:
+        if not self._closed:
             self.workers.start()  # stops what it started if it fails
-            _RUNNING.add(self)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> Mirror:
@@ -265,8 +184,6 @@ class Mirror:
     def handoff_reason(self, contact: object, text: str | None) -> str | None:
         """Whether this customer message should go to humans, and why (``keyword_detected``,
         ``after_hours``), without changing anything: call it before the bot answers."""
-        if not self.enabled:
-            return None
         if text and self.keywords.find(text):
             return "keyword_detected"
         if self.business_hours is not None and not self.business_hours.is_open(
@@ -316,7 +233,7 @@ class Mirror:
         it)."""
         if owner:
             return self._owner_message(contact, text, message_id, pause)
-        if channel is not None and self.enabled:
+        if channel is not None:
             try:
                 self.channels.remember(self.identify(contact).key, channel)
             except ValueError:
@@ -370,8 +287,6 @@ class Mirror:
         return "answered" if items else "no_reply"
 
     def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
-        if not self.enabled:
-            return
         try:
             identity = self.identify(contact)
             self.handoff_state.pause(identity.key, reason, kind=kind, identity=identity,
@@ -382,7 +297,7 @@ class Mirror:
     def _send_bot_message(self, contact: object, item: str | AgentAttachment,
                           channel: str | None) -> None:
         text, media = (item, ()) if isinstance(item, str) else ("", (item,))
-        if self.enabled and not self._closed:
+        if not self._closed:
             try:
                 # False here can mean the relay was queued but not its mirror copy: sending
                 # directly as well would reach the customer twice
@@ -391,11 +306,15 @@ class Mirror:
             except Exception as exc:  # the queue failed: answer directly rather than not at all
                 log.error("bot reply not queued, sending directly channel=%s error=%s",
                           channel, exc)
+        self._send_directly(contact, text, media, channel)
+
+    def _send_directly(self, contact: object, text: str,
+                       media: tuple[AgentAttachment, ...], channel: str | None) -> None:
+        """Through the channel at once, without the queue (and so without retries)."""
         try:
-            identity = self.identify(contact)
             self.channels.relay(AgentMessage(
-                contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
-                attachments=media, kind="bot", channel=channel))
+                contact=self.identify(contact), text=text, chatwoot_message_id=0,
+                conversation_id=0, attachments=media, kind="bot", channel=channel))
         except Exception as exc:
             log.error("bot reply not sent channel=%s error=%s", channel, exc)
 
@@ -421,13 +340,13 @@ class Mirror:
     ) -> list[bool] | None:
         """Queue ``items`` in one transaction: one flag per item written (``False`` for a
         provider message id seen before), or ``None`` when nothing could be written."""
-        if not self.enabled or self._closed:
+        if self._closed:
             return None
         try:
             identity = self.identify(contact)
         except ValueError as exc:
             log.warning("message not mirrored: %s", exc)
-            self._count("not_queued", str(exc))
+            self.activity.count("not_queued", str(exc))
             return None
         messages = []
         for direction, text, sender_name, message_id, files in items:
@@ -450,11 +369,11 @@ class Mirror:
             queued = self.store.enqueue([encode(m) for m in messages])
         except StoreError as exc:
             log.error("message not queued contact=%s error=%s", identity.key, exc)
-            self._count("not_queued", str(exc))
+            self.activity.count("not_queued", str(exc))
             return None
         except Exception as exc:  # the host bot must never crash because of mirroring
             log.exception("message not queued contact=%s", identity.key)
-            self._count("not_queued", type(exc).__name__)
+            self.activity.count("not_queued", type(exc).__name__)
             return None
         if not all(queued):
             log.debug("provider message seen before, not queued again contact=%s",
@@ -495,21 +414,6 @@ class Mirror:
         except StoreError as exc:
             log.error("handoff action not queued contact=%s error=%s", identity.key, exc)
 
-    def _ticket_if_nobody_is_online(
-        self, identity: ContactIdentity, conversation_id: int, reason: str
-    ) -> None:
-        """With a user token: when no agent is online, give the customer a protocol number."""
-        text = self.config.text("no_agent")
-        if not (self.config.api_token and text) or reason == "after_hours":
-            return  # after hours the customer already got the out-of-hours text
-        try:
-            agents = self.client.list_agents()
-        except ChatwootError as exc:
-            log.warning("agents' availability unknown contact=%s error=%s", identity.key, exc)
-            return
-        if not any(a.get("availability_status") == "online" for a in agents):
-            self.notify_customer(identity, text.format(protocol=conversation_id))
-
     def notify_customer(
         self, contact: object, text: str, *, media: Iterable[AgentAttachment] = (),
         kind: str = "notice", channel: str | None = None,
@@ -518,7 +422,7 @@ class Mirror:
         sender, and mirror it as the bot's message in Chatwoot; both through the durable
         queue. ``kind="bot"`` marks the bot's own replies (they count as bot turns);
         ``channel`` names the adapter to send through (see ``integrations``)."""
-        if not self.enabled or self._closed:
+        if self._closed:
             return False
         identity = contact if isinstance(contact, ContactIdentity) else self.identify(contact)
         media = tuple(media)
@@ -535,43 +439,11 @@ class Mirror:
         # With no sender registered there is nothing to relay; the notice is still mirrored.
         return (relayed or self.deliverer.sender is None) and mirrored
 
-    def _on_result(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
-        name = "delivered" if outcome == DONE else "dead_lettered" if outcome == DEAD else (
-            "retried"
-        )
-        self._count(name, error)
-        if self.metrics is not None:
-            self.metrics.record(name, message)
-        if message.direction != RELAY:  # relays talk to the provider, not to Chatwoot
-            self._remember_health(outcome == DONE, error)
-
-    def _remember_health(self, ok: bool, error: str | None) -> None:
-        """Write down how Chatwoot last answered, for ``chatwoot-mirror doctor``: when it
-        changes, and at most once a minute otherwise (not a write per message)."""
-        now = time.time()
-        last_ok, last_at = self._health
-        if last_ok == ok and now - last_at < 60.0:
-            return
-        self._health = (ok, now)
-        try:
-            self.store.set_value(HEALTH_SCOPE, HEALTH_KEY, json.dumps(
-                {"at": now, "ok": ok, "error": None if ok else (error or "")[:300]}))
-        except StoreError as exc:
-            log.debug("chatwoot health not recorded error=%s", exc)
-
-    def _count(self, name: str, error: str | None) -> None:
-        with self._lock:
-            self._counters[name] += 1
-            if error:
-                self._counters["last_error"] = error
-
     # -- handoff ----------------------------------------------------------------------------
 
     def is_paused(self, contact: object) -> bool:
         """True while humans have the contact: the bot should stay silent. Local state only,
         never a network call; False when mirroring is disabled or the store cannot answer."""
-        if not self.enabled:
-            return False
         try:
             return self.handoff_state.is_paused(self.identify(contact).key)
         except (ValueError, StoreError) as exc:
@@ -584,8 +456,6 @@ class Mirror:
         """Hand ``contact`` to humans now: the bot pauses, the customer gets the handoff text
         and, with a bot token, the conversation is opened for agents with a label, a
         ``handoff_reason`` attribute and a private note (``note``, then the transcript)."""
-        if not self.enabled:
-            return False
         identity = self.identify(contact)
         return self.handoff_state.pause(identity.key, reason, identity=identity,
                                         note=note).changed
@@ -594,8 +464,6 @@ class Mirror:
         """A person answered the customer outside Chatwoot (typed on the business phone):
         pause the bot quietly, no handoff text, and count it as human activity for
         ``CHATWOOT_RESUME_AFTER_MINUTES``. ``True`` if the bot had the contact."""
-        if not self.enabled:
-            return False
         try:
             return self.handoff_state.pause(self.identify(contact).key, reason, kind=OWNER,
                                             human_activity=True).changed
@@ -605,20 +473,16 @@ class Mirror:
 
     def resume(self, contact: object) -> bool:
         """Give ``contact`` back to the bot now."""
-        if not self.enabled:
-            return False
         return self.handoff_state.resume(self.identify(contact).key, "explicit").changed
 
     def on_handoff(self, callback: Callback) -> Callback:
         """Register ``fn(contact_key, reason)`` to run after a contact is handed to humans."""
-        if self.enabled:
-            self.handoff_state.on_handoff.append(callback)
+        self.handoff_state.on_handoff.append(callback)
         return callback
 
     def on_resume(self, callback: Callback) -> Callback:
         """Register ``fn(contact_key, reason)`` to run after a contact is given back."""
-        if self.enabled:
-            self.handoff_state.on_resume.append(callback)
+        self.handoff_state.on_resume.append(callback)
         return callback
 
     def on_agent_message(self, sender: Sender) -> Sender:
@@ -626,8 +490,7 @@ class Mirror:
 
         Called from the delivery workers with retries (``CHATWOOT_RELAY_MAX_ATTEMPTS``); raise
         :class:`~chatwoot_mirror.relay.RelayRejected` when the channel refuses for good."""
-        if self.enabled:
-            self.deliverer.sender = sender
+        self.deliverer.sender = sender
         return sender
 
     def connect(self, *channels: Channel) -> ChannelRouter:
@@ -638,10 +501,9 @@ class Mirror:
             if not self.channels.add(channel):
                 continue
             redaction.install(channel.secrets())
-            channel.attach(self.values if self.enabled else None, self.outbound)
-            if self.enabled:
-                self.on_media_download(channel.name, channel.download)
-        if self.enabled and channels and self.agent_sender != self.channels.relay:
+            channel.attach(self.values, self.outbound)
+            self.on_media_download(channel.name, channel.download)
+        if channels and self.agent_sender != self.channels.relay:
             self.on_agent_message(self.channels.relay)
         return self.channels
 
@@ -649,13 +511,12 @@ class Mirror:
         """Register how to download files of ``source`` (an adapter's name) that customers
         sent: ``fetch(MediaRef, max_bytes) -> Attachment``, called from the delivery
         workers just before the message is posted (see :mod:`chatwoot_mirror.media`)."""
-        if self.enabled:
-            self.deliverer.media_fetchers[source] = fetch
+        self.deliverer.media_fetchers[source] = fetch
         return fetch
 
     def relay(self, message: AgentMessage) -> bool:
         """Queue an agent's message for the customer (the webhook handler calls this)."""
-        if not self.enabled or self._closed:
+        if self._closed:
             return False
         # Chatwoot's message id dedupes a webhook that arrives twice
         return self._enqueue_relay(message, dedupe_id=f"chatwoot:{message.chatwoot_message_id}")
@@ -680,8 +541,6 @@ class Mirror:
 
         Raises :class:`~chatwoot_mirror.errors.ConfigError` when no verification is
         configured and ``CHATWOOT_WEBHOOK_INSECURE`` is not set."""
-        if not self.enabled:
-            raise ConfigError("CHATWOOT_ENABLED", "is false: there is nothing to hand off")
         return WebhookHandler(
             self.store,
             self.handoff_state,
@@ -700,8 +559,6 @@ class Mirror:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """True once everything queued before this call is delivered or dead-lettered."""
-        if not self.enabled:
-            return True
         deadline = time.monotonic() + timeout
         try:
             # everything created up to now; rows carry their creation time (outbox.encode)
@@ -723,10 +580,7 @@ class Mirror:
 
         The outbox numbers cover every process sharing the store; the counters
         (delivered, retried, ...) are this process's since it started."""
-        with self._lock:
-            result = dict(self._counters)
-        if not self.enabled:
-            return result
+        result = self.activity.counters()
         now = time.time()
         counts = self.store.outbox_counts(now)
         result.update(
@@ -739,8 +593,6 @@ class Mirror:
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """Messages Chatwoot refused for good, with the reason, oldest first."""
-        if not self.enabled:
-            return []
         return [
             {"key": r.key, "contact": r.contact_key, "created_at": r.created_at,
              "reason": r.last_error}
@@ -749,8 +601,6 @@ class Mirror:
 
     def retry_dead(self, keys: Iterable[str] | None = None) -> int:
         """Queue dead letters again (all, or those ``keys``); returns how many."""
-        if not self.enabled:
-            return 0
         count = self.store.retry_dead(None if keys is None else list(keys))
         self.workers.wake()
         return count
@@ -761,14 +611,11 @@ class Mirror:
         delivered by the next process that opens it. Later ``log_*`` calls return False."""
         if self._closed:
             return
-        if self.enabled:
-            self.flush(self.config.drain_seconds if timeout is None else timeout)
+        self.flush(self.config.drain_seconds if timeout is None else timeout)
         self._closed = True
-        if self.enabled:
-            self.workers.stop()
-            _RUNNING.discard(self)
-            self.client.close()
-            self.store.close()
+        self.workers.stop()
+        self.client.close()
+        self.store.close()
 
     def __enter__(self) -> Mirror:
         return self
@@ -776,3 +623,95 @@ class Mirror:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+class DisabledMirror(Mirror):
+    """What ``Mirror(config)`` is when ``CHATWOOT_ENABLED=false``: every call is a cheap
+    no-op answering "nothing done" (``False``, ``None``, ``[]``), so the host's code needs
+    no check of its own. It keeps no store and talks to no Chatwoot, but the bot's answers
+    still reach customers through the channels connected with :meth:`connect`."""
+
+    def __init__(self, config: Config, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        log.info("mirroring disabled (CHATWOOT_ENABLED=false)")
+
+    @property
+    def agent_sender(self) -> Sender | None:
+        return None
+
+    def values(self, scope: str) -> ScopedValues:
+        raise ConfigError("CHATWOOT_ENABLED", "is false: there is no store to keep state in")
+
+    def start(self) -> None:
+        return None
+
+    def handoff_reason(self, contact: object, text: str | None) -> str | None:
+        return None
+
+    def _queue(self, contact: object, items: list[Any], *, triggers: bool = True) -> None:
+        return None
+
+    def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
+        return None
+
+    def _send_bot_message(self, contact: object, item: str | AgentAttachment,
+                          channel: str | None) -> None:
+        text, media = (item, ()) if isinstance(item, str) else ("", (item,))
+        self._send_directly(contact, text, media, channel)
+
+    def notify_customer(self, contact: object, text: str, *,
+                        media: Iterable[AgentAttachment] = (), kind: str = "notice",
+                        channel: str | None = None) -> bool:
+        return False
+
+    def is_paused(self, contact: object) -> bool:
+        return False
+
+    def handoff(self, contact: object, reason: str = "user_request",
+                note: str | None = None) -> bool:
+        return False
+
+    def human_replied(self, contact: object, reason: str = "owner_reply") -> bool:
+        return False
+
+    def resume(self, contact: object) -> bool:
+        return False
+
+    def on_handoff(self, callback: Callback) -> Callback:
+        return callback
+
+    def on_resume(self, callback: Callback) -> Callback:
+        return callback
+
+    def on_agent_message(self, sender: Sender) -> Sender:
+        return sender
+
+    def on_media_download(self, source: str, fetch: Fetcher) -> Fetcher:
+        return fetch
+
+    def connect(self, *channels: Channel) -> ChannelRouter:
+        for channel in channels:
+            if self.channels.add(channel):
+                redaction.install(channel.secrets())
+                channel.attach(None, self.outbound)  # no store: no shared state
+        return self.channels
+
+    def relay(self, message: AgentMessage) -> bool:
+        return False
+
+    def webhook_handler(self) -> WebhookHandler:
+        raise ConfigError("CHATWOOT_ENABLED", "is false: there is nothing to hand off")
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return self.activity.counters()
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        return []
+
+    def retry_dead(self, keys: Iterable[str] | None = None) -> int:
+        return 0
+
+    def close(self, timeout: float | None = None) -> None:
+        self._closed = True

@@ -15,12 +15,14 @@ drained at exit.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 
 from apscheduler.executors.debug import DebugExecutor
@@ -51,6 +53,18 @@ logging.getLogger(_SCHEDULER_LOGGER).setLevel(logging.WARNING)
 
 DONE, RETRY, DEAD = "done", "retry", "dead"
 SEEN_IDS_KEPT_FOR = 7 * 24 * 3600.0
+
+
+# Workers whose threads are running. At interpreter exit they are stopped (without
+# draining: Mirror.close() drains) so that no daemon thread is still logging while the
+# interpreter finalises, which can abort the process.
+_RUNNING: weakref.WeakSet[DeliveryWorkers] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_workers() -> None:
+    for workers in list(_RUNNING):
+        workers.stop(timeout=1.0)
 
 
 class DeliveryWorkers:
@@ -123,6 +137,7 @@ class DeliveryWorkers:
                 scheduler.add_job(self._guarded(job, name), "interval", seconds=seconds,
                                   executor=_EXECUTOR)
             self._stop.clear()
+            _RUNNING.add(self)
             scheduler.start()
             self._scheduler = scheduler
             for i in range(self.workers):
@@ -139,6 +154,7 @@ class DeliveryWorkers:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the scheduler and the workers; a message mid-delivery is finished first."""
+        _RUNNING.discard(self)
         self._stop.set()
         self.wake()
         if self._scheduler is not None:

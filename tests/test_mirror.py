@@ -10,7 +10,7 @@ import responses
 from fake_chatwoot import ACCOUNT, BASE, BOT_TOKEN, INBOX, FakeChatwoot
 
 import chatwoot_mirror
-from chatwoot_mirror import Config, Mirror, log_to_chatwoot
+from chatwoot_mirror import Config, ConfigError, Mirror, log_to_chatwoot
 
 PUBLIC = f"/public/api/v1/inboxes/{INBOX}"
 
@@ -217,10 +217,62 @@ def test_secrets_never_reach_logs(fake, db_path, caplog):
         assert secret not in caplog.text
 
 
-def test_disabled_is_a_noop_returning_false(rsps, db_path):
+def test_disabled_is_a_noop_returning_false(rsps, db_path, tmp_path, monkeypatch):
+    """The null object: every public call answers "nothing done", touches no store and
+    sends nothing to Chatwoot; the list of calls covers the whole public API."""
+    import inspect
+
+    from chatwoot_mirror.mirror import DisabledMirror
+    from chatwoot_mirror.relay import AgentMessage
+
+    monkeypatch.chdir(tmp_path)
     mirror = Mirror(Config(enabled=False))
-    assert mirror.log_exchange("5511987654321", "oi", "olá") is False
+    assert isinstance(mirror, DisabledMirror) and isinstance(mirror, Mirror)
+    phone = "5511987654321"
+    message = AgentMessage(contact=mirror.identify(phone), text="oi", chatwoot_message_id=1,
+                           conversation_id=1)
+    calls = {
+        "log_exchange": ((phone, "oi", "olá"), False),
+        "log_incoming": ((phone, "oi"), False),
+        "log_outgoing": ((phone, "olá"), False),
+        "handoff_reason": ((phone, "quero um atendente"), None),
+        "notify_customer": ((phone, "olá"), False),
+        "is_paused": ((phone,), False),
+        "handoff": ((phone,), False),
+        "human_replied": ((phone,), False),
+        "resume": ((phone,), False),
+        "relay": ((message,), False),
+        "flush": ((), True),
+        "dead_letters": ((), []),
+        "retry_dead": ((), 0),
+        "start": ((), None),
+        "answer": ((phone,), "no_reply"),
+        "stats": ((), {"delivered": 0, "retried": 0, "dead_lettered": 0, "not_queued": 0,
+                       "last_error": None}),
+    }
+    for name, (args, expected) in calls.items():
+        assert getattr(mirror, name)(*args) == expected, name
+    received = mirror.receive(phone, "oi", channel="a")
+    assert (received.queued, received.duplicate, received.bot_should_answer) == (
+        False, False, True)
+    hook = lambda *a: None  # noqa: E731
+    for name in ("on_handoff", "on_resume", "on_agent_message"):
+        assert getattr(mirror, name)(hook) is hook
+    assert mirror.on_media_download("uazapi", hook) is hook
+    assert mirror.connect() is mirror.channels
+    for name in ("values", "webhook_handler"):
+        with pytest.raises(ConfigError, match="CHATWOOT_ENABLED"):
+            getattr(mirror, name)(*(("channel",) if name == "values" else ()))
+    mirror.close()
+    assert mirror.closed and mirror.agent_sender is None
+    covered = set(calls) | {"receive", "on_handoff", "on_resume", "on_agent_message",
+                            "on_media_download", "connect", "values", "webhook_handler",
+                            "close", "identify", "from_env"}
+    public = {name for name, _ in inspect.getmembers(Mirror, inspect.isfunction)
+              if not name.startswith("_")} | {"from_env"}
+    assert public <= covered, public - covered  # a new method needs its null answer here
     assert len(rsps.calls) == 0
+    assert not list(tmp_path.iterdir())  # no store was created
 
 
 def test_empty_bot_reply_is_skipped(fake, db_path):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
+from ..errors import ChatwootError
 from ..identity import ContactIdentity
 from ..store import Store
 from ..texts import DEFAULTS
@@ -23,17 +24,21 @@ class HandoffActions:
     """The mirror's executor of decisions (``Handoff.executor``).
 
     ``notify(identity, text)`` sends a text to the customer through the durable queue;
-    ``enqueue_action(identity, action)`` queues Chatwoot-side work for the workers."""
+    ``enqueue_action(identity, action)`` queues Chatwoot-side work for the workers;
+    ``agents()`` lists the account's agents (for the protocol number)."""
 
     def __init__(
         self, config: Config, store: Store, *,
         notify: Callable[[ContactIdentity, str], object],
         enqueue_action: Callable[[ContactIdentity, dict[str, Any]], None],
+        agents: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.notify = notify
         self.enqueue_action = enqueue_action
+        #: Chatwoot's agents of the account (needs the user token): who is online
+        self.agents = agents
 
     def __call__(self, event: Event, decision: Decision,
                  identity: ContactIdentity | None) -> None:
@@ -66,3 +71,19 @@ class HandoffActions:
             "note": "\n".join(filter(None, [header, event.note])),
             "turns": self.config.transcript_messages, "who": list(texts.who),
         })
+
+    def ticket_if_nobody_is_online(
+        self, identity: ContactIdentity, conversation_id: int, reason: str
+    ) -> None:
+        """Once a handoff's Chatwoot work is done (a user token is needed to see agents):
+        when no agent is online, give the customer a protocol number."""
+        text = self.config.text("no_agent")
+        if not (self.config.api_token and text and self.agents) or reason == "after_hours":
+            return  # after hours the customer already got the out-of-hours text
+        try:
+            agents = self.agents()
+        except ChatwootError as exc:
+            log.warning("agents' availability unknown contact=%s error=%s", identity.key, exc)
+            return
+        if not any(a.get("availability_status") == "online" for a in agents):
+            self.notify(identity, text.format(protocol=conversation_id))

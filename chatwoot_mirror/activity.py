@@ -1,0 +1,71 @@
+"""What this process's mirror has done: counters for ``stats()``, Prometheus metrics when
+enabled, and Chatwoot's last known health in the store (for ``chatwoot-mirror doctor``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from .delivery import RELAY, MirroredMessage
+from .doctor import HEALTH_KEY, HEALTH_SCOPE
+from .errors import StoreError
+from .metrics import Metrics
+from .store import Store
+from .workers import DEAD, DONE
+
+log = logging.getLogger("chatwoot_mirror")
+
+COUNTERS = ("delivered", "retried", "dead_lettered", "not_queued")
+
+
+class Activity:
+    """The delivery workers' ``on_result``, and the host path's ``not_queued`` count."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        #: Prometheus metrics when ``CHATWOOT_METRICS=true`` (see :mod:`.metrics`)
+        self.metrics: Metrics | None = None
+        self._lock = threading.Lock()
+        self._counters: dict[str, Any] = {**dict.fromkeys(COUNTERS, 0), "last_error": None}
+        self._health: tuple[bool | None, float] = (None, 0.0)
+
+    def counters(self) -> dict[str, Any]:
+        """A copy of this process's counters since it started, and the last error."""
+        with self._lock:
+            return dict(self._counters)
+
+    def count(self, name: str, error: str | None) -> None:
+        with self._lock:
+            self._counters[name] += 1
+            if error:
+                self._counters["last_error"] = error
+
+    def on_result(self, outcome: str, message: MirroredMessage, error: str | None) -> None:
+        """One delivery attempt's outcome (``DeliveryWorkers.on_result``)."""
+        name = "delivered" if outcome == DONE else "dead_lettered" if outcome == DEAD else (
+            "retried"
+        )
+        self.count(name, error)
+        if self.metrics is not None:
+            self.metrics.record(name, message)
+        if message.direction != RELAY:  # relays talk to the provider, not to Chatwoot
+            self._remember_health(outcome == DONE, error)
+
+    def _remember_health(self, ok: bool, error: str | None) -> None:
+        """Write down how Chatwoot last answered: when it changes, and at most once a
+        minute otherwise (not a write per message)."""
+        if self.store is None:
+            return
+        now = time.time()
+        last_ok, last_at = self._health
+        if last_ok == ok and now - last_at < 60.0:
+            return
+        self._health = (ok, now)
+        try:
+            self.store.set_value(HEALTH_SCOPE, HEALTH_KEY, json.dumps(
+                {"at": now, "ok": ok, "error": None if ok else (error or "")[:300]}))
+        except StoreError as exc:
+            log.debug("chatwoot health not recorded error=%s", exc)
