@@ -14,38 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from .mirror import Mirror
-from .webhooks import WebhookRequest, WebhookResponse
+from .routes import Route, chatwoot_routes
+from .webhooks import WebhookRequest
 
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
-Handler = Callable[[WebhookRequest], WebhookResponse]
-
-
-class Route:
-    """One route: a framework-neutral handler and the body size it accepts."""
-
-    def __init__(self, handle: Handler, max_bytes: int) -> None:
-        self.handle = handle
-        self.max_bytes = max_bytes
 
 
 class App:
-    """An ASGI application over a table of ``(method, path) -> Route``."""
+    """An ASGI application serving a route table (:mod:`chatwoot_mirror.routes`)."""
 
-    def __init__(self, routes: Mapping[tuple[str, str], Route],
-                 raw: Mapping[tuple[str, str], Callable[[], tuple[bytes, str]]] | None = None
-                 ) -> None:
-        self.routes = dict(routes)
-        self.raw = dict(raw or {})  # GET routes that answer bytes (metrics)
-
-    def add(self, method: str, path: str, route: Route) -> None:
-        self.routes[(method.upper(), path)] = route
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = {(route.method.upper(), route.path): route for route in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # run bare under a server: nothing to start
@@ -55,18 +41,18 @@ class App:
             return
         path = _route_path(scope)
         method = str(scope.get("method", "GET")).upper()
-        raw = self.raw.get((method, path))
-        if raw is not None:
-            body, content_type = await asyncio.to_thread(raw)
-            await _answer(send, 200, body, content_type)
-            return
         route = self.routes.get((method, path))
         if route is None:
-            known = any(p == path for _, p in list(self.routes) + list(self.raw))
+            known = any(p == path for _, p in self.routes)
             status = 405 if known else 404
             await _json(send, status, {"result": "method_not_allowed" if known else
                                        "not_found"})
             return
+        if route.render is not None:
+            body, content_type = await asyncio.to_thread(route.render)
+            await _answer(send, 200, body, content_type)
+            return
+        assert route.handle is not None
         try:
             received = await _read_body(receive, route.max_bytes)
         except _Disconnected:
@@ -82,18 +68,11 @@ class App:
 
 
 def create_app(mirror: Mirror) -> App:
-    """``POST /webhook`` for Chatwoot's webhooks (and ``GET /metrics`` with
-    ``CHATWOOT_METRICS``); fails at creation without webhook verification, like the
-    Flask blueprint. Provider routes:
+    """The routes of :func:`~chatwoot_mirror.routes.chatwoot_routes` (``POST /webhook``,
+    ``GET /metrics`` with ``CHATWOOT_METRICS``); fails at creation without webhook
+    verification, like the Flask blueprint. Provider routes:
     :func:`chatwoot_mirror.integrations.asgi.create_provider_app`."""
-    handler = mirror.webhook_handler()
-    app = App({("POST", "/webhook"): Route(handler.handle, handler.max_bytes)})
-    metrics = mirror.metrics
-    if metrics is not None:
-        from .metrics import CONTENT_TYPE
-
-        app.raw[("GET", "/metrics")] = lambda: (metrics.render(), CONTENT_TYPE)
-    return app
+    return App(chatwoot_routes(mirror))
 
 
 # -- ASGI plumbing -----------------------------------------------------------------------------

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from .mirror import Mirror
+from .routes import Route, chatwoot_routes
 from .webhooks import WebhookRequest, WebhookResponse
 
 
@@ -46,21 +48,31 @@ def translate(handle: Callable[[WebhookRequest], WebhookResponse],
     return jsonify(result.body), result.status
 
 
-def create_blueprint(mirror: Mirror, *, name: str = "chatwoot_mirror") -> Blueprint:
-    """A blueprint with ``POST /webhook`` (and ``GET /metrics`` with ``CHATWOOT_METRICS``);
-    fails at creation without webhook verification."""
-    handler = mirror.webhook_handler()
+def blueprint_for(routes: Iterable[Route], name: str) -> Blueprint:
+    """A blueprint serving a route table (:mod:`chatwoot_mirror.routes`)."""
     blueprint = Blueprint(name, __name__)
-
-    @blueprint.post("/webhook")
-    def webhook() -> tuple[Response, int]:
-        return translate(handler.handle, handler.max_bytes)
-
-    metrics = mirror.metrics
-    if metrics is not None:
-        from .metrics import CONTENT_TYPE
-
-        blueprint.add_url_rule("/metrics", "metrics",
-                               lambda: Response(metrics.render(), content_type=CONTENT_TYPE))
-
+    for route in routes:
+        endpoint = route.path.strip("/").replace("/", "_") or "root"
+        blueprint.add_url_rule(route.path, endpoint, _view(route), methods=[route.method])
     return blueprint
+
+
+def _view(route: Route) -> Callable[[], Any]:
+    render, handle = route.render, route.handle
+    if render is not None:
+        def answer() -> Response:
+            body, content_type = render()
+            return Response(body, content_type=content_type)
+        return answer
+    assert handle is not None
+
+    def webhook() -> tuple[Response, int]:
+        return translate(handle, route.max_bytes)
+    return webhook
+
+
+def create_blueprint(mirror: Mirror, *, name: str = "chatwoot_mirror") -> Blueprint:
+    """The routes of :func:`~chatwoot_mirror.routes.chatwoot_routes` (``POST /webhook``,
+    ``GET /metrics`` with ``CHATWOOT_METRICS``); fails at creation without webhook
+    verification."""
+    return blueprint_for(chatwoot_routes(mirror), name)

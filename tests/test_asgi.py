@@ -194,3 +194,39 @@ def test_a_client_that_leaves_mid_body_is_not_handled(chatwoot):
     assert whole[0]["status"] == 200 and mirror.is_paused(MARIA)
     empty = run([{"type": "http.request", "body": b"", "more_body": False}])
     assert empty[0]["status"] == 401  # signed for another body: refused, but handled
+
+
+def test_flask_and_asgi_serve_one_route_table():
+    """Both doors are built from the same table (chatwoot_mirror.routes): a route in it is
+    served by both, with the same status and body, over real servers."""
+    from conftest import serve_wsgi
+
+    from chatwoot_mirror.asgi import App
+    from chatwoot_mirror.flask import blueprint_for
+    from chatwoot_mirror.routes import Route
+    from chatwoot_mirror.webhooks import WebhookResponse
+
+    def echo(request):
+        return WebhookResponse(202, {"got": request.body.decode(), "q": request.query})
+
+    table = [Route("POST", "/echo", echo, 16),
+             Route("GET", "/text", render=lambda: (b"plain words", "text/plain"))]
+    from flask import Flask
+
+    flask_app = Flask(__name__)
+    flask_app.register_blueprint(blueprint_for(table, "t"))
+    wsgi = serve_wsgi(flask_app)
+    asgi = Uvicorn(App(table))
+    try:
+        for base in (f"http://127.0.0.1:{wsgi.server_port}", asgi.url):
+            answer = requests.post(f"{base}/echo?x=1", data=b"hello", timeout=5)
+            assert (answer.status_code, answer.json()) == (202, {"got": "hello",
+                                                                 "q": {"x": "1"}})
+            assert requests.post(f"{base}/echo", data=b"x" * 17, timeout=5).status_code == 413
+            text = requests.get(f"{base}/text", timeout=5)
+            assert (text.status_code, text.text) == (200, "plain words")
+            assert text.headers["content-type"].startswith("text/plain")
+            assert requests.get(f"{base}/echo", timeout=5).status_code == 405
+    finally:
+        wsgi.shutdown()
+        asgi.close()
