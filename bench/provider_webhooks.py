@@ -29,7 +29,8 @@ from chatwoot_mirror.webhooks import WebhookRequest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from outbox import EmulatorProcess  # noqa: E402
 
-CONTRACTS = Path(__file__).resolve().parent.parent.parent / "shared" / "contracts"
+# the real payloads shipped with the tests (tests/fixtures/contracts/README.md cites them)
+CONTRACTS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "contracts"
 TOKEN = "00000000-0000-4000-8000-000000000001"
 
 

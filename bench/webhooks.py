@@ -24,7 +24,8 @@ from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.webhooks import WebhookRequest
 
-CONTRACTS = Path(__file__).resolve().parent.parent.parent / "shared" / "contracts"
+# the real payloads shipped with the tests (tests/fixtures/contracts/README.md cites them)
+CONTRACTS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "contracts"
 SECRET = "bench-secret"
 NAMES = ["message_created.json", "conversation_updated_assignee.json",
          "conversation_status_changed.json", "message_created_incoming.json",
