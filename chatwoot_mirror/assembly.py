@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 
@@ -64,7 +65,8 @@ def assemble(
     # Tokens and the inbox identifier travel in URLs that web servers and urllib3 log.
     redaction.install([config.bot_token or "", config.api_token or "",
                        config.webhook_secret or "", config.webhook_token or "",
-                       config.hmac_token or "", config.inbox_identifier])
+                       config.hmac_token or "", config.inbox_identifier,
+                       urlsplit(config.store).password or ""])  # a redis:// password
     chatwoot = client or ChatwootClient(
         config.url,
         config.inbox_identifier,

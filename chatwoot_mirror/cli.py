@@ -102,7 +102,8 @@ def _offline_mirror() -> Mirror:
 def _status(options: argparse.Namespace, out: TextIO) -> int:
     config = Config.from_env()
     scheme, path = parse_store_url(config.store)
-    if config.enabled and (scheme == "memory" or not os.path.exists(path)):
+    if config.enabled and (scheme == "memory" or (scheme == "sqlite"
+                                                  and not os.path.exists(path))):
         # reading must not create a store where none exists (memory:// never has one here)
         if options.json:
             print(json.dumps({"store": None, "queued": 0, "dead_letters": 0,

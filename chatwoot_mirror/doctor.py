@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import requests
 
@@ -118,7 +118,7 @@ def _store(config: Config) -> list[Check]:
     if scheme == "memory":
         return [Check("store", True, "memory:// keeps nothing outside the process that "
                       "opened it: nothing here to inspect", warning=True)]
-    if not os.path.exists(path):
+    if scheme == "sqlite" and not os.path.exists(path):
         folder = os.path.dirname(os.path.abspath(path))
         parent = folder
         while not os.path.exists(parent):  # the store creates missing folders
@@ -128,20 +128,26 @@ def _store(config: Config) -> list[Check]:
                           "first message")]
         return [Check("store", False, f"cannot create {path}: {parent} is not a writable "
                       "folder", f"point {variable} at a file in a writable folder")]
+    fix = (f"point {variable} at a writable file" if scheme == "sqlite" else
+           f"start Redis, or point {variable} at one that answers")
+    shown = path if scheme == "sqlite" else _without_password(path)
     try:
         store = open_store(config.store)
-    except StoreError as exc:
-        return [Check("store", False, str(exc), f"point {variable} at a writable file")]
+    except (StoreError, ConfigError) as exc:
+        return [Check("store", False, str(exc), fix)]
     try:
         now = time.time()
         counts = store.outbox_counts(now)
         dead = store.dead_letters(limit=1)
         health = store.get_value(HEALTH_SCOPE, HEALTH_KEY, now)
+        durability = store.durability_warning()
     except StoreError as exc:
-        return [Check("store", False, str(exc), f"point {variable} at a writable file")]
+        return [Check("store", False, f"{shown}: {exc}", fix)]
     finally:
         store.close()
-    checks = [Check("store", True, path)]
+    checks = [Check("store", True, shown)]
+    if durability:
+        checks.append(Check("durability", True, durability, warning=True))
     if counts.dead:
         checks.append(Check(
             "dead letters", False, f"{counts.dead} message(s) Chatwoot refused for good; "
@@ -166,6 +172,14 @@ def _store(config: Config) -> list[Check]:
             checks.append(Check("last seen", True, f"Chatwoot failed at {when}: "
                                 f"{seen.get('error') or '?'}", warning=True))
     return checks
+
+
+def _without_password(url: str) -> str:
+    """A store URL fit for a report: the password never leaves the configuration."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=host + port))
 
 
 def _bot_token(client: ChatwootClient, config: Config) -> Check:

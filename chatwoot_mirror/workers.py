@@ -42,6 +42,7 @@ from .errors import (
 from .outbox import Backoff, decode
 from .pacing import Pacer
 from .store import Store
+from .store.base import SEEN_RETENTION
 
 log = logging.getLogger("chatwoot_mirror.delivery")
 
@@ -52,7 +53,7 @@ logging.getLogger(f"apscheduler.executors.{_EXECUTOR}").setLevel(logging.WARNING
 logging.getLogger(_SCHEDULER_LOGGER).setLevel(logging.WARNING)
 
 DONE, RETRY, DEAD = "done", "retry", "dead"
-SEEN_IDS_KEPT_FOR = 7 * 24 * 3600.0
+SEEN_IDS_KEPT_FOR = SEEN_RETENTION
 
 
 # Workers whose threads are running. At interpreter exit they are stopped (without

@@ -77,3 +77,88 @@ def _reset_default_mirror():
 def caplog_all(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="chatwoot_mirror")
     return caplog
+
+
+class RedisServer:
+    """Debian's ``redis-server`` on a free loopback port, in its own folder (so that a
+    restart with persistence on finds its append-only file again)."""
+
+    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
+        import shutil
+        import socket
+
+        binary = shutil.which("redis-server")
+        assert binary is not None
+        self.binary, self.folder, self.appendonly = binary, folder, appendonly
+        folder.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Any = None
+        self.start()
+
+    def start(self) -> None:
+        import subprocess
+
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.folder), "--save", "", "--appendonly",
+             "yes" if self.appendonly else "no", "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # SIGTERM: Redis writes its AOF and exits
+            self.process.wait(10)
+        self.process = None
+
+
+#: Where Redis is required, its tests must run, never skip (CI sets it).
+REDIS_REQUIRED = os.environ.get("MIRROR_TEST_REQUIRE_REDIS") == "1"
+
+
+def need_redis() -> None:
+    import shutil
+
+    problem = None
+    if shutil.which("redis-server") is None:
+        problem = "no redis-server on this machine (apt-get install redis-server)"
+    else:
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            problem = "the redis package is not installed (pip install -e '.[test]')"
+    if problem:
+        if REDIS_REQUIRED:
+            pytest.fail(f"Redis is required here: {problem}")
+        pytest.skip(f"{problem}; CI installs it")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    need_redis()
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A store URL on the shared test Redis, with a prefix of this test's own."""
+    import uuid
+
+    return f"{redis_server.url}?prefix=t{uuid.uuid4().hex[:10]}:"

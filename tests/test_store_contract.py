@@ -22,12 +22,16 @@ from chatwoot_mirror.store import (
     parse_store_url,
 )
 
-BACKENDS = ["sqlite", "memory"]
+BACKENDS = ["sqlite", "memory", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    url = {"sqlite": f"sqlite:///{tmp_path}/contract.db", "memory": "memory://"}[request.param]
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+    else:
+        url = {"sqlite": f"sqlite:///{tmp_path}/contract.db", "memory": "memory://"}[
+            request.param]
     s = open_store(url)
     yield s
     s.close()
@@ -51,13 +55,17 @@ def claim_all(store: Store, owner: str = "w", ttl: float = 30.0, limit: int = 50
     ("sqlite:////srv/m.db", ("sqlite", "/srv/m.db")),
     ("SQLITE:///m.db", ("sqlite", "m.db")),
     ("memory://", ("memory", "")),
+    ("redis://localhost:6379/0", ("redis", "redis://localhost:6379/0")),
+    ("rediss://:pw@cache.example.com:6380/2?prefix=bot1:",
+     ("rediss", "rediss://:pw@cache.example.com:6380/2?prefix=bot1:")),
 ])
 def test_store_urls(url, expected):
     assert parse_store_url(url) == expected
 
 
 @pytest.mark.parametrize("url", ["", "m.db", "sqlite://", "sqlite:///", "sqlite:///dir/",
-                                 "postgres://db/x", "memory://shared", "redis//localhost"])
+                                 "postgres://db/x", "memory://shared", "redis//localhost",
+                                 "redis://", "redis:///0"])
 def test_a_wrong_store_url_names_the_variable(url):
     with pytest.raises(ConfigError) as info:
         parse_store_url(url)
@@ -183,6 +191,25 @@ def test_a_lapsed_claim_makes_its_rows_uncertain_for_good(store):
     assert [(r.key, r.uncertain) for r in again] == [("a", True)]
     store.retry_later("a", "w", now + 10, "timeout", uncertain=False, attempt=True)
     assert store.claim("w", 5, 10, now + 11)[0].uncertain  # sticky until completed
+
+
+def test_an_owner_whose_claim_lapsed_cannot_touch_the_new_owners_claim(store):
+    """Fencing: a host that wakes after its claim expired (a long GC pause, a frozen VM)
+    must not complete, retry, dead-letter or release what another host now holds."""
+    now = time.time()
+    store.enqueue([row("a", created_at=now), row("b", created_at=now)])
+    assert store.claim("sleeper", 5, 10, now)
+    taken = store.claim("w2", 30, 10, now + 10)
+    assert [r.key for r in taken] == ["a", "b"]
+    assert store.complete("a", "sleeper") is False
+    store.retry_later("a", "sleeper", now + 999, "late", uncertain=False, attempt=True)
+    store.dead_letter("b", "sleeper", "late")
+    store.release("wa-1", "sleeper")
+    assert store.renew_claims(["sleeper"], 100, now + 11) == 0
+    assert store.claim("w3", 30, 10, now + 12) == []  # still w2's
+    assert store.dead_letters() == []
+    assert store.complete("a", "w2") and store.complete("b", "w2")
+    assert store.outbox_counts(now + 12).queued == 0
 
 
 def test_renew_claims_extends_only_the_owners_claims(store):
@@ -372,3 +399,47 @@ def test_a_closed_store_refuses_work(store):
     with pytest.raises(StoreError):
         store.enqueue([row("a")])
     store.close()  # twice is fine
+
+
+def test_redis_url_opens_the_redis_backend_with_its_prefix(redis_url):
+    from chatwoot_mirror.store.redis import RedisStore
+
+    store = open_store(redis_url)
+    assert isinstance(store, RedisStore) and store.prefix == redis_url.split("prefix=")[1]
+    store.enqueue([row("a")])
+    import redis
+
+    client = redis.Redis.from_url(redis_url.split("?")[0], decode_responses=True)
+    assert all(key.startswith(store.prefix) for key in client.keys(store.prefix + "*"))
+    assert client.exists(store.prefix + "row:a")
+    client.close()
+    store.close()
+
+
+def test_redis_without_the_package_names_the_pip_command(monkeypatch):
+    import chatwoot_mirror.store.redis as backend
+
+    monkeypatch.setattr(backend, "redis", None)
+    with pytest.raises(ConfigError) as info:
+        open_store("redis://127.0.0.1:1/0")
+    assert info.value.variable == "CHATWOOT_MIRROR_STORE"
+    assert "pip install 'chatwoot-mirror[redis]'" in str(info.value)
+
+
+def test_an_unreachable_redis_is_a_store_error_within_the_timeout():
+    """Nothing listens on the port: calls fail with StoreError (the host's log_* turns
+    that into False) after the short socket timeout."""
+    from chatwoot_mirror.store.redis import RedisStore
+
+    pytest.importorskip("redis")
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
+    with pytest.raises(StoreError):
+        store.enqueue([row("a")])
+    with pytest.raises(StoreError):
+        store.get_handoff("wa-1")
+    store.close()

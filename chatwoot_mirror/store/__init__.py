@@ -5,7 +5,9 @@ A URL selects the backend (``CHATWOOT_MIRROR_STORE``), as in kombu:
 * ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``: the embedded default
   (``CHATWOOT_MIRROR_DB=path`` is its short form), shared by the processes of one host;
 * ``memory://``: the in-memory reference backend, for unit tests (one process, nothing
-  survives it).
+  survives it);
+* ``redis://[:password@]host:port/db`` or ``rediss://`` (TLS), optionally with
+  ``?prefix=name:``: one store shared by several hosts (the ``[redis]`` extra).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
 VARIABLE = "CHATWOOT_MIRROR_STORE"
-SCHEMES = ("sqlite", "memory")
+SCHEMES = ("sqlite", "memory", "redis", "rediss")
 
 
 def parse_store_url(url: str) -> tuple[str, str]:
@@ -25,14 +27,18 @@ def parse_store_url(url: str) -> tuple[str, str]:
     scheme, sep, rest = url.strip().partition("://")
     scheme = scheme.lower()
     if not sep or scheme not in SCHEMES:
-        raise ConfigError(VARIABLE, f"must be sqlite:///path/to/file.db or memory://, not "
-                                    f"{url!r}")
+        raise ConfigError(VARIABLE, "must be sqlite:///path/to/file.db, redis://host:6379/0 "
+                                    f"or memory://, not {url!r}")
     if scheme == "sqlite":
         # sqlite:///x.db is the relative x.db, sqlite:////srv/x.db the absolute /srv/x.db
         path = rest[1:] if rest.startswith("/") else rest
         if not path.strip() or path.endswith("/"):
             raise ConfigError(VARIABLE, "names no file: use sqlite:///path/to/file.db")
         return scheme, path
+    if scheme in ("redis", "rediss"):
+        if not rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]:
+            raise ConfigError(VARIABLE, "names no Redis host: use redis://host:6379/0")
+        return scheme, url.strip()
     if rest:
         raise ConfigError(VARIABLE, "memory:// takes nothing after the scheme")
     return scheme, ""
@@ -48,6 +54,10 @@ def open_store(url: str) -> Store:
     scheme, location = parse_store_url(url)
     if scheme == "memory":
         return MemoryStore()
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStore  # the optional redis package is imported only here
+
+        return RedisStore(location)
     return SQLiteStore(location)
 
 

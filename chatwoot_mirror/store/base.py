@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 from ..identity import ContactIdentity
 
+#: how long unique keys and first_seen names are remembered (the workers prune older ones
+#: hourly; backends with native expiry also expire them after this on their own)
+SEEN_RETENTION = 7 * 24 * 3600.0
+
 
 @dataclass(frozen=True)
 class ContactRecord:
@@ -254,6 +258,11 @@ class Store(abc.ABC):
         """Non-blocking upkeep of the backend's own, run every second from a background
         job (SQLite copies its write-ahead log back into the file); never required for
         correctness, and never a domain rule."""
+
+    def durability_warning(self) -> str | None:
+        """What a restart of the backend itself would lose, in words for the operator
+        (``chatwoot-mirror doctor``), or ``None`` when queued rows survive it."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
         """Release connections and files; the store is not used afterwards."""
