@@ -1,0 +1,193 @@
+"""The Redis store beside SQLite, in one run (issue #15: several hosts, one truth).
+
+    python bench/redis_store.py            # host, drain, memory
+    python bench/redis_store.py host|drain|memory
+
+host    p50/p99 of log_exchange on the host path (store only, no delivery threads),
+        SQLite file vs Redis on loopback, alternated.
+drain   messages/s delivered from a pre-filled outbox to the fast local sink by 1, 2 and 4
+        processes (4 workers each) sharing the store: SQLite file vs Redis.
+memory  Redis memory for a 100 000-message backlog, per message beyond its payload.
+
+Needs Debian's redis-server (it starts its own on a free port, appendonly yes,
+appendfsync everysec, as the README advises) and the redis package.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.store import open_store
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = """
+import sys
+from chatwoot_mirror import Config, Mirror
+mirror = Mirror(Config.from_env(dotenv=False), start=False)
+print("ready", flush=True)
+sys.stdin.readline()
+mirror.start()
+while mirror.store.outbox_counts(0).queued:
+    mirror.workers.wait_for_progress(0.05)
+mirror.close(timeout=5)
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Redis:
+    def __init__(self, folder: str) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        binary = shutil.which("redis-server")
+        assert binary, "apt-get install redis-server"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", folder,
+             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.client = redis.Redis.from_url(self.url)
+        for _ in range(500):
+            try:
+                self.client.ping()
+                break
+            except redis.RedisError:
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def bench_host(redis_url: str, tmp: str, calls: int = 3000,
+               rounds: int = 2) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"sqlite": [], "redis": []}
+    for round_ in range(rounds):
+        for name in ("sqlite", "redis"):
+            store = (f"sqlite:///{tmp}/host{round_}.db" if name == "sqlite"
+                     else f"{redis_url}?prefix=host{round_}:")
+            mirror = Mirror(Config(url="http://127.0.0.1:9", inbox_identifier="x",
+                                   account_id=1, bot_token="b", store_url=store), start=False)
+            for i in range(calls):
+                t0 = time.perf_counter()
+                mirror.log_exchange(f"55119002{i % 200:04d}", f"p {i}", f"r {i}")
+                times[name].append(time.perf_counter() - t0)
+            mirror.close(timeout=0)
+    return times
+
+
+def bench_drain(store: str, processes: int, sink_url: str, messages: int = 6000,
+                contacts: int = 100) -> float:
+    config = Config(url=sink_url, inbox_identifier="sinktoken", account_id=1,
+                    bot_token="sink", store_url=store, max_requests_per_minute=0)
+    mirror = Mirror(config, start=False)
+    for i in range(messages // 2):
+        mirror.log_exchange(f"55119100{i % contacts:05d}", f"q{i}", f"a{i}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWOOT_")}
+    env.update(CHATWOOT_URL=sink_url, CHATWOOT_INBOX_ID="sinktoken", CHATWOOT_ACCOUNT_ID="1",
+               CHATWOOT_BOT_TOKEN="sink", CHATWOOT_MIRROR_STORE=store,
+               CHATWOOT_MAX_REQUESTS_PER_MINUTE="0", CHATWOOT_WORKERS="4")
+    children = [subprocess.Popen([sys.executable, "-c", CHILD], env=env, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                for _ in range(processes)]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    while mirror.store.outbox_counts(time.time()).queued:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - t0
+    for child in children:
+        child.wait(60)
+    mirror.close(timeout=0)
+    return messages / elapsed
+
+
+def bench_memory(redis_url: str, messages: int = 100_000) -> dict[str, float]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    before = int(client.info("memory")["used_memory"])
+    store_url = f"{redis_url}?prefix=mem:"
+    mirror = Mirror(Config(url="http://127.0.0.1:9", inbox_identifier="down", account_id=1,
+                           bot_token="x", store_url=store_url), start=False)
+    for i in range(messages // 2):
+        mirror.log_exchange(f"55119200{i % 1000:05d}", f"pergunta {i}",
+                            f"resposta {i} " + "x" * 80)
+    mirror.close(timeout=0)
+    after = int(client.info("memory")["used_memory"])
+    store = open_store(store_url)
+    payload = 0
+    for key in client.scan_iter(match="mem:row:*", count=1000):
+        payload += len(client.hget(key, "payload") or b"")
+    queued = store.outbox_counts(time.time()).queued
+    store.close()
+    client.close()
+    return {"messages": queued, "bytes_per_message": (after - before) / queued,
+            "payload_per_message": payload / queued,
+            "beyond_payload": (after - before - payload) / queued}
+
+
+def main() -> None:
+    which = sys.argv[1] if len(sys.argv) > 1 else "all"
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"redis-server on loopback (appendonly yes, appendfsync everysec)")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = Redis(tmp)
+        try:
+            if which in ("host", "all"):
+                times = bench_host(server.url, tmp)
+                print("\nhost path, log_exchange (store only), 2 x 3000 calls alternated")
+                for name, values in times.items():
+                    print(f"  {name:7s} p50 {percentile(values, 0.5) * 1000:.3f} ms  "
+                          f"p99 {percentile(values, 0.99) * 1000:.3f} ms")
+            if which in ("drain", "all"):
+                port_file = Path(tmp) / "port"
+                sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"),
+                                         str(port_file)])
+                try:
+                    while not port_file.exists() or not port_file.read_text():
+                        time.sleep(0.01)
+                    sink_url = f"http://127.0.0.1:{port_file.read_text()}"
+                    print("\ndrain to the fast local sink, 6000 messages, 100 contacts, "
+                          "4 workers per process (messages/s)")
+                    for processes in (1, 2, 4):
+                        rates = {}
+                        for name in ("sqlite", "redis"):
+                            store = (f"sqlite:///{tmp}/drain{processes}.db" if name == "sqlite"
+                                     else f"{server.url}?prefix=drain{processes}:")
+                            rates[name] = bench_drain(store, processes, sink_url)
+                        print(f"  {processes} process(es): sqlite {rates['sqlite']:.0f}/s  "
+                              f"redis {rates['redis']:.0f}/s")
+                finally:
+                    sink.terminate()
+                    sink.wait()
+            if which in ("memory", "all"):
+                r = bench_memory(server.url)
+                print(f"\nRedis memory for a {r['messages']:.0f}-message backlog: "
+                      f"{r['bytes_per_message']:.0f} bytes/message, of which payload "
+                      f"{r['payload_per_message']:.0f}; {r['beyond_payload']:.0f} beyond it")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
