@@ -21,6 +21,7 @@ persistence configuration: see :meth:`RedisStore.durability_warning`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -145,7 +146,19 @@ end
 return out
 """
 
-_CLAIM = _LUA_HELPERS + """
+# Holding a claim: the contact is not due again before the claim's expiry (nor before its
+# own next attempt), and counts as in flight until then. Shared by claim and renewal.
+_HOLD = """
+local function hold(contact, owner, expires)
+  local s = p .. 'sched:' .. contact
+  local nxt = tonumber(redis.call('HGET', s, 'next') or expires)
+  redis.call('HSET', s, 'owner', owner, 'expires', expires)
+  redis.call('ZADD', p .. 'due', math.max(nxt, expires), contact)
+  redis.call('ZADD', p .. 'claims', expires, contact)
+end
+"""
+
+_CLAIM = _LUA_HELPERS + _HOLD + """
 local owner, ttl, limit, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local due = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'LIMIT', 0, 1)
 if #due == 0 then return {} end
@@ -160,11 +173,7 @@ if #keys == 0 then  -- only dead rows left: nothing to deliver
 end
 local previous = redis.call('HGET', s, 'owner')
 if previous then redis.call('SREM', p .. 'owned:' .. previous, contact) end
-local expires = now + ttl
-local nxt = tonumber(redis.call('HGET', s, 'next') or ARGV[5])
-redis.call('HSET', s, 'owner', owner, 'expires', ARGV[5] + ttl)
-redis.call('ZADD', p .. 'due', math.max(nxt, expires), contact)
-redis.call('ZADD', p .. 'claims', expires, contact)
+hold(contact, owner, now + ttl)
 redis.call('SADD', p .. 'owned:' .. owner, contact)
 redis.call('EXPIRE', p .. 'owned:' .. owner, math.ceil(ttl * 4) + 60)
 local out = {}
@@ -180,19 +189,14 @@ end
 return out
 """
 
-_RENEW = _LUA_HELPERS + """
+_RENEW = _LUA_HELPERS + _HOLD + """
 local ttl, now, count = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
 for i = 4, #ARGV do
   local owner = ARGV[i]
   local owned = p .. 'owned:' .. owner
   for _, contact in ipairs(redis.call('SMEMBERS', owned)) do
-    local s = p .. 'sched:' .. contact
-    if redis.call('HGET', s, 'owner') == owner then
-      local expires = now + ttl
-      local nxt = tonumber(redis.call('HGET', s, 'next') or ARGV[3])
-      redis.call('HSET', s, 'expires', ARGV[3] + ttl)
-      redis.call('ZADD', p .. 'due', math.max(nxt, expires), contact)
-      redis.call('ZADD', p .. 'claims', expires, contact)
+    if redis.call('HGET', p .. 'sched:' .. contact, 'owner') == owner then
+      hold(contact, owner, now + ttl)
       count = count + 1
     else
       redis.call('SREM', owned, contact)
@@ -629,12 +633,8 @@ _HANDOFF_FIELDS = ("state", "reason", "changed_at", "last_human_at", "conversati
 
 
 def _handoff_text(record: HandoffRecord) -> str:
-    import json
-
     return json.dumps([record.contact_key] + [getattr(record, f) for f in _HANDOFF_FIELDS])
 
 
 def _handoff(text: str) -> HandoffRecord:
-    import json
-
     return HandoffRecord(*json.loads(text))
