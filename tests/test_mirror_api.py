@@ -39,36 +39,46 @@ def test_a_disabled_mirror_has_no_state_to_keep():
     assert mirror.agent_sender is None
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 @responses.activate
-def test_an_echo_reaching_another_host_is_still_recognised(tmp_path):
-    """Two hosts share one store: Z-PRO delivers the echo of host A's message to host B,
-    which must see it as our own (not the owner typing, which would pause the bot)."""
+def test_an_echo_reaching_another_host_is_still_recognised(tmp_path, request, backend):
+    """Two hosts share one store (a SQLite file, or Redis with a connection each): Z-PRO
+    delivers the echo of host A's message to host B, which must see it as our own (not
+    the owner typing, which would pause the bot)."""
     from conftest import contract
 
     from chatwoot_mirror.integrations import ZproAdapter
     from chatwoot_mirror.integrations.base import ECHO, OWNER
-    from chatwoot_mirror.integrations.inbound import connect
 
+    store = (f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite"
+             else request.getfixturevalue("redis_url"))
     base = "https://api.zpro.example.com"
     responses.post(f"{base}/v2/api/external/api-123", json={"message": "ok"})
-    config = Config(url="https://chat.example.com", inbox_identifier="abc",
-                    db_path=str(tmp_path / "shared.db"))
+    config = Config(url="https://chat.example.com", inbox_identifier="abc", store_url=store)
     with Mirror(config, start=False) as host_a, Mirror(config, start=False) as host_b:
         sender = ZproAdapter(base, "api-123", "jwt-token", webhook_secret="s")
         receiver = ZproAdapter(base, "api-123", "jwt-token", webhook_secret="s")
-        connect(host_a, sender)
-        connect(host_b, receiver)
+        host_a.connect(sender)
+        host_b.connect(receiver)
         sender.send_text("5511988887777", "Seu pedido saiu para entrega")
+        # the store keeps a digest of the send, not the customer's words (read before the
+        # echo arrives: recognising it consumes the record)
+        if backend == "sqlite":
+            keys = [key for key, in SQLiteStore(str(tmp_path / "shared.db"))._conn().execute(
+                "SELECT key FROM kv WHERE scope = 'echo:zpro'")]
+        else:
+            import redis
+
+            client = redis.Redis.from_url(store.split("?")[0], decode_responses=True)
+            keys = list(client.scan_iter(match=host_a.store.prefix + "kv:echo:zpro*"))
+            client.close()
+        assert keys and all("pedido" not in key for key in keys)
         echo = contract("zpro/whaticket_saas_connection_webhook_message.json")
         echo.update(fromMe=True, mensagem="Seu pedido saiu para entrega")
         body = json.dumps(echo).encode()
         assert receiver.parse({}, body)[0].kind == ECHO
         assert receiver.parse({}, body)[0].kind == OWNER  # once: the next is a person
         assert sender.parse({}, body)[0].kind == OWNER  # and not again on host A
-        # the store keeps a digest, not the customer's words
-        rows = SQLiteStore(str(tmp_path / "shared.db"))._conn().execute(
-            "SELECT key, value FROM kv WHERE scope = 'echo:zpro'").fetchall()
-        assert all("pedido" not in key for key, _ in rows)
 
 
 def test_a_memory_store_mirror_runs_end_to_end_for_users_unit_tests():

@@ -6,15 +6,13 @@ a real redis-server the tests start themselves (conftest.RedisServer)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import responses
-from conftest import RedisServer, contract, eventually, need_redis
+from conftest import RedisServer, eventually, need_redis
 from test_outbox import assert_each_once_in_order, by_conversation, child_env, config
 
 from chatwoot_mirror import Mirror
@@ -91,35 +89,6 @@ def test_a_pause_taken_on_one_host_is_what_another_host_answers_at_once(redis_ur
             assert not here.handoff(contact)  # already with humans, wherever decided
         finally:
             here.close(timeout=0)
-
-
-@responses.activate
-def test_an_echo_of_host_as_send_arriving_at_host_b_is_not_the_owner_typing(redis_url):
-    """Two hosts (two mirrors, each with its own Redis connection): Z-PRO delivers the echo
-    of host A's message to host B, which must recognise it as ours."""
-    from chatwoot_mirror import Config
-    from chatwoot_mirror.integrations import ZproAdapter
-    from chatwoot_mirror.integrations.base import ECHO, OWNER
-
-    base = "https://api.zpro.example.com"
-    responses.post(f"{base}/v2/api/external/api-123", json={"message": "ok"})
-    settings = Config(url="https://chat.example.com", inbox_identifier="abc",
-                      store_url=redis_url)
-    host_a, host_b = Mirror(settings, start=False), Mirror(settings, start=False)
-    try:
-        sender = ZproAdapter(base, "api-123", "jwt-token", webhook_secret="s")
-        receiver = ZproAdapter(base, "api-123", "jwt-token", webhook_secret="s")
-        host_a.connect(sender)
-        host_b.connect(receiver)
-        sender.send_text("5511988887777", "Seu pedido saiu para entrega")
-        echo = contract("zpro/whaticket_saas_connection_webhook_message.json")
-        echo.update(fromMe=True, mensagem="Seu pedido saiu para entrega")
-        body = json.dumps(echo).encode()
-        assert receiver.parse({}, body)[0].kind == ECHO
-        assert receiver.parse({}, body)[0].kind == OWNER  # once: the next is a person
-    finally:
-        host_a.close(timeout=0)
-        host_b.close(timeout=0)
 
 
 def test_redis_restarted_mid_drain_with_persistence_loses_and_doubles_nothing(tmp_path):
