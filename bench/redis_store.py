@@ -7,7 +7,8 @@ host    p50/p99 of log_exchange on the host path (store only, no delivery thread
         SQLite file vs Redis on loopback, alternated.
 drain   messages/s delivered from a pre-filled outbox to the fast local sink by 1, 2 and 4
         processes (4 workers each) sharing the store: SQLite file vs Redis.
-memory  Redis memory for a 100 000-message backlog, per message beyond its payload.
+memory  Redis memory for a 100 000-message backlog (over 1000 and over 10 contacts), per
+        message beyond its payload.
 
 Needs Debian's redis-server (it starts its own on a free port, appendonly yes,
 appendfsync everysec, as the README advises) and the redis package.
@@ -122,7 +123,8 @@ def bench_drain(store: str, processes: int, sink_url: str, messages: int = 6000,
     return messages / elapsed
 
 
-def bench_memory(redis_url: str, messages: int = 100_000) -> dict[str, float]:
+def bench_memory(redis_url: str, messages: int = 100_000,
+                 contacts: int = 1000) -> dict[str, float]:
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     before = int(client.info("memory")["used_memory"])
@@ -130,18 +132,20 @@ def bench_memory(redis_url: str, messages: int = 100_000) -> dict[str, float]:
     mirror = Mirror(Config(url="http://127.0.0.1:9", inbox_identifier="down", account_id=1,
                            bot_token="x", store_url=store_url), start=False)
     for i in range(messages // 2):
-        mirror.log_exchange(f"55119200{i % 1000:05d}", f"pergunta {i}",
+        mirror.log_exchange(f"55119200{i % contacts:05d}", f"pergunta {i}",
                             f"resposta {i} " + "x" * 80)
     mirror.close(timeout=0)
     after = int(client.info("memory")["used_memory"])
     store = open_store(store_url)
-    payload = 0
-    for key in client.scan_iter(match="mem:row:*", count=1000):
-        payload += len(client.hget(key, "payload") or b"")
     queued = store.outbox_counts(time.time()).queued
+    # the payloads' own size, read back through claims (one contact per claim)
+    payload = 0
+    while rows := store.claim("bench", 600, messages, time.time()):
+        payload += sum(len(row.payload.encode()) for row in rows)
     store.close()
     client.close()
-    return {"messages": queued, "bytes_per_message": (after - before) / queued,
+    return {"messages": queued, "contacts": contacts,
+            "bytes_per_message": (after - before) / queued,
             "payload_per_message": payload / queued,
             "beyond_payload": (after - before - payload) / queued}
 
@@ -181,10 +185,13 @@ def main() -> None:
                     sink.terminate()
                     sink.wait()
             if which in ("memory", "all"):
-                r = bench_memory(server.url)
-                print(f"\nRedis memory for a {r['messages']:.0f}-message backlog: "
-                      f"{r['bytes_per_message']:.0f} bytes/message, of which payload "
-                      f"{r['payload_per_message']:.0f}; {r['beyond_payload']:.0f} beyond it")
+                print()
+                for contacts in (1000, 10):  # 100 messages each; 10,000 each
+                    r = bench_memory(server.url, contacts=contacts)
+                    print(f"Redis memory for a {r['messages']:.0f}-message backlog over "
+                          f"{contacts} contacts: {r['bytes_per_message']:.0f} bytes/message,"
+                          f" of which payload {r['payload_per_message']:.0f}; "
+                          f"{r['beyond_payload']:.0f} beyond it")
         finally:
             server.stop()
 

@@ -564,7 +564,7 @@ class Mirror:
             # everything created up to now; rows carry their creation time (outbox.encode)
             target = time.time()
             self.workers.wake()
-            while self.store.pending_before(target):
+            while self.store.has_queued_before(target):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

@@ -178,7 +178,7 @@ def test_claim_respects_limit_and_due_time(store):
     assert [r.key for r in store.claim("w", 30, 2, now)] == ["m0", "m1"]
     store.retry_later("m0", "w", now + 60, "503", uncertain=False, attempt=True)
     assert store.claim("w", 30, 2, now) == []  # not due yet
-    assert store.next_due_at(now) == pytest.approx(now + 60)
+    assert store.next_due_at(now) == pytest.approx(now + 60, abs=1e-3)
     assert [r.key for r in store.claim("w", 30, 2, now + 61)] == ["m0", "m1"]
 
 
@@ -277,17 +277,38 @@ def test_dead_letters_never_block_later_rows_and_can_be_retried(store):
     assert [(r.key, r.attempts) for r in again] == [("a", 0)]
 
 
-def test_outbox_counts_and_pending_before(store):
+def test_outbox_counts_and_has_queued_before(store):
     now = time.time()
     store.enqueue([row("a", "wa-a", created_at=now - 30), row("b", "wa-b", created_at=now - 10),
                    row("c", "wa-b", created_at=now)])
     counts = store.outbox_counts(now)
     assert (counts.queued, counts.in_flight, counts.dead) == (3, 0, 0)
-    assert counts.oldest_queued_at == pytest.approx(now - 30)
-    assert store.pending_before(now - 20) == 1
-    assert store.pending_before(now) == 3
+    assert counts.oldest_queued_at == pytest.approx(now - 30, abs=1e-3)
+    assert not store.has_queued_before(now - 31)
+    assert store.has_queued_before(now - 30)
     store.claim("w", 30, 10, now)
     assert store.outbox_counts(now).in_flight == 1
+
+
+def test_the_oldest_row_is_found_whatever_order_rows_were_created_in(store):
+    """Two hosts' clocks disagree, or a dead letter comes back: creation order and queue
+    order differ. flush and the oldest age must still see the oldest row."""
+    now = time.time()
+    store.enqueue([row("late", created_at=now), row("early", created_at=now - 100),
+                   row("mid", created_at=now - 50)])
+    assert store.outbox_counts(now).oldest_queued_at == pytest.approx(now - 100, abs=1e-3)
+    assert [r.key for r in claim_all(store, now=now)] == ["late", "early", "mid"]
+    assert store.complete("early", "w")  # not the head of the queue: still found
+    assert store.outbox_counts(now).oldest_queued_at == pytest.approx(now - 50, abs=1e-3)
+    assert store.complete("late", "w")
+    assert not store.has_queued_before(now - 51) and store.has_queued_before(now - 50)
+    store.dead_letter("mid", "w", "422")
+    assert store.outbox_counts(now).oldest_queued_at is None
+    assert not store.has_queued_before(now)
+    store.enqueue([row("next", created_at=now)])
+    assert store.retry_dead() == 1
+    assert store.outbox_counts(now).oldest_queued_at == pytest.approx(now - 50, abs=1e-3)
+    assert [r.key for r in claim_all(store, owner="w2", now=now + 60)] == ["mid", "next"]
 
 
 def test_prune_seen_forgets_old_unique_keys_names_and_expired_values(store):
@@ -411,7 +432,7 @@ def test_redis_url_opens_the_redis_backend_with_its_prefix(redis_url):
 
     client = redis.Redis.from_url(redis_url.split("?")[0], decode_responses=True)
     assert all(key.startswith(store.prefix) for key in client.keys(store.prefix + "*"))
-    assert client.exists(store.prefix + "row:a")
+    assert client.exists(store.prefix + "q:wa-1")
     client.close()
     store.close()
 

@@ -141,7 +141,8 @@ class Store(abc.ABC):
         A row whose ``unique_key`` was enqueued before (even if completed since, until
         :meth:`prune_seen` forgets it) is skipped; the result says, per row, whether it was
         queued. Rows get ``id``s that increase with enqueue order (within a contact, the
-        order :meth:`claim` hands them out)."""
+        order :meth:`claim` hands them out). A row ``key`` its contact already has queued
+        or dead raises :class:`StoreError` and writes nothing."""
 
     @abc.abstractmethod
     def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
@@ -203,8 +204,9 @@ class Store(abc.ABC):
         """Non-destructively read when the earliest claimable message is due, or ``None``."""
 
     @abc.abstractmethod
-    def pending_before(self, at: float) -> int:
-        """Non-destructively count queued (not dead) rows created at or before ``at``."""
+    def has_queued_before(self, at: float) -> bool:
+        """Non-destructively tell whether any queued (not dead) row was created at or before
+        ``at`` (what :meth:`Mirror.flush` waits on)."""
 
     @abc.abstractmethod
     def set_last_message_id(self, key: str, message_id: int) -> None:

@@ -284,11 +284,11 @@ class MemoryStore(Store):
                         max(s.next_attempt_at, s.claim_expires_at or 0.0)
                         for s in self._schedule.values()), default=None)
 
-    def pending_before(self, at: float) -> int:
+    def has_queued_before(self, at: float) -> bool:
         with self._lock:
             self._open()
-            return sum(1 for r in self._rows.values()
-                       if r.state == QUEUED and r.row.created_at <= at)
+            return any(r.state == QUEUED and r.row.created_at <= at
+                       for r in self._rows.values())
 
     # -- handoff ----------------------------------------------------------------------------
 

@@ -4,13 +4,16 @@ Every write that a read decides is one Lua script, so it is atomic across hosts;
 carry a prefix (``?prefix=`` in the URL, default ``chatwoot-mirror:``) so that one Redis
 serves several bots. The layout (``P`` is the prefix):
 
-* ``P row:{key}`` hash, one per queued or dead row; ``P q:{contact}`` sorted set of the
-  contact's queued row keys by id (delivery order); ``P queued`` by creation time (flush,
-  counts); ``P dead`` by id; ``P ids`` the id counter;
-* ``P sched:{contact}`` hash (``next``, ``owner``, ``expires``) and ``P due`` sorted set
-  of contacts by when they may next be claimed: ``next``, or the claim's expiry while one
-  is held, so a held contact is never due and a lapsed one is; ``P claims`` by expiry;
-  ``P owned:{owner}`` the contacts an owner holds (renewals);
+* ``P q:{contact}`` list of the contact's queued rows in delivery (id) order, each one
+  MessagePack element packed by the scripts (:mod:`._redis_lua`); ``P k:{contact}`` hash of
+  its row keys (queued and dead); ``P queued`` their count; ``P heads`` sorted set of
+  contacts by their oldest row's creation time (flush, the oldest age); ``P dead`` dead row
+  keys by id, their rows in the ``P deadrows`` hash; ``P ids`` the id counter;
+* ``P sched:{contact}`` hash (``next``, ``owner``, ``expires``; ``tail``/``skew``: whether
+  creation order still follows queue order) and ``P due`` sorted set of contacts by when
+  they may next be claimed: ``next``, or the claim's expiry while one is held, so a held
+  contact is never due and a lapsed one is; ``P claims`` by expiry; ``P owned:{owner}``
+  the contacts an owner holds (renewals);
 * ``P uniq:{key}`` and ``P seen:{name}``: seen unique keys and names, with Redis expiry;
 * ``P contact:{key}``, ``P handoff:{key}`` (+ ``P handoffs:{state}`` sets), ``P lock:{name}``,
   ``P kv:{scope}\\0{key}`` (with Redis expiry at the value's own expiry).
@@ -29,6 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError, StoreError
+from . import _redis_lua as lua
 from .base import SEEN_RETENTION, ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 
 try:
@@ -40,304 +44,6 @@ except ImportError:  # pragma: no cover - the extra is not installed
 
 T = TypeVar("T")
 DEFAULT_PREFIX = "chatwoot-mirror:"
-
-# Optional strings travel to Lua as "n" (None) or "s" + the value.
-_LUA_HELPERS = """
-local p = ARGV[1]
-local function opt(a) if a == 'n' then return false end return string.sub(a, 2) end
-"""
-
-_SAVE_CONTACT = _LUA_HELPERS + """
-local h = p .. 'contact:' .. ARGV[2]
-local instance, identity, contact_id = opt(ARGV[5]), opt(ARGV[4]), opt(ARGV[3])
-local exists = redis.call('EXISTS', h) == 1
-local old = redis.call('HGET', h, 'instance')
-if not (exists and old == instance) then
-  -- ids learned from another Chatwoot mean nothing here: the row starts empty
-  redis.call('HDEL', h, 'conversation_id', 'last')
-end
-redis.call('HSET', h, 'source_id', ARGV[6])
-if contact_id then redis.call('HSET', h, 'contact_id', contact_id)
-else redis.call('HDEL', h, 'contact_id') end
-if identity then redis.call('HSET', h, 'identity', identity) end
-if instance then redis.call('HSET', h, 'instance', instance)
-else redis.call('HDEL', h, 'instance') end
-return 1
-"""
-
-_SET_CONVERSATION = _LUA_HELPERS + """
-local h = p .. 'contact:' .. ARGV[2]
-if redis.call('EXISTS', h) == 0 then return 0 end
-redis.call('HSET', h, 'conversation_id', ARGV[3])
-return 1
-"""
-
-_FORGET_CONVERSATION = _LUA_HELPERS + """
-local h = p .. 'contact:' .. ARGV[2]
-if redis.call('HGET', h, 'conversation_id') ~= ARGV[3] then return 0 end
-redis.call('HDEL', h, 'conversation_id')
-return 1
-"""
-
-_RAISE_LAST = """
-local function raise_last(h, id)
-  if redis.call('EXISTS', h) == 0 then return end
-  local old = tonumber(redis.call('HGET', h, 'last') or '0')
-  if id > old then redis.call('HSET', h, 'last', id) end
-end
-"""
-
-_SET_LAST = _LUA_HELPERS + _RAISE_LAST + """
-raise_last(p .. 'contact:' .. ARGV[2], tonumber(ARGV[3]))
-return 1
-"""
-
-_ACQUIRE = _LUA_HELPERS + """
-local k = p .. 'lock:' .. ARGV[2]
-local holder = redis.call('GET', k)
-if holder and holder ~= ARGV[3] then return 0 end
-redis.call('SET', k, ARGV[3], 'PX', ARGV[4])
-return 1
-"""
-
-_RELEASE_LOCK = _LUA_HELPERS + """
-local k = p .. 'lock:' .. ARGV[2]
-if redis.call('GET', k) == ARGV[3] then redis.call('DEL', k) end
-return 1
-"""
-
-# ARGV: prefix, retention seconds, count, then 5 per row: key, contact, payload, unique, at
-_ENQUEUE = _LUA_HELPERS + """
-local n = tonumber(ARGV[3])
-local seen = {}
-for i = 0, n - 1 do
-  local key = ARGV[4 + i * 5]
-  if seen[key] or redis.call('EXISTS', p .. 'row:' .. key) == 1 then
-    return redis.error_reply('row key already queued: ' .. key)
-  end
-  seen[key] = true
-end
-local out = {}
-for i = 0, n - 1 do
-  local b = 4 + i * 5
-  local key, contact, payload, unique, at = ARGV[b], ARGV[b+1], ARGV[b+2], opt(ARGV[b+3]), ARGV[b+4]
-  local fresh = true
-  if unique then
-    fresh = redis.call('SET', p .. 'uniq:' .. unique, at, 'NX', 'EX', ARGV[2])
-  end
-  if fresh then
-    local id = redis.call('INCR', p .. 'ids')
-    local row = {'contact', contact, 'payload', payload, 'created_at', at, 'id', id,
-                 'attempts', 0, 'uncertain', 0}
-    if unique then row[#row + 1] = 'unique'; row[#row + 1] = unique end
-    redis.call('HSET', p .. 'row:' .. key, unpack(row))
-    redis.call('ZADD', p .. 'q:' .. contact, id, key)
-    redis.call('ZADD', p .. 'queued', at, key)
-    local s = p .. 'sched:' .. contact
-    if redis.call('EXISTS', s) == 0 then
-      redis.call('HSET', s, 'next', at)
-      redis.call('ZADD', p .. 'due', at, contact)
-    end
-    out[#out + 1] = id
-  else
-    out[#out + 1] = 0
-  end
-end
-return out
-"""
-
-# Holding a claim: the contact is not due again before the claim's expiry (nor before its
-# own next attempt), and counts as in flight until then. Shared by claim and renewal.
-_HOLD = """
-local function hold(contact, owner, expires)
-  local s = p .. 'sched:' .. contact
-  local nxt = tonumber(redis.call('HGET', s, 'next') or expires)
-  redis.call('HSET', s, 'owner', owner, 'expires', expires)
-  redis.call('ZADD', p .. 'due', math.max(nxt, expires), contact)
-  redis.call('ZADD', p .. 'claims', expires, contact)
-end
-"""
-
-_CLAIM = _LUA_HELPERS + _HOLD + """
-local owner, ttl, limit, now = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local due = redis.call('ZRANGEBYSCORE', p .. 'due', '-inf', now, 'LIMIT', 0, 1)
-if #due == 0 then return {} end
-local contact = due[1]
-local s = p .. 'sched:' .. contact
-local keys = redis.call('ZRANGE', p .. 'q:' .. contact, 0, limit - 1)
-if #keys == 0 then  -- only dead rows left: nothing to deliver
-  redis.call('ZREM', p .. 'due', contact)
-  redis.call('ZREM', p .. 'claims', contact)
-  redis.call('DEL', s)
-  return {}
-end
-local previous = redis.call('HGET', s, 'owner')
-if previous then redis.call('SREM', p .. 'owned:' .. previous, contact) end
-hold(contact, owner, now + ttl)
-redis.call('SADD', p .. 'owned:' .. owner, contact)
-redis.call('EXPIRE', p .. 'owned:' .. owner, math.ceil(ttl * 4) + 60)
-local out = {}
-for _, key in ipairs(keys) do
-  local row = p .. 'row:' .. key
-  -- the previous owner's claim lapsed mid-delivery: any of these may have arrived
-  if previous then redis.call('HSET', row, 'uncertain', 1) end
-  local fields = redis.call('HGETALL', row)
-  fields[#fields + 1] = 'key'
-  fields[#fields + 1] = key
-  out[#out + 1] = fields
-end
-return out
-"""
-
-_RENEW = _LUA_HELPERS + _HOLD + """
-local ttl, now, count = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
-for i = 4, #ARGV do
-  local owner = ARGV[i]
-  local owned = p .. 'owned:' .. owner
-  for _, contact in ipairs(redis.call('SMEMBERS', owned)) do
-    if redis.call('HGET', p .. 'sched:' .. contact, 'owner') == owner then
-      hold(contact, owner, now + ttl)
-      count = count + 1
-    else
-      redis.call('SREM', owned, contact)
-    end
-  end
-  redis.call('EXPIRE', owned, math.ceil(ttl * 4) + 60)
-end
-return count
-"""
-
-# Shared by every script that needs the claim: the row's contact, if ``owner`` holds it.
-_HOLDS = """
-local function holds(key, owner)
-  local contact = redis.call('HGET', p .. 'row:' .. key, 'contact')
-  if not contact then return false end
-  if redis.call('HGET', p .. 'sched:' .. contact, 'owner') ~= owner then return false end
-  return contact
-end
-local function unclaim(contact, owner)
-  local s = p .. 'sched:' .. contact
-  redis.call('HDEL', s, 'owner', 'expires')
-  redis.call('ZADD', p .. 'due', redis.call('HGET', s, 'next') or 0, contact)
-  redis.call('ZREM', p .. 'claims', contact)
-  redis.call('SREM', p .. 'owned:' .. owner, contact)
-end
-local function drop_if_empty(contact, owner)
-  if redis.call('ZCARD', p .. 'q:' .. contact) == 0 then
-    redis.call('DEL', p .. 'sched:' .. contact)
-    redis.call('ZREM', p .. 'due', contact)
-    redis.call('ZREM', p .. 'claims', contact)
-    redis.call('SREM', p .. 'owned:' .. owner, contact)
-  end
-end
-"""
-
-_COMPLETE = _LUA_HELPERS + _RAISE_LAST + _HOLDS + """
-local key, owner, message_id = ARGV[2], ARGV[3], tonumber(ARGV[4])
-local contact = holds(key, owner)
-if not contact then return 0 end
-redis.call('DEL', p .. 'row:' .. key)
-redis.call('ZREM', p .. 'q:' .. contact, key)
-redis.call('ZREM', p .. 'queued', key)
-if message_id > 0 then raise_last(p .. 'contact:' .. contact, message_id) end
-drop_if_empty(contact, owner)
-return 1
-"""
-
-_RETRY_LATER = _LUA_HELPERS + _HOLDS + """
-local key, owner = ARGV[2], ARGV[3]
-local contact = holds(key, owner)
-if not contact then return 0 end
-local row = p .. 'row:' .. key
-redis.call('HINCRBY', row, 'attempts', ARGV[6])
-redis.call('HSET', row, 'last_error', ARGV[5])
-if ARGV[7] == '1' then redis.call('HSET', row, 'uncertain', 1) end
-redis.call('HSET', p .. 'sched:' .. contact, 'next', ARGV[4])
-unclaim(contact, owner)
-return 1
-"""
-
-_RELEASE = _LUA_HELPERS + _HOLDS + """
-local contact, owner = ARGV[2], ARGV[3]
-if redis.call('HGET', p .. 'sched:' .. contact, 'owner') ~= owner then return 0 end
-unclaim(contact, owner)
-return 1
-"""
-
-_DEAD_LETTER = _LUA_HELPERS + _HOLDS + """
-local key, owner = ARGV[2], ARGV[3]
-local contact = holds(key, owner)
-if not contact then return 0 end
-local row = p .. 'row:' .. key
-redis.call('HSET', row, 'state', 'dead', 'last_error', ARGV[4])
-redis.call('ZREM', p .. 'q:' .. contact, key)
-redis.call('ZREM', p .. 'queued', key)
-redis.call('ZADD', p .. 'dead', redis.call('HGET', row, 'id'), key)
-drop_if_empty(contact, owner)
-return 1
-"""
-
-# ARGV: prefix, now, all ('1') or not, then the keys
-_RETRY_DEAD = _LUA_HELPERS + """
-local now = tonumber(ARGV[2])
-local keys = {}
-if ARGV[3] == '1' then keys = redis.call('ZRANGE', p .. 'dead', 0, -1)
-else for i = 4, #ARGV do keys[#keys + 1] = ARGV[i] end end
-local count = 0
-for _, key in ipairs(keys) do
-  local row = p .. 'row:' .. key
-  if redis.call('ZREM', p .. 'dead', key) == 1 then
-    local f = redis.call('HMGET', row, 'contact', 'id', 'created_at')
-    redis.call('HDEL', row, 'state')
-    redis.call('HSET', row, 'attempts', 0)
-    redis.call('ZADD', p .. 'q:' .. f[1], f[2], key)
-    redis.call('ZADD', p .. 'queued', f[3], key)
-    local s = p .. 'sched:' .. f[1]
-    local nxt = math.min(tonumber(redis.call('HGET', s, 'next') or ARGV[2]), now)
-    redis.call('HSET', s, 'next', nxt)
-    local expires = tonumber(redis.call('HGET', s, 'expires') or '0')
-    if redis.call('HEXISTS', s, 'owner') == 1 then nxt = math.max(nxt, expires) end
-    redis.call('ZADD', p .. 'due', nxt, f[1])
-    count = count + 1
-  end
-end
-return count
-"""
-
-_PUT_HANDOFF = _LUA_HELPERS + """
-local h = p .. 'handoff:' .. ARGV[2]
-local expected = opt(ARGV[3])
-local current = redis.call('HGET', h, 'version')
-if expected then
-  if current ~= expected then return 0 end
-  redis.call('SREM', p .. 'handoffs:' .. redis.call('HGET', h, 'state'), ARGV[2])
-elseif current then
-  return 0
-end
-redis.call('HSET', h, 'version', ARGV[4], 'state', ARGV[5], 'record', ARGV[6])
-redis.call('SADD', p .. 'handoffs:' .. ARGV[5], ARGV[2])
-return 1
-"""
-
-_DELETE_VALUE = _LUA_HELPERS + """
-local k = ARGV[2]
-local expected = opt(ARGV[3])
-if expected and redis.call('HGET', k, 'v') ~= expected then return 0 end
-return redis.call('DEL', k)
-"""
-
-_PRUNE = _LUA_HELPERS + """
-local before, count = tonumber(ARGV[2]), 0
-for i = 3, #ARGV do
-  local at = redis.call('GET', ARGV[i])
-  if at and tonumber(at) < before then
-    redis.call('DEL', ARGV[i])
-    if string.find(ARGV[i], p .. 'uniq:', 1, true) == 1 then count = count + 1 end
-  end
-end
-return count
-"""
-
 
 def _opt(value: object) -> str:
     return "n" if value is None else "s" + str(value)
@@ -366,13 +72,15 @@ class RedisStore(Store):
             self.url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 1), health_check_interval=30, decode_responses=True)
         scripts: dict[str, Any] = {name: self._redis.register_script(body) for name, body in {
-            "save_contact": _SAVE_CONTACT, "set_conversation": _SET_CONVERSATION,
-            "forget_conversation": _FORGET_CONVERSATION, "set_last": _SET_LAST,
-            "acquire": _ACQUIRE, "release_lock": _RELEASE_LOCK, "enqueue": _ENQUEUE,
-            "claim": _CLAIM, "renew": _RENEW, "complete": _COMPLETE,
-            "retry_later": _RETRY_LATER, "release": _RELEASE, "dead_letter": _DEAD_LETTER,
-            "retry_dead": _RETRY_DEAD, "put_handoff": _PUT_HANDOFF,
-            "delete_value": _DELETE_VALUE, "prune": _PRUNE,
+            "save_contact": lua.SAVE_CONTACT, "set_conversation": lua.SET_CONVERSATION,
+            "forget_conversation": lua.FORGET_CONVERSATION, "set_last": lua.SET_LAST,
+            "acquire": lua.ACQUIRE, "release_lock": lua.RELEASE_LOCK,
+            "enqueue": lua.ENQUEUE, "claim": lua.CLAIM, "renew": lua.RENEW,
+            "complete": lua.COMPLETE, "retry_later": lua.RETRY_LATER,
+            "release": lua.RELEASE, "dead_letter": lua.DEAD_LETTER,
+            "retry_dead": lua.RETRY_DEAD, "dead_letters": lua.DEAD_LETTERS,
+            "put_handoff": lua.PUT_HANDOFF, "delete_value": lua.DELETE_VALUE,
+            "prune": lua.PRUNE,
         }.items()}
         self._scripts = scripts
 
@@ -446,7 +154,7 @@ class RedisStore(Store):
         return [bool(outbox_id) for outbox_id in ids]
 
     def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
-        return [_row(_pairs(fields)) for fields in
+        return [_row(fields) for fields in
                 self._run("claim", owner, repr(ttl), limit, repr(now))]
 
     def renew_claims(self, owners: Sequence[str], ttl: float, now: float) -> int:
@@ -496,23 +204,17 @@ class RedisStore(Store):
                              *(keys or ())))
 
     def dead_letters(self, limit: int = 100) -> list[OutboxRow]:
-        def read() -> list[OutboxRow]:
-            keys = self._redis.zrange(self._key("dead"), 0, limit - 1)
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(self._key("row:", key))
-            return [_row({**fields, "key": key})
-                    for key, fields in zip(keys, pipe.execute(), strict=True) if fields]
-        return self._call(read)
+        return [_row(fields) for fields in self._run("dead_letters", limit)]
 
     def outbox_counts(self, now: float) -> OutboxCounts:
         def read() -> OutboxCounts:
             pipe = self._redis.pipeline(transaction=True)
-            pipe.zcard(self._key("queued"))
-            pipe.zrange(self._key("queued"), 0, 0, withscores=True)
+            pipe.get(self._key("queued"))
+            pipe.zrange(self._key("heads"), 0, 0, withscores=True)
             pipe.zcard(self._key("dead"))
             pipe.zcount(self._key("claims"), now, "+inf")
             queued, oldest, dead, in_flight = pipe.execute()
+            queued = int(queued or 0)
             return OutboxCounts(queued, min(in_flight, queued), dead,
                                 float(oldest[0][1]) if oldest else None)
         return self._call(read)
@@ -521,8 +223,10 @@ class RedisStore(Store):
         first = self._call(lambda: self._redis.zrange(self._key("due"), 0, 0, withscores=True))
         return float(first[0][1]) if first else None
 
-    def pending_before(self, at: float) -> int:
-        return int(self._call(lambda: self._redis.zcount(self._key("queued"), "-inf", at)))
+    def has_queued_before(self, at: float) -> bool:
+        first = self._call(lambda: self._redis.zrange(self._key("heads"), 0, 0,
+                                                      withscores=True))
+        return bool(first) and float(first[0][1]) <= at
 
     # -- handoff ----------------------------------------------------------------------------
 
@@ -615,16 +319,12 @@ def _int(value: Any) -> int | None:
     return None if value is None or value == "" else int(value)
 
 
-def _pairs(fields: list[str]) -> dict[str, str]:
-    return dict(zip(fields[::2], fields[1::2], strict=True))
-
-
-def _row(data: dict[str, str]) -> OutboxRow:
+def _row(fields: list[str | None]) -> OutboxRow:
+    key, outbox_id, created_at, attempts, uncertain, unique, error, payload, contact = fields
     return OutboxRow(
-        key=data["key"], contact_key=data["contact"], payload=data["payload"],
-        unique_key=data.get("unique"), created_at=float(data["created_at"]),
-        attempts=int(data.get("attempts", 0)), uncertain=data.get("uncertain") == "1",
-        last_error=data.get("last_error"), id=int(data["id"]),
+        key=str(key), contact_key=str(contact), payload=str(payload), unique_key=unique,
+        created_at=float(str(created_at)), attempts=int(str(attempts)),
+        uncertain=uncertain == "1", last_error=error, id=int(str(outbox_id)),
     )
 
 

@@ -131,7 +131,7 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE handoff ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
-    # v10: flush counts rows by age (pending_before), not by a global id.
+    # v10: flush looks for rows by age (has_queued_before), not by a global id.
     """
     CREATE INDEX outbox_age ON outbox (state, created_at);
     """,
@@ -549,10 +549,10 @@ class SQLiteStore(Store):
             " ELSE MAX(next_attempt_at, claim_expires_at) END) FROM queue"
         ).fetchone()[0])
 
-    def pending_before(self, at: float) -> int:
+    def has_queued_before(self, at: float) -> bool:
         return self._read(lambda c: c.execute(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'queued' AND created_at <= ?", (at,)
-        ).fetchone()[0])
+            "SELECT 1 FROM outbox WHERE state = 'queued' AND created_at <= ? LIMIT 1", (at,)
+        ).fetchone() is not None)
 
     def _raise_last_message_id(
         self, conn: sqlite3.Connection, key: str, message_id: int
