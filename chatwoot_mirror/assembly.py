@@ -101,6 +101,14 @@ def assemble(
         language=config.language,
         media_slots=max(1, config.workers - 1),
     )
+    # one pacer sees every request: the pace, and Chatwoot's health for retries
+    pacer = Pacer(config.max_requests_per_minute, outage_pause=config.retry_base_seconds,
+                  max_outage_pause=min(30.0, config.retry_max_seconds))
+    if chatwoot.health is None:
+        chatwoot.health = pacer
+        # tries within one attempt pause a fraction of the first retry's delay
+        scale = min(1.0, config.retry_base_seconds)
+        chatwoot.short_retries = tuple(pause * scale for pause in chatwoot.short_retries)
     handoff = Handoff(local, resume_after_minutes=config.resume_after_minutes,
                       max_bot_turns=config.max_bot_turns)
     workers = DeliveryWorkers(
@@ -109,7 +117,7 @@ def assemble(
         workers=config.workers,
         claim_ttl=config.claim_ttl_seconds,
         backoff=Backoff(config.retry_base_seconds, config.retry_max_seconds),
-        pacer=Pacer(config.max_requests_per_minute),
+        pacer=pacer,
         periodic=[(60.0, handoff.resume_idle)],
     )
     if not config.has_bot_token:

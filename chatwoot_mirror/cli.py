@@ -19,11 +19,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from . import doctor
 from ._version import __version__
 from .config import Config
+from .doctor import HEALTH_KEY, HEALTH_SCOPE
 from .errors import ConfigError, StoreError
 from .mirror import Mirror
 from .store import parse_store_url
@@ -119,6 +120,8 @@ def _status(options: argparse.Namespace, out: TextIO) -> int:
         stats = mirror.stats()
         paused = mirror.handoff_state.paused()
         dead = mirror.dead_letters(limit=20)
+        # what the running mirrors last saw of Chatwoot (this process sends nothing)
+        seen = mirror.store.get_value(HEALTH_SCOPE, HEALTH_KEY, time.time())
     finally:
         mirror.store.close()
     report = {
@@ -129,12 +132,23 @@ def _status(options: argparse.Namespace, out: TextIO) -> int:
                              "since": p.changed_at, "conversation": p.conversation_id}
                             for p in paused],
         "recent_dead_letters": dead,
+        "chatwoot": _seen(seen),
     }
     if options.json:
         print(json.dumps(report, indent=2), file=out)
         return 0
     print(f"queued: {report['queued']} (in flight {report['in_flight']}, oldest "
           f"{report['oldest_queued_age_seconds']} s)", file=out)
+    chatwoot = report["chatwoot"]
+    if chatwoot:
+        line = (f"chatwoot: {chatwoot['health']} since {_when(chatwoot['since'])} "
+                f"(as a mirror saw it at {_when(chatwoot['seen_at'])})")
+        if chatwoot["last_error"]:
+            line += (f"; last error at {_when(chatwoot['last_error_at'])}: "
+                     f"{chatwoot['last_error']}")
+        print(line, file=out)
+    else:
+        print("chatwoot: not seen by any mirror yet", file=out)
     print(f"dead letters: {report['dead_letters']}", file=out)
     for item in dead:
         print(f"  {item['key']} contact={item['contact']} reason={item['reason']}", file=out)
@@ -145,6 +159,22 @@ def _status(options: argparse.Namespace, out: TextIO) -> int:
         print(f"  {p.contact_key} reason={p.reason} since={when} "
               f"conversation={p.conversation_id}", file=out)
     return 0
+
+
+def _seen(text: str | None) -> dict[str, Any] | None:
+    """The health record a mirror wrote (:mod:`.activity`), for ``status``."""
+    if not text:
+        return None
+    seen = json.loads(text)
+    state = seen.get("state") or ("ok" if seen.get("ok") else "degraded")
+    return {"health": state, "since": seen.get("since") or seen.get("at"),
+            "seen_at": seen.get("at"), "last_error": seen.get("last_error") or seen.get("error"),
+            "last_error_at": seen.get("last_error_at") or (None if seen.get("ok") else
+                                                           seen.get("at"))}
+
+
+def _when(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else "?"
 
 
 def _flush(options: argparse.Namespace, out: TextIO) -> int:

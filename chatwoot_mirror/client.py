@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,11 @@ from .errors import (
 )
 
 log = logging.getLogger("chatwoot_mirror.client")
+
+#: Pauses between the tries of a request that is safe to repeat (GETs, and a contact
+#: create with its fixed source_id), each scaled by a random 0.5 to 1.0: a few tries over
+#: at most about 1.5 s before the message falls back to the outbox's backoff.
+SHORT_RETRIES = (0.1, 0.4, 1.0)
 
 _BOT_NOT_ALLOWED = "not authorized for bots"
 _FLOOD = "too many messages"
@@ -74,6 +81,11 @@ class ChatwootClient:
         )
         #: Every HTTP request sent, by operation name; benchmarks and ``stats`` read it.
         self.request_count = 0
+        #: ``observe(answered, error)`` for every request; ``is_down()`` skips short
+        #: retries during an outage (the mirror's :class:`~chatwoot_mirror.pacing.Pacer`)
+        self.health: Any = None
+        self.short_retries: tuple[float, ...] = SHORT_RETRIES
+        self._rng = random.Random()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -112,6 +124,46 @@ class ChatwootClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Send one request. One that is safe to repeat (``idempotent``; GETs by default)
+        is tried again after a short pause when Chatwoot did not answer, unless Chatwoot
+        is down; anything else is tried once (posting a message twice is a duplicate:
+        the outbox looks before it posts again)."""
+        repeat = method == "GET" if idempotent is None else idempotent
+        pauses = self.short_retries if repeat else ()
+        for pause in (*pauses, None):
+            try:
+                result = self._send(operation, method, url, json=json, data=data,
+                                    files=files, params=params, headers=headers, token=token)
+            except (Unavailable, AmbiguousDelivery) as exc:
+                if self.health is not None:
+                    self.health.observe(exc.status is not None and exc.status < 500, str(exc))
+                if pause is None or (self.health is not None and self.health.is_down()):
+                    raise
+                time.sleep(pause * self._rng.uniform(0.5, 1.0))
+                continue
+            except ChatwootError:
+                if self.health is not None:
+                    self.health.observe(True)  # it answered, if with a refusal
+                raise
+            if self.health is not None:
+                self.health.observe(True)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        json: Any,
+        data: Mapping[str, Any] | None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        token: str | None,
     ) -> Any:
         self.request_count += 1
         try:
@@ -185,7 +237,9 @@ class ChatwootClient:
                 body[key] = value
         if custom_attributes:
             body["custom_attributes"] = dict(custom_attributes)
-        return self._request("create_contact", "POST", self._public("/contacts"), json=body)
+        # the same source_id gives the same contact_inbox: safe to repeat
+        return self._request("create_contact", "POST", self._public("/contacts"), json=body,
+                             idempotent=True)
 
     def get_contact(self, source_id: str) -> dict[str, Any]:
         return self._request("get_contact", "GET", self._public(f"/contacts/{source_id}"))

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .client import ChatwootClient
-from .errors import NotFound, Unavailable
+from .errors import AmbiguousDelivery, NotFound, Unavailable
 from .identity import ContactIdentity
 from .store import ContactRecord, Store
 
@@ -177,6 +177,46 @@ class ConversationResolver:
             time.sleep(_LEASE_POLL)
 
     def _resolve_remotely(self, identity: ContactIdentity, name: str | None) -> Target:
+        """Contact, then conversation, resuming after the step a failed attempt reached:
+        a contact saved by an earlier attempt is not created again (its list is read
+        instead), and a conversation create that may have happened is looked for before
+        another is made."""
+        record = self.remembered(identity.key)
+        source_id: str | None = None
+        conversations: list[dict[str, Any]] = []
+        if record is not None and record.contact_id:
+            try:
+                conversations = self.client.list_conversations(record.source_id)
+                source_id = record.source_id
+            except NotFound:
+                pass  # the contact is gone from Chatwoot: create it again
+        if source_id is None:
+            source_id = self._create_contact(identity, name)
+            conversations = self.client.list_conversations(source_id)
+        chosen = _pick(conversations, self.resolved_policy)
+        created = False
+        if chosen is None:
+            try:
+                chosen = int(self.client.create_conversation(source_id)["id"])
+                created = True
+            except AmbiguousDelivery:
+                # it may have been created: look before creating another
+                chosen = _pick(self.client.list_conversations(source_id), self.resolved_policy)
+                if chosen is None:
+                    raise
+        self.store.set_conversation(identity.key, chosen)
+        target = Target(source_id, chosen)
+        self._confirm(identity.key, target)  # from the contact's own list, or created for them
+        log.info(
+            "conversation resolved contact=%s conversation=%s created=%s",
+            identity.key,
+            chosen,
+            created,
+        )
+        return target
+
+    def _create_contact(self, identity: ContactIdentity, name: str | None) -> str:
+        """Create (or find: the source_id is fixed) the contact, and remember it."""
         identifier_hash = None
         if self.hmac_token:
             identifier_hash = hmac.new(
@@ -194,23 +234,7 @@ class ConversationResolver:
             identity.key, source_id, _int(contact.get("id")), identity.to_json(),
             instance=self.instance,
         )
-
-        conversations = self.client.list_conversations(source_id)
-        chosen = _pick(conversations, self.resolved_policy)
-        created = False
-        if chosen is None:
-            chosen = int(self.client.create_conversation(source_id)["id"])
-            created = True
-        self.store.set_conversation(identity.key, chosen)
-        target = Target(source_id, chosen)
-        self._confirm(identity.key, target)  # from the contact's own list, or created for them
-        log.info(
-            "conversation resolved contact=%s conversation=%s created=%s",
-            identity.key,
-            chosen,
-            created,
-        )
-        return target
+        return source_id
 
 
 def _pick(conversations: list[dict[str, Any]], policy: str) -> int | None:

@@ -9,7 +9,11 @@
   ``to_humans`` or ``to_bot``;
 * ``chatwoot_mirror_queue_messages``, ``chatwoot_mirror_queue_oldest_age_seconds``,
   ``chatwoot_mirror_dead_letters``: read from the store at each scrape (every process
-  sharing the store).
+  sharing the store);
+* ``chatwoot_mirror_chatwoot_health{state}`` (1 for the current state of ``ok``,
+  ``degraded``, ``down``, else 0), ``chatwoot_mirror_chatwoot_health_since_seconds``,
+  ``chatwoot_mirror_chatwoot_last_error_timestamp_seconds``: this process's view of
+  Chatwoot (:mod:`.pacing`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, StoreError
+from .pacing import DEGRADED, DOWN, OK, Health
 from .store import Store
 
 if TYPE_CHECKING:
@@ -35,7 +40,8 @@ class Metrics:
     (the store, and the registrars of handoff callbacks) rather than the mirror itself, so
     it depends on nothing above it."""
 
-    def __init__(self, store: Store, *, on_handoff: Register, on_resume: Register) -> None:
+    def __init__(self, store: Store, *, on_handoff: Register, on_resume: Register,
+                 health: Callable[[], Health] | None = None) -> None:
         try:
             import prometheus_client as prom
         except ImportError:
@@ -55,7 +61,7 @@ class Metrics:
         self.handoffs = prom.Counter(
             "chatwoot_mirror_handoffs", "Contacts changing hands, by reason and outcome",
             ["reason", "outcome"], registry=self.registry)
-        self.registry.register(_QueueCollector(store))
+        self.registry.register(_QueueCollector(store, health))
         on_handoff(lambda key, reason: self.handoffs.labels(reason, "to_humans").inc())
         on_resume(lambda key, reason: self.handoffs.labels(reason, "to_bot").inc())
 
@@ -73,8 +79,9 @@ class Metrics:
 class _QueueCollector:
     """Gauges read from the store when scraped: they cover every process."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, health: Callable[[], Health] | None) -> None:
         self.store = store
+        self.health = health
         from prometheus_client.core import GaugeMetricFamily
 
         self.gauge = GaugeMetricFamily
@@ -83,14 +90,28 @@ class _QueueCollector:
         return []
 
     def collect(self) -> Any:
+        if self.health is not None:
+            health = self.health()
+            states = self.gauge("chatwoot_mirror_chatwoot_health",
+                                "Chatwoot's health as this process sees it (1: current)",
+                                labels=["state"])
+            for state in (OK, DEGRADED, DOWN):
+                states.add_metric([state], 1.0 if health.state == state else 0.0)
+            yield states
+            yield self.gauge("chatwoot_mirror_chatwoot_health_since_seconds",
+                             "When Chatwoot's health last changed (epoch)", value=health.since)
+            yield self.gauge("chatwoot_mirror_chatwoot_last_error_timestamp_seconds",
+                             "When Chatwoot last failed to answer a request (epoch, 0: never)",
+                             value=health.last_error_at or 0.0)
         try:
             now = time.time()
             counts = self.store.outbox_counts(now)
         except StoreError:
             return  # a scrape must not fail because the store is busy
         age = now - counts.oldest_queued_at if counts.oldest_queued_at else 0.0
+        # queued counts the rows being delivered too (in_flight counts their contacts)
         yield self.gauge("chatwoot_mirror_queue_messages", "Messages waiting for delivery",
-                         value=counts.queued + counts.in_flight)
+                         value=counts.queued)
         yield self.gauge("chatwoot_mirror_queue_oldest_age_seconds",
                          "Age of the oldest message waiting", value=age)
         yield self.gauge("chatwoot_mirror_dead_letters", "Messages refused for good",

@@ -100,10 +100,12 @@ class Mirror:
         if config.has_bot_token:
             self.deliverer.on_handoff_done = actions.ticket_if_nobody_is_online
         self.activity.store = self.store
+        self.activity.health = self.workers.pacer.health
         self.workers.on_result = self.activity.on_result
         if config.metrics:
             self.activity.metrics = Metrics(self.store, on_handoff=self.on_handoff,
-                                            on_resume=self.on_resume)
+                                            on_resume=self.on_resume,
+                                            health=self.workers.pacer.health)
         if start:
             try:
                 self.start()
@@ -576,18 +578,27 @@ class Mirror:
 
     def stats(self) -> dict[str, Any]:
         """``queued``, ``in_flight``, ``delivered``, ``retried``, ``dead_letters``,
-        ``not_queued``, ``last_error`` (no secrets) and ``oldest_queued_age`` in seconds.
+        ``not_queued``, ``last_error`` (no secrets) with ``last_error_at``, and
+        ``oldest_queued_age`` in seconds; Chatwoot's health as this process sees it:
+        ``chatwoot_health`` (``ok``, ``degraded`` or ``down``) since
+        ``chatwoot_health_since``, and the last request Chatwoot did not answer,
+        ``chatwoot_last_error`` at ``chatwoot_last_error_at`` (times are epoch seconds).
 
         The outbox numbers cover every process sharing the store; the counters
         (delivered, retried, ...) are this process's since it started."""
         result = self.activity.counters()
         now = time.time()
         counts = self.store.outbox_counts(now)
+        health = self.workers.pacer.health()
         result.update(
             queued=counts.queued,
             in_flight=counts.in_flight,
             dead_letters=counts.dead,
             oldest_queued_age=(now - counts.oldest_queued_at) if counts.oldest_queued_at else 0.0,
+            chatwoot_health=health.state,
+            chatwoot_health_since=health.since,
+            chatwoot_last_error=health.last_error,
+            chatwoot_last_error_at=health.last_error_at,
         )
         return result
 

@@ -262,7 +262,10 @@ class DeliveryWorkers:
         for message in messages:
             if self._stop.is_set() or not self.pacer.acquire(self._stop):
                 break
-            outcome = self._deliver_one(owner, message)
+            try:
+                outcome = self._deliver_one(owner, message)
+            finally:
+                self.pacer.finished()
             with self._progress:
                 self._progress.notify_all()
             if outcome == RETRY:
@@ -332,8 +335,8 @@ class DeliveryWorkers:
         quiet: bool = False,
     ) -> str:
         attempts = message.attempts + (1 if attempt else 0)
-        if delay is None:
-            delay = self.backoff.delay(attempts, self.rng)
+        if delay is None:  # by Chatwoot's health: soon, after the outage, or backing off
+            delay = self.pacer.retry_delay(attempts, self.backoff, self.rng)
         if delay < self.tick * 10:
             # Short retries are woken for exactly; longer ones are caught by the tick.
             self._wake_later(delay)

@@ -156,3 +156,30 @@ def test_a_stray_account_id_is_told_to_go(tmp_path):
     assert found["configuration"].fix.startswith("remove CHATWOOT_ACCOUNT_ID")
     found = problems({"CHATWOOT_URL": "https://chat.example.com"})
     assert found["configuration"].fix.startswith("set CHATWOOT_INBOX_ID")
+
+
+def test_status_shows_chatwoots_health_since_when_and_the_last_error_with_its_time(
+        healthy, tmp_path, monkeypatch):
+    """After an outage and recovery, status no longer shows the old error as if it were
+    current: it says how Chatwoot is now, since when, and when the last error was."""
+    environ = env_for(healthy, tmp_path)
+    healthy.faults.outage = True
+    with Mirror(Config.from_env({**environ, "CHATWOOT_RETRY_BASE_SECONDS": "0.05",
+                                 "CHATWOOT_RETRY_MAX_SECONDS": "0.2"},
+                                dotenv=False)) as mirror:
+        assert mirror.log_incoming("5511987654321", "oi")
+        assert not mirror.flush(timeout=1)
+        code, text = run_cli(monkeypatch, tmp_path, environ, "status", "--json")
+        seen = json.loads(text)["chatwoot"]
+        assert seen["health"] == "down" and "503" in seen["last_error"]
+        healthy.faults.outage = False
+        assert mirror.flush(10)
+        stats = mirror.stats()
+        assert stats["chatwoot_health"] == "degraded"  # the failures are still recent
+        assert stats["chatwoot_last_error_at"] < stats["chatwoot_health_since"]
+        assert mirror.log_incoming("5511987654321", "de novo") and mirror.flush(10)
+    code, text = run_cli(monkeypatch, tmp_path, environ, "status")
+    assert code == 0
+    line = next(line for line in text.splitlines() if line.startswith("chatwoot:"))
+    assert line.startswith("chatwoot: degraded since ") and "; last error at " in line
+    assert "503" in line

@@ -51,6 +51,12 @@ def test_metrics_count_and_are_served(tmp_path):
             assert sample(text, "chatwoot_mirror_queue_messages") == 1
             assert sample(text, "chatwoot_mirror_queue_oldest_age_seconds") > 0
             assert sample(text, "chatwoot_mirror_dead_letters") == 0
+            # two or more 503s: Chatwoot half-works, or (six in a row) is down
+            assert sample(text, "chatwoot_mirror_chatwoot_health", state="ok") == 0
+            assert (sample(text, "chatwoot_mirror_chatwoot_health", state="degraded")
+                    + sample(text, "chatwoot_mirror_chatwoot_health", state="down")) == 1
+            failed_at = sample(text, "chatwoot_mirror_chatwoot_last_error_timestamp_seconds")
+            assert 0 < failed_at <= mirror.stats()["chatwoot_last_error_at"]
             cw.faults.outage = False
             assert mirror.flush()
             mirror.handoff("5511988887777", "keyword_detected")

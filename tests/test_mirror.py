@@ -197,12 +197,18 @@ def test_chatwoot_500_is_retried_not_raised_and_counted(fake, db_path, caplog):
     caplog.set_level(logging.DEBUG, logger="chatwoot_mirror")
     error = {"status": 500, "error": "Internal Server Error"}
     fake.fail_next.append(("POST /contacts$", 500, error))
+    fake.fail_next.append(("POST /conversations/\\d+/messages$", 500, error))
     with Mirror(make_config(db_path)) as mirror:
         assert mirror.log_incoming("5511987654321", "oi") is True
         assert mirror.flush(5)
         stats = mirror.stats()
+    # the contact create is safe to repeat: tried again within the attempt; the message
+    # post is not: its attempt fails, and the outbox retries it
+    assert [call for call in fake.calls() if call[0] == "POST"].count(
+        ("POST", f"/public/api/v1/inboxes/{INBOX}/contacts")) == 2
     assert stats["retried"] == 1 and stats["delivered"] == 1
-    assert "HTTP 500" in stats["last_error"]
+    assert "HTTP 500" in stats["last_error"] and stats["last_error_at"] > 0
+    assert "HTTP 500" in stats["chatwoot_last_error"]
     assert [m["content"] for m in fake.messages] == ["oi"]
     text = caplog.text
     assert INBOX not in text and BOT_TOKEN not in text
@@ -248,7 +254,7 @@ def test_disabled_is_a_noop_returning_false(rsps, db_path, tmp_path, monkeypatch
         "start": ((), None),
         "answer": ((phone,), "no_reply"),
         "stats": ((), {"delivered": 0, "retried": 0, "dead_lettered": 0, "not_queued": 0,
-                       "last_error": None}),
+                       "last_error": None, "last_error_at": None}),
     }
     for name, (args, expected) in calls.items():
         assert getattr(mirror, name)(*args) == expected, name

@@ -1,0 +1,250 @@
+"""Delivery when Chatwoot half-works (issue #19): Chatwoot's health as the pacer sees it,
+short retries of safe requests within one attempt, resolution that resumes where it
+failed, one probe at a time during an outage, and what stats/status/metrics show.
+
+The scenarios run on the emulator's fault injection with short timings; nothing here
+asserts how fast anything is (bench/half_working.py measures that)."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+
+import pytest
+import responses
+from test_outbox import CONTACTS, assert_each_once_in_order, config, log_many
+
+from chatwoot_mirror import Mirror
+from chatwoot_mirror.client import ChatwootClient
+from chatwoot_mirror.errors import Unavailable
+from chatwoot_mirror.outbox import Backoff
+from chatwoot_mirror.pacing import DEGRADED, DOWN, DOWN_AFTER, OK, SOON_ATTEMPTS, Pacer
+from chatwoot_mirror.testing import FakeChatwoot
+
+
+@pytest.fixture
+def cw():
+    with FakeChatwoot() as chatwoot:
+        yield chatwoot
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- the pacer's view of Chatwoot ------------------------------------------------------------
+
+def test_health_is_ok_then_degraded_then_down_and_the_first_answer_ends_the_outage():
+    clock = Clock()
+    pacer = Pacer(None, clock=clock, wall=clock, outage_pause=1.0)
+    assert pacer.health().state == OK
+    pacer.observe(False, "create_message (HTTP 502): Bad Gateway")
+    assert pacer.health().state == OK  # one failure among answers is noise
+    pacer.observe(True)
+    pacer.observe(False, "list_conversations (HTTP 500)")
+    health = pacer.health()
+    assert (health.state, health.failures, health.observed) == (DEGRADED, 2, 3)
+    assert health.last_error == "list_conversations (HTTP 500)"
+    assert health.last_error_at == 1000.0
+    for _ in range(DOWN_AFTER):
+        clock.now += 0.1
+        pacer.observe(False, "cannot connect")
+    assert pacer.is_down() and pacer.health().state == DOWN
+    down_since = pacer.health().since
+    clock.now += 5
+    pacer.observe(True)  # a probe was answered
+    health = pacer.health()
+    assert health.state == DEGRADED and health.since == clock.now > down_since
+    assert health.last_error == "cannot connect"  # with its time: no longer current
+    clock.now += 61  # the failures age out of the window
+    assert pacer.health().state == OK
+
+
+def test_during_an_outage_everyone_waits_then_one_probe_goes_at_a_time():
+    clock = Clock()
+    pacer = Pacer(None, clock=clock, wall=clock, outage_pause=1.0, max_outage_pause=4.0)
+    for _ in range(DOWN_AFTER):
+        pacer.observe(False, "cannot connect")
+    assert pacer.wait_time() == pytest.approx(1.0)  # the outage pause
+    clock.now += 1.0
+    assert pacer.wait_time() == 0  # this thread probes
+    others: list[float] = []
+    worker = threading.Thread(target=lambda: others.append(pacer.wait_time()))
+    worker.start()
+    worker.join()
+    assert others == [0.05]  # another worker waits for the probe's answer
+    pacer.observe(False, "cannot connect")  # the probe failed: a longer pause
+    assert pacer.wait_time() == pytest.approx(2.0)
+    clock.now += 2.0
+    assert pacer.wait_time() == 0
+    pacer.observe(False, "cannot connect")
+    clock.now += 4.0  # capped at max_outage_pause
+    assert pacer.wait_time() == 0
+    pacer.finished()  # the probe's message needed no request: the others may go
+    worker = threading.Thread(target=lambda: others.append(pacer.wait_time()))
+    worker.start()
+    worker.join()
+    assert others[-1] == 0  # it takes the next probe
+    pacer.observe(True)
+    assert not pacer.is_down() and pacer.wait_time() == 0
+
+
+def test_a_failed_message_waits_by_chatwoots_health():
+    backoff, rng = Backoff(base=1.0, cap=300.0), random.Random(1)
+    clock = Clock()
+    pacer = Pacer(None, clock=clock, wall=clock, outage_pause=4.0)
+    for _ in range(50):
+        pacer.observe(True)
+    # Chatwoot answers everything else: this contact's own problem, exponential backoff
+    assert 8.0 <= pacer.retry_delay(5, backoff, rng) <= 16.0
+    assert 64.0 <= pacer.retry_delay(8, backoff, rng) <= 128.0
+    # Chatwoot fails some requests: transient trouble, soon again whatever the attempt
+    pacer.observe(False, "HTTP 500")
+    pacer.observe(False, "HTTP 500")
+    assert pacer.health().state == DEGRADED
+    assert 0.1 <= pacer.retry_delay(SOON_ATTEMPTS, backoff, rng) <= 0.5
+    assert pacer.retry_delay(SOON_ATTEMPTS + 3, backoff, rng) >= 4.0  # then it backs off
+    # Chatwoot answers nothing: after the outage pause, when the probe may have answered
+    for _ in range(DOWN_AFTER):
+        pacer.observe(False, "cannot connect")
+    assert 4.5 <= pacer.retry_delay(1, backoff, rng) <= 5.0
+
+
+# -- the client: short retries of what is safe to repeat -------------------------------------
+
+BASE = "https://cw.example"
+INBOX = "inbox-ident"
+LIST = re.compile(rf"{BASE}/public/api/v1/inboxes/{INBOX}/contacts/wa-1/conversations$")
+POST_MESSAGE = f"{BASE}/api/v1/accounts/1/conversations/5/messages"
+
+
+def client(pacer: Pacer | None = None) -> ChatwootClient:
+    chatwoot = ChatwootClient(BASE, INBOX, account_id=1, bot_token="bot-token")
+    chatwoot.health = pacer
+    chatwoot.short_retries = (0.001, 0.001, 0.001)
+    return chatwoot
+
+
+@responses.activate
+def test_a_get_is_tried_again_within_the_attempt_and_every_outcome_is_observed():
+    responses.add(responses.GET, LIST, status=502, body="Bad Gateway")
+    responses.add(responses.GET, LIST, status=500, json={"error": "boom"})
+    responses.add(responses.GET, LIST, json=[{"id": 5, "status": "open"}])
+    pacer = Pacer(None)
+    assert client(pacer).list_conversations("wa-1") == [{"id": 5, "status": "open"}]
+    assert len(responses.calls) == 3
+    health = pacer.health()
+    assert (health.failures, health.observed) == (2, 3) and "HTTP 500" in health.last_error
+
+
+@responses.activate
+def test_a_message_post_is_never_repeated_within_the_attempt():
+    responses.add(responses.POST, POST_MESSAGE, status=500, json={"error": "boom"})
+    with pytest.raises(Unavailable):
+        client(Pacer(None)).create_message(5, "oi")
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_contact_create_is_safe_to_repeat_but_nothing_is_repeated_while_chatwoot_is_down():
+    url = f"{BASE}/public/api/v1/inboxes/{INBOX}/contacts"
+    responses.add(responses.POST, url, status=503, body="")
+    responses.add(responses.POST, url, json={"id": 1, "source_id": "wa-1"})
+    assert client(Pacer(None)).create_contact("wa-1")["source_id"] == "wa-1"
+    assert len(responses.calls) == 2
+    down = Pacer(None)
+    for _ in range(DOWN_AFTER):
+        down.observe(False, "cannot connect")
+    responses.calls.reset()
+    responses.replace(responses.POST, url, status=503, body="")
+    with pytest.raises(Unavailable):
+        client(down).create_contact("wa-1")
+    assert len(responses.calls) == 1  # probes decide, not a burst of retries
+
+
+# -- resolution that resumes -----------------------------------------------------------------
+
+def test_a_retry_resumes_after_the_contact_it_already_created(cw, db_path):
+    """The conversation list fails past the short retries: the next attempt reads the
+    list again and does not create the contact a second time."""
+    failures = {"left": 5}
+    original = cw.emulator.handle
+
+    def handle(request):
+        if (request.method == "GET" and request.path.endswith("/conversations")
+                and failures["left"] > 0):
+            failures["left"] -= 1
+            from chatwoot_mirror.testing.emulator import Reply
+            return Reply(503, {"error": "unavailable"})
+        return original(request)
+
+    cw.emulator.handle = handle
+    with Mirror(config(cw, db_path)) as mirror:
+        log_many(mirror, CONTACTS[:1], 2)
+        assert mirror.flush(10)
+    posts = [(m, p) for m, p, _ in cw.requests if m == "POST" and p.endswith("/contacts")]
+    assert len(posts) == 1
+    assert failures["left"] == 0
+    assert_each_once_in_order(cw, CONTACTS[:1], 2)
+
+
+def test_a_conversation_created_but_unanswered_is_looked_for_before_another(cw, db_path):
+    original = cw.emulator.handle
+    dropped = {"done": False}
+
+    def handle(request):
+        reply = original(request)
+        if (request.method == "POST" and request.path.endswith("/conversations")
+                and not dropped["done"]):
+            dropped["done"] = True
+            reply.drop = True  # committed, and the answer lost
+        return reply
+
+    cw.emulator.handle = handle
+    with Mirror(config(cw, db_path)) as mirror:
+        assert mirror.log_incoming(CONTACTS[0], "t q0 " + CONTACTS[0])
+        assert mirror.flush(10)
+        assert mirror.stats()["retried"] == 0  # found within the same attempt
+    assert dropped["done"]
+    creates = [p for m, p, _ in cw.requests if m == "POST" and p.endswith("/conversations")]
+    assert len(creates) == 1 and len(cw.conversations()) == 1
+    assert [m["content"] for m in cw.messages()] == ["t q0 " + CONTACTS[0]]
+
+
+# -- outage and recovery on the emulator -----------------------------------------------------
+
+def test_an_outage_is_probed_one_request_at_a_time_and_the_backlog_drains_after(cw, db_path):
+    with Mirror(config(cw, db_path, retry_base_seconds=0.05, retry_max_seconds=0.4,
+                       workers=4)) as mirror:
+        cw.faults.outage = True
+        contacts = [f"55119877{i:05d}" for i in range(12)]
+        log_many(mirror, contacts, 2)
+        assert not mirror.flush(2.0)  # two seconds of outage
+        during = len(cw.requests)
+        stats = mirror.stats()
+        assert stats["chatwoot_health"] == DOWN and stats["queued"] == 48
+        assert "503" in stats["chatwoot_last_error"]
+        cw.faults.outage = False
+        assert mirror.flush(20)
+        assert mirror.stats()["chatwoot_health"] in (OK, DEGRADED)
+    # 4 workers retrying 12 contacts every 0.05 to 0.4 s, each attempt with short retries
+    # of its GETs, would have sent hundreds of requests in those two seconds
+    assert during <= 40, during
+    assert_each_once_in_order(cw, contacts, 2)
+
+
+def test_half_working_chatwoot_loses_and_doubles_nothing(cw, db_path):
+    cw.faults.error_rate = 0.3
+    cw.faults.drop_after_commit_rate = 0.1
+    cw.emulator.random.seed(19)
+    with Mirror(config(cw, db_path)) as mirror:
+        log_many(mirror, CONTACTS, 10)
+        assert mirror.flush(60)
+        stats = mirror.stats()
+    assert stats["queued"] == 0 and stats["dead_letters"] == 0
+    assert_each_once_in_order(cw, CONTACTS, 10)
