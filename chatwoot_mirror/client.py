@@ -416,6 +416,10 @@ class ChatwootClient:
         result = self._app_call("list_agents", "GET", "/agents", token="user")
         return list(result or [])
 
+    def get_account(self) -> dict[str, Any]:
+        """The account with its ``settings`` (user token)."""
+        return dict(self._app_call("get_account", "GET", "", token="user") or {})
+
     def list_inboxes(self) -> list[dict[str, Any]]:
         """The account's inboxes with their settings (user token); an API inbox carries
         ``inbox_identifier``, ``webhook_url`` and ``lock_to_single_conversation``."""

@@ -93,7 +93,8 @@ class Config:
         "SQLite file of the local store (short for CHATWOOT_MIRROR_STORE=sqlite:///path)")
     store_url: str | None = setting(
         None, "CHATWOOT_MIRROR_STORE", "str",
-        "the local store as a URL: sqlite:///path.db or memory:// (tests); wins over "
+        "the local store as a URL: sqlite:///path.db, redis://host:6379/0 (several hosts) "
+        "or memory:// (tests); wins over "
         "CHATWOOT_MIRROR_DB")
     resolved_policy: str = setting(
         "reopen", "CHATWOOT_RESOLVED_POLICY", "lower",
@@ -119,7 +120,8 @@ class Config:
         "shared pace of requests to Chatwoot; 0 = no limit")
     retry_base_seconds: float = setting(
         1.0, "CHATWOOT_RETRY_BASE_SECONDS", "float",
-        "first retry delay; doubles per failed attempt")
+        "first retry delay; doubles per failed attempt of a contact while Chatwoot is "
+        "otherwise ok")
     retry_max_seconds: float = setting(
         300.0, "CHATWOOT_RETRY_MAX_SECONDS", "float",
         "longest delay between two attempts")
@@ -141,6 +143,13 @@ class Config:
     resume_on_unassign: bool = setting(
         False, "CHATWOOT_RESUME_ON_UNASSIGN", "bool",
         "resume the bot when the human assignee is removed")
+    bot_error_policy: str = setting(
+        "pending", "CHATWOOT_BOT_ERROR_POLICY", "lower",
+        "when Chatwoot opens a pending conversation because its call to the bot failed: "
+        "pending (put it back, the bot keeps answering) or humans (leave it to agents)")
+    bot_error_texts: tuple[str, ...] = setting(
+        (), "CHATWOOT_BOT_ERROR_TEXTS", "words",
+        "more activity texts meaning that (Chatwoot's locale); its English text is always known")
     relay_templates: bool = setting(
         False, "CHATWOOT_RELAY_TEMPLATES", "bool",
         "also send Chatwoot's own template messages to the customer")
@@ -235,6 +244,11 @@ class Config:
             )
         if self.account_id is not None and self.account_id <= 0:
             raise ConfigError("CHATWOOT_ACCOUNT_ID", "must be a positive integer")
+        if self.bot_error_policy not in ("pending", "humans"):
+            raise ConfigError(
+                "CHATWOOT_BOT_ERROR_POLICY",
+                f"must be 'pending' or 'humans', not {self.bot_error_policy!r}",
+            )
         if self.resolved_policy not in ("reopen", "new"):
             raise ConfigError(
                 "CHATWOOT_RESOLVED_POLICY",

@@ -22,7 +22,16 @@ from typing import Any
 from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
 from .errors import AuthError, ChatwootError, Deferred, NotFound, Rejected, Unavailable
-from .handoff.rules import LABEL, LOCAL_PAUSE, NOTE, OPEN, RESUME, TYPING_OFF, UNASSIGN
+from .handoff.rules import (
+    LABEL,
+    LOCAL_PAUSE,
+    NOTE,
+    OPEN,
+    PENDING,
+    RESUME,
+    TYPING_OFF,
+    UNASSIGN,
+)
 from .identity import ContactIdentity
 from .media import Fetcher, MediaError, MediaRef, MediaTooLarge
 from .relay import AgentMessage, RelayRejected, Sender
@@ -179,6 +188,9 @@ class Deliverer:
                 # The bot has the customer again: an agent left assigned would tell the
                 # team (and the console) that a person still has them.
                 self.client.assign(conversation, None)
+            if PENDING in steps:
+                # Chatwoot opened it on a failed bot webhook: back to the bot's queue
+                self.client.toggle_status(conversation, "pending")
             return {"id": 0}
         steps = LOCAL_PAUSE if not isinstance(steps, list) else steps
         reason = str(action.get("reason", "user_request"))

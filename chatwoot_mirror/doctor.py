@@ -98,7 +98,32 @@ def run(
         return checks
     if inbox is not None:
         checks.extend(_inbox_settings(client, config))
+    checks.append(_bot_error_setting(client, config))
     return checks
+
+
+def _bot_error_setting(client: ChatwootClient, config: Config) -> Check:
+    """Whether Chatwoot opens pending conversations when its webhook to the bot fails
+    (account setting keep_pending_on_bot_failure, Chatwoot >= 4.11), and what we do then."""
+    ours = ("the mirror puts them back to pending and the bot keeps answering"
+            if config.bot_error_policy == "pending" else
+            "the mirror leaves them to agents (CHATWOOT_BOT_ERROR_POLICY=humans)")
+    try:
+        settings = client.get_account().get("settings")
+    except ChatwootError as exc:
+        return Check("bot errors", True, f"account settings could not be read ({exc}); "
+                     f"when Chatwoot opens a conversation on a bot error, {ours}",
+                     warning=True)
+    if not isinstance(settings, dict) or "keep_pending_on_bot_failure" not in settings:
+        return Check("bot errors", True, "this Chatwoot does not show "
+                     "keep_pending_on_bot_failure (older than 4.11): a webhook to the bot that "
+                     f"fails or takes over 5 s opens pending conversations; {ours}")
+    if settings.get("keep_pending_on_bot_failure"):
+        return Check("bot errors", True, "the account keeps conversations pending when "
+                     "Chatwoot's webhook to the bot fails (keep_pending_on_bot_failure)")
+    return Check("bot errors", True, "the account does not keep conversations pending on bot "
+                 "failure: a webhook to the bot that fails or takes over 5 s opens them; "
+                 f"{ours}")
 
 
 def _unknown_variables(environ: Mapping[str, str] | None, dotenv: bool) -> list[Check]:

@@ -555,6 +555,8 @@ class Mirror:
             relay_templates=self.config.relay_templates,
             chatwoot_url=self.config.url,
             outbound=self.outbound,
+            bot_error_policy=self.config.bot_error_policy,
+            bot_error_texts=self.config.bot_error_texts,
         )
 
     # -- lifecycle and inspection -----------------------------------------------------------

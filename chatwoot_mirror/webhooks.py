@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
 from .handoff import Handoff
-from .handoff.rules import CHATWOOT
+from .handoff.rules import CHATWOOT, CHATWOOT_BOT_ERROR
 from .identity import ContactIdentity, identify
 from .outbound import OutboundPolicy, RefusedTarget, host_of
 from .relay import AgentAttachment, AgentMessage
@@ -84,6 +84,8 @@ class WebhookHandler:
         clock: Callable[[], float] | None = None,
         chatwoot_url: str | None = None,
         outbound: OutboundPolicy | None = None,
+        bot_error_policy: str = "pending",
+        bot_error_texts: tuple[str, ...] = (),
     ) -> None:
         if not (secret or token or insecure):
             raise ConfigError(
@@ -105,6 +107,10 @@ class WebhookHandler:
         #: address unless it is Chatwoot's own host or allowed by the operator
         self.chatwoot_url = chatwoot_url
         self.outbound = outbound or OutboundPolicy()
+        #: ``pending``: undo Chatwoot's opening on a failed bot webhook; ``humans``: keep it
+        self.bot_error_policy = bot_error_policy
+        self.bot_error_texts = frozenset(
+            _plain(text) for text in (BOT_ERROR_TEXT, *bot_error_texts) if text.strip())
         # resolved at call time, so that clocks patched in tests (freezegun) apply
         self.clock = clock or (lambda: time.time())
 
@@ -182,6 +188,8 @@ class WebhookHandler:
         sender = payload.get("sender") if isinstance(payload.get("sender"), dict) else None
         if payload.get("private") is True or _ours(payload):
             return _reply(200, "ignored")  # private notes and our own messages: never
+        if message_type == "activity" and self._bot_error_opening(payload, conversation):
+            return self._bot_error(key, payload, conversation)
         if message_type == "template" and sender is None and self.relay_templates:
             self._relay(key, payload, conversation, "template")
             return _reply(200, "relayed")  # Chatwoot speaking for the business
@@ -193,6 +201,33 @@ class WebhookHandler:
                                       human_activity=True)
         relayed = self._relay(key, payload, conversation, "agent")
         return _reply(200, decision.outcome, relayed=relayed)
+
+    def _bot_error_opening(self, payload: dict[str, Any], conversation: dict[str, Any]) -> bool:
+        """Chatwoot's activity after opening a conversation because its webhook to the
+        bot failed or took over 5 s: its text, no sender, and nobody assigned. (A person
+        who opens a conversation is named in the text, or assigned.)"""
+        content = payload.get("content")
+        if not isinstance(content, str) or _plain(content) not in self.bot_error_texts:
+            return False
+        assignee = _dict(conversation.get("meta")).get("assignee")
+        return payload.get("sender") in (None, {}) and not assignee
+
+    def _bot_error(self, key: str, payload: dict[str, Any],
+                   conversation: dict[str, Any]) -> WebhookResponse:
+        conversation_id = _int(conversation, "id")
+        if self.bot_error_policy != "pending":
+            log.warning("conversation opened by chatwoot after a failed bot webhook, left to "
+                        "agents contact=%s conversation=%s policy=%s", key, conversation_id,
+                        self.bot_error_policy)
+            return _reply(200, "ignored")
+        at = self._event_time(_iso_time(payload.get("created_at")) or _number(payload,
+                                                                              "created_at"))
+        decision = self.handoff.resume(key, "chatwoot_bot_error", kind=CHATWOOT_BOT_ERROR,
+                                       at=at, conversation_id=conversation_id)
+        if decision.actions:
+            log.warning("conversation opened by chatwoot after a failed bot webhook, back to "
+                        "pending contact=%s conversation=%s", key, conversation_id)
+        return _reply(200, decision.outcome)
 
     def _relay(self, key: str, payload: dict[str, Any], conversation: dict[str, Any],
                kind: str) -> bool:
@@ -350,6 +385,22 @@ def _ours(payload: dict[str, Any]) -> bool:
     return (isinstance(source_id, str) and source_id.startswith(SOURCE_ID_PREFIX)) or (
         isinstance(attrs, dict) and MARKER in attrs
     )
+
+
+#: ``conversations.activity.agent_bot.error_moved_to_open`` in Chatwoot's en.yml
+BOT_ERROR_TEXT = "Conversation was marked open by system due to an error with the agent bot."
+
+
+def _plain(text: str) -> str:
+    """A text compared loosely: case, spacing and a final period do not matter."""
+    return " ".join(text.split()).rstrip(".").casefold()
+
+
+def _number(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _ascii_digits(value: str, longest: int) -> bool:

@@ -183,3 +183,18 @@ def test_status_shows_chatwoots_health_since_when_and_the_last_error_with_its_ti
     line = next(line for line in text.splitlines() if line.startswith("chatwoot:"))
     assert line.startswith("chatwoot: degraded since ") and "; last error at " in line
     assert "503" in line
+
+
+def test_doctor_says_whether_the_account_keeps_conversations_pending_on_bot_errors(
+        healthy, tmp_path):
+    environ = env_for(healthy, tmp_path)
+    found = checks(environ)["bot errors"]
+    assert found.ok and "does not keep conversations pending" in found.detail
+    assert "puts them back to pending" in found.detail
+    found = checks({**environ, "CHATWOOT_BOT_ERROR_POLICY": "humans"})["bot errors"]
+    assert "leaves them to agents" in found.detail
+    healthy.emulator.keep_pending_on_bot_failure = True
+    found = checks(environ)["bot errors"]
+    assert "keeps conversations pending" in found.detail
+    account = [r for r in healthy.requests if r[:2] == ("GET", "/api/v1/accounts/1")]
+    assert account and all(status == 200 for _, _, status in account)

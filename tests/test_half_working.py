@@ -248,3 +248,135 @@ def test_half_working_chatwoot_loses_and_doubles_nothing(cw, db_path):
         stats = mirror.stats()
     assert stats["queued"] == 0 and stats["dead_letters"] == 0
     assert_each_once_in_order(cw, CONTACTS, 10)
+
+
+# -- Chatwoot opening pending conversations on a failed bot webhook ---------------------------
+
+def test_rules_undo_only_the_opening_chatwoot_did_on_a_bot_error():
+    from chatwoot_mirror.handoff.rules import (
+        BOT,
+        CHATWOOT,
+        CHATWOOT_BOT_ERROR,
+        HUMAN,
+        PENDING,
+        RESUMED,
+        STALE,
+        UNCHANGED,
+        Event,
+        decide,
+    )
+    from chatwoot_mirror.store.base import HandoffRecord
+
+    def error(at):
+        return Event("wa-1", CHATWOOT_BOT_ERROR, BOT, "chatwoot_bot_error", 0.0, at=at)
+
+    opened = HandoffRecord("wa-1", HUMAN, "taken_over", 100.0, 100.0, 7, version=3)
+    undone = decide(opened, error(100.4))
+    assert (undone.outcome, undone.actions) == (RESUMED, (PENDING,))
+    assert undone.record.state == BOT and undone.record.version == 4
+    # a person replied or was assigned: their conversation stays theirs
+    replied = HandoffRecord("wa-1", HUMAN, "agent_reply", 100.0, 100.0, 7, version=3)
+    assert decide(replied, error(100.4)) .outcome == UNCHANGED
+    assert decide(replied, error(100.4)).record is None
+    # an opening long before this bot error was someone's decision, not this error's
+    assert decide(opened, error(300.0)).outcome == UNCHANGED
+    # the activity came first: the conversation still goes back to pending, and the
+    # opening's own events, arriving after, are stale
+    first = decide(HandoffRecord("wa-1", BOT, None, 90.0, None, 7, version=1), error(100.4))
+    assert (first.outcome, first.actions) == (UNCHANGED, (PENDING,))
+    late = decide(first.record, Event("wa-1", CHATWOOT, HUMAN, "taken_over", 0.0, at=100.0))
+    assert late.outcome == STALE
+
+
+@pytest.fixture
+def bot_inbox(tmp_path):
+    """An inbox with an active Agent Bot (conversations start pending), and a host app
+    receiving Chatwoot's signed webhooks."""
+    from test_handoff_e2e import HostApp
+
+    def start(**extra):
+        cw = FakeChatwoot(webhook_secret="inbox-secret", bot_active=True).start()
+        mirror = Mirror(config(cw, str(tmp_path / f"m{len(started)}.db"),
+                               webhook_secret="inbox-secret", **extra))
+        sent: list = []
+        mirror.on_agent_message(lambda m: sent.append(m) or "wamid.1")
+        host = HostApp(mirror)
+        cw.webhook_url = host.url
+        started.append((cw, mirror, host))
+        return cw, mirror, sent
+
+    started: list = []
+    yield start
+    for cw, mirror, host in started:
+        host.close()
+        mirror.close(timeout=1)
+        cw.stop()
+
+
+def test_a_conversation_chatwoot_opened_on_a_bot_error_goes_back_to_pending(bot_inbox,
+                                                                            caplog):
+    from conftest import eventually
+
+    cw, mirror, sent = bot_inbox()
+    assert mirror.log_exchange(CONTACTS[0], "oi", "olá") and mirror.flush()
+    [conv] = cw.conversations()
+    assert conv["status"] == "pending"
+    assert cw.emulator.open_on_bot_error(conv["id"])  # what Chatwoot does on the failure
+    assert eventually(lambda: cw.conversations()[0]["status"] == "pending")
+    assert cw.wait_for_webhooks()
+    assert not mirror.is_paused(CONTACTS[0])
+    toggles = [r for r in cw.requests if r[0] == "POST" and r[1].endswith("/toggle_status")]
+    assert len(toggles) == 1 and toggles[0][2] == 200
+    assert sent == []  # the customer is told nothing: nothing changed for them
+    assert "back to pending" in caplog.text and "conversation=" in caplog.text
+    assert mirror.log_exchange(CONTACTS[0], "e agora?", "o bot segue aqui") and mirror.flush()
+
+
+def test_with_the_humans_policy_chatwoots_opening_stands(bot_inbox):
+    from conftest import eventually
+
+    cw, mirror, sent = bot_inbox(bot_error_policy="humans")
+    assert mirror.log_incoming(CONTACTS[0], "oi") and mirror.flush()
+    [conv] = cw.conversations()
+    assert cw.emulator.open_on_bot_error(conv["id"])
+    assert eventually(lambda: mirror.is_paused(CONTACTS[0]))
+    assert cw.wait_for_webhooks()
+    assert cw.conversations()[0]["status"] == "open"
+
+
+def test_a_person_opening_the_conversation_is_still_a_takeover(bot_inbox):
+    from conftest import eventually
+
+    cw, mirror, sent = bot_inbox()
+    assert mirror.log_incoming(CONTACTS[0], "oi") and mirror.flush()
+    [conv] = cw.conversations()
+    cw.emulator.assign(conv["id"], 3)  # Ana takes it: Chatwoot opens it
+    assert eventually(lambda: mirror.is_paused(CONTACTS[0]))
+    assert cw.wait_for_webhooks()
+    assert cw.conversations()[0]["status"] == "open"
+
+
+def test_the_emulator_opens_a_pending_conversation_when_the_bot_webhook_fails(tmp_path):
+    """Emulator fidelity (lib/webhooks/trigger.rb): the webhook of a customer's message
+    fails, so Chatwoot opens the pending conversation with its activity message; with
+    keep_pending_on_bot_failure it stays pending."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    for keep in (False, True):
+        with FakeChatwoot(bot_active=True, webhook_url=dead) as cw:
+            cw.emulator.keep_pending_on_bot_failure = keep
+            with Mirror(config(cw, str(tmp_path / f"k{keep}.db"))) as mirror:
+                assert mirror.log_incoming(CONTACTS[0], "oi") and mirror.flush()
+            assert cw.wait_for_webhooks()
+            [conv] = cw.conversations()
+            activities = [m["content"] for m in cw.messages(conv["id"])
+                          if m["message_type"] == 2]
+            if keep:
+                assert conv["status"] == "pending" and activities == []
+            else:
+                assert conv["status"] == "open"
+                assert activities == ["Conversation was marked open by system due to an "
+                                      "error with the agent bot."]

@@ -12,12 +12,23 @@ from ..errors import ChatwootError
 from ..identity import ContactIdentity
 from ..store import Store
 from ..texts import DEFAULTS
-from .rules import HUMAN, LABEL, NOTE, NOTIFY, OPEN, TYPING_OFF, UNASSIGN, Decision, Event
+from .rules import (
+    HUMAN,
+    LABEL,
+    NOTE,
+    NOTIFY,
+    OPEN,
+    PENDING,
+    TYPING_OFF,
+    UNASSIGN,
+    Decision,
+    Event,
+)
 
 log = logging.getLogger("chatwoot_mirror.handoff")
 
 #: the steps of a decision that run in Chatwoot (with the Agent Bot token only)
-CHATWOOT_STEPS = (OPEN, LABEL, NOTE, TYPING_OFF, UNASSIGN)
+CHATWOOT_STEPS = (OPEN, LABEL, NOTE, TYPING_OFF, UNASSIGN, PENDING)
 
 
 class HandoffActions:

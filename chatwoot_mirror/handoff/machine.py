@@ -73,11 +73,14 @@ class Handoff:
                      "paused" if state == HUMAN else "resumed", event.contact_key,
                      decision.record.conversation_id if decision.record else None,
                      decision.reason)
-            if decision.actions and self.executor is not None:
-                try:
-                    self.executor(event, decision, identity)
-                except Exception:  # the transition stands; its side work must not undo it
-                    log.exception("handoff actions failed contact=%s", event.contact_key)
+        # (a decision may ask for work without changing hands: a conversation Chatwoot
+        # opened on a bot error goes back to pending even if the bot never lost it here)
+        if decision.actions and self.executor is not None:
+            try:
+                self.executor(event, decision, identity)
+            except Exception:  # the transition stands; its side work must not undo it
+                log.exception("handoff actions failed contact=%s", event.contact_key)
+        if decision.changed:
             callbacks = self.on_handoff if state == HUMAN else self.on_resume
             for callback in list(callbacks):
                 try:
@@ -98,9 +101,10 @@ class Handoff:
                           identity=identity)
 
     def resume(self, contact_key: str, reason: str, *, kind: str = EXPLICIT,
-               at: float | None = None) -> Decision:
+               at: float | None = None, conversation_id: int | None = None) -> Decision:
         """Give the contact back to the bot."""
-        return self.apply(Event(contact_key, kind, BOT, reason, self.clock(), at=at))
+        return self.apply(Event(contact_key, kind, BOT, reason, self.clock(), at=at,
+                                conversation_id=conversation_id))
 
     def bot_turn(self, contact_key: str, *, identity: ContactIdentity | None = None) -> Decision:
         """Count one more bot reply; hands over at ``max_bot_turns``."""

@@ -17,6 +17,10 @@ below are the whole state machine:
   contact, even when the event is stale or changes nothing.
 * Bot replies are counted since the contact last changed hands; reaching
   ``max_bot_turns`` hands the contact to humans.
+* Chatwoot opening a pending conversation because its call to the bot failed
+  (``CHATWOOT_BOT_ERROR``) is not a takeover: a pause that Chatwoot's own opening caused
+  at that moment is undone and the conversation goes back to pending; a pause a human
+  caused stays.
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ BOT_FAILURE = "bot_failure"  # the bot function raised
 BOT_TURN = "bot_turn"  # the bot replied once more (the max-turns trigger)
 IDLE = "idle"  # no human message for CHATWOOT_RESUME_AFTER_MINUTES
 EXPLICIT = "explicit"  # the host called handoff() or resume()
-KINDS = frozenset({CHATWOOT, TRIGGER, OWNER, BOT_HANDOFF, BOT_FAILURE, BOT_TURN, IDLE, EXPLICIT})
+#: a verified webhook: Chatwoot opened the conversation because its call to the bot failed
+CHATWOOT_BOT_ERROR = "chatwoot_bot_error"
+KINDS = frozenset({CHATWOOT, TRIGGER, OWNER, BOT_HANDOFF, BOT_FAILURE, BOT_TURN, IDLE, EXPLICIT,
+                   CHATWOOT_BOT_ERROR})
 
 # -- what a decision asks to be done (executed by handoff.actions) ---------------------------
 NOTIFY = "notify"  # tell the customer (the handoff, after-hours or resume text)
@@ -45,11 +52,17 @@ LABEL = "label"  # label it (and record handoff_reason)
 NOTE = "note"  # leave a private note with the reason and the transcript
 TYPING_OFF = "typing_off"  # the bot stops "typing"
 UNASSIGN = "unassign"  # nobody stays assigned once the bot has the customer again
+PENDING = "pending"  # the conversation goes back to pending (the bot's queue)
 
 #: a pause the bot's side decided: the customer is told, agents get an open conversation
 LOCAL_PAUSE = (NOTIFY, OPEN, LABEL, NOTE)
 #: any resume: the customer is told, the console shows the bot in charge again
 RESUME = (NOTIFY, TYPING_OFF, UNASSIGN)
+#: the pause reasons of Chatwoot's own status changes (what its bot-error opening causes)
+OPENED_BY_CHATWOOT = frozenset({"taken_over", "opened"})
+#: how far apart (Chatwoot's seconds) the opening and its activity message may be: the
+#: activity is written by a background job, which a busy Chatwoot runs late
+SAME_MOMENT = 60.0
 
 # -- what happened, as a webhook answers it --------------------------------------------------
 PAUSED, RESUMED, UNCHANGED, STALE, COUNTED = "paused", "resumed", "unchanged", "stale", "counted"
@@ -81,7 +94,7 @@ class Event:
             raise ValueError(f"unknown handoff event kind {self.kind!r}")
         if (self.to is None) != (self.kind == BOT_TURN) or self.to not in (HUMAN, BOT, None):
             raise ValueError(f"{self.kind} event with target {self.to!r}")
-        if self.kind != CHATWOOT and self.at is not None:
+        if self.kind not in (CHATWOOT, CHATWOOT_BOT_ERROR) and self.at is not None:
             raise ValueError("only Chatwoot events carry Chatwoot's time")
 
 
@@ -104,6 +117,8 @@ def decide(current: HandoffRecord | None, event: Event) -> Decision:
     """The state machine: what ``event`` does to a contact whose record is ``current``."""
     if event.kind == BOT_TURN:
         return _count_turn(current, event)
+    if event.kind == CHATWOOT_BOT_ERROR:
+        return _bot_error(current, event)
     human_at = (event.at if event.at is not None else event.now) if event.human_activity else None
     if current is None:
         if event.to == BOT:  # the bot had the contact: record the time, change nothing
@@ -145,6 +160,24 @@ def _change(record: HandoffRecord, event: Event, human_at: float | None) -> Deci
     else:
         actions = LOCAL_PAUSE
     return Decision(changed, PAUSED if to == HUMAN else RESUMED, actions, event.reason)
+
+
+def _bot_error(current: HandoffRecord | None, event: Event) -> Decision:
+    """Chatwoot opened the conversation because its webhook to the bot failed."""
+    at = event.at if event.at is not None else event.now
+    if current is None or current.state == BOT:
+        # the opening's own events have not come yet (or never will): the bot keeps the
+        # contact, they will be stale, and the conversation goes back to pending
+        base = current or HandoffRecord(event.contact_key, BOT, None, 0.0, None,
+                                        event.conversation_id)
+        record = replace(base, changed_at=max(base.changed_at, at),
+                         version=base.version + 1)
+        return Decision(record, UNCHANGED, (PENDING,), event.reason)
+    if current.reason in OPENED_BY_CHATWOOT and abs(current.changed_at - at) <= SAME_MOMENT:
+        record = replace(current, state=BOT, reason=event.reason, bot_turns=0,
+                         changed_at=max(current.changed_at, at), version=current.version + 1)
+        return Decision(record, RESUMED, (PENDING,), event.reason)
+    return Decision(None, UNCHANGED)  # a person took over: theirs it stays
 
 
 def _unchanged(current: HandoffRecord, record: HandoffRecord, outcome: str) -> Decision:

@@ -88,6 +88,10 @@ class Reply:
         return json.dumps(self.body).encode()
 
 
+#: ``conversations.activity.agent_bot.error_moved_to_open`` (Chatwoot's config/locales/en.yml)
+BOT_ERROR_ACTIVITY = "Conversation was marked open by system due to an error with the agent bot."
+
+
 @dataclass
 class Faults:
     """Fault injection. Rates are probabilities per request; ``outages`` are
@@ -144,6 +148,8 @@ class Emulator:
         self.flood_window = flood_window
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
+        #: the account setting (v4.11+) that leaves conversations pending on bot errors
+        self.keep_pending_on_bot_failure = False
         self.bot = Bot(5, "chatwoot-mirror bot", bot_token or token())
         self.user_token = user_token or token()
         self.agents = {
@@ -218,9 +224,9 @@ class Emulator:
             if m.group(1) != self.inbox_identifier:
                 raise ApiError(404, NOT_FOUND_PUBLIC)
             return self._public(r, m.group(2) or "")
-        m = re.match(r"^/api/v1/accounts/(\d+)(/.*)$", path)
+        m = re.match(r"^/api/v1/accounts/(\d+)(/.*)?$", path)
         if m:
-            return self._application(r, int(m.group(1)), m.group(2))
+            return self._application(r, int(m.group(1)), m.group(2) or "")
         raise ApiError(404, NOT_FOUND_PUBLIC)
 
     # -- public client API ------------------------------------------------------------------
@@ -701,6 +707,13 @@ class Emulator:
             raise ApiError(401, {"error": "Access to this endpoint is not authorized for bots"})
         if controller == "agents":
             return Reply(200, [a.api() for a in self.agents.values()])
+        if controller == "accounts":  # app/views/api/v1/models/_account.json.jbuilder
+            return Reply(200, {
+                "settings": {"keep_pending_on_bot_failure": self.keep_pending_on_bot_failure},
+                "features": {}, "id": self.account["id"], "locale": "en",
+                "name": self.account["name"], "domain": None, "support_email": None,
+                "status": "active", "auto_resolve_duration": None,
+                "created_at": "2025-01-01T00:00:00.000Z"})
         if (controller, action) == ("inboxes", "index"):
             return Reply(200, {"payload": [self._inbox_app()]})
         if controller == "inboxes":
@@ -748,6 +761,8 @@ class Emulator:
     def _app_route(
         self, method: str, rest: str
     ) -> tuple[str, str, Conversation | None, str | None]:
+        if rest == "" and method == "GET":
+            return "accounts", "show", None, None
         if rest == "/agents" and method == "GET":
             return "agents", "index", None, None
         if rest == "/inboxes" and method == "GET":
@@ -906,6 +921,19 @@ class Emulator:
 
     def resolve(self, conversation_id: int) -> None:
         self.set_status(conversation_id, "resolved")
+
+    def open_on_bot_error(self, conversation_id: int) -> bool:
+        """What Chatwoot (>= 4.7, ``Webhooks::Trigger#update_conversation_status``) does when
+        its webhook to the bot fails or takes longer than 5 s: a pending conversation is
+        opened, unless the account keeps it pending, with the activity message
+        ``conversations.activity.agent_bot.error_moved_to_open``. True when it opened."""
+        with self.lock:
+            conv = self._conversation(conversation_id)
+            if conv.status != "pending" or self.keep_pending_on_bot_failure:
+                return False
+            self._set_status(conv, "open")
+            self._create_message(conv, BOT_ERROR_ACTIVITY, "activity", (None, None))
+            return True
 
     def mark_failed(self, message_id: int, error: str) -> None:
         """What Chatwoot does when the API-inbox webhook of an agent message fails."""

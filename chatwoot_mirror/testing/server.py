@@ -269,6 +269,12 @@ class FakeChatwoot:
             error = type(exc).__name__
             entry["error"] = error
         self.webhook_log.append(entry)
+        # A failed (or > 5 s) webhook of a customer's message: Chatwoot opens the pending
+        # conversation "due to an error with the agent bot" (lib/webhooks/trigger.rb).
+        if error and event == "message_created" and payload.get("message_type") == "incoming":
+            conversation = payload.get("conversation") or {}
+            if isinstance(conversation.get("id"), int):
+                self.emulator.open_on_bot_error(conversation["id"])
         # API-inbox webhooks are never retried; a failed message event marks the message failed.
         if error and event == "message_created" and payload.get("message_type") == "outgoing":
             if not payload.get("private") and (payload.get("sender") or {}).get("type") == "user":
