@@ -67,7 +67,7 @@ def run(bodies: list[bytes], tmp: str, url: str, workers: bool) -> str:
         t0 = time.perf_counter()
         result = handler.handle(WebhookRequest({}, body))
         latencies.append((time.perf_counter() - t0) * 1000)
-        assert result.status == 200 and result.body["events"] == ["answered"], result.body
+        assert result.status == 200 and result.body["events"] == ["queued"], result.body
     elapsed = time.perf_counter() - started
     drained = (mirror.flush(120) and mirror.flush(120)) if workers else None
     mirror.close(timeout=5 if workers else 0)

@@ -51,6 +51,7 @@ INCOMING = "incoming"
 OUTGOING = "outgoing"
 RELAY = "relay"  # an agent's reply on its way to the customer
 ACTION = "action"  # Chatwoot-side work of a handoff: status, label, attribute, note
+BOT = "bot"  # a bot turn: the host's bot answers a customer message, off the webhook
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ class Deliverer:
         self.sender: Sender | None = None
         #: ``fn(identity, conversation_id, reason)`` once a handoff's Chatwoot work is done.
         self.on_handoff_done: Callable[[ContactIdentity, int, str], None] | None = None
+        #: ``fn(message)`` runs a queued bot turn (the mirror dispatches it to the bot
+        #: function registered for the turn's channel)
+        self.bot_runner: Callable[[MirroredMessage], None] | None = None
+        # Bots take seconds (an LLM): one worker is always kept for Chatwoot and relays.
+        self._bot_slots = threading.BoundedSemaphore(media_slots)
 
     def deliver(self, message: MirroredMessage) -> dict[str, Any]:
         """Post ``message``; a 404 (conversation or contact deleted in Chatwoot) re-resolves once.
@@ -115,6 +121,8 @@ class Deliverer:
             return self._relay(message)
         if message.direction == ACTION:
             return self._act(message)
+        if message.direction == BOT:
+            return self._bot_turn(message)
         target = self.resolver.resolve(message.identity, _display_name(message))
         try:
             result = self._post(target, message)
@@ -140,8 +148,8 @@ class Deliverer:
         same content, newer than that id and not older than the enqueue time minus two
         minutes of clock skew.
         """
-        if message.direction in (RELAY, ACTION):
-            return None  # no look-up: relays and handoff actions are at least once
+        if message.direction in (RELAY, ACTION, BOT):
+            return None  # no look-up: relays, handoff actions and bot turns are at least once
         record = self.resolver.remembered(message.identity.key)
         if record is None or record.conversation_id is None:
             return None  # never resolved in this Chatwoot, so never posted to it
@@ -164,6 +172,20 @@ class Deliverer:
                 return None
             before = int(page[0]["id"])
         return None
+
+    def _bot_turn(self, message: MirroredMessage) -> dict[str, Any]:
+        """The host's bot answers a queued customer message (its reply is queued in
+        turn). Its failures are its own (a handoff, see :func:`handle_inbound`): only a
+        missing runner or a busy slot puts the turn off."""
+        if self.bot_runner is None:
+            raise Deferred("no bot function registered for this channel yet", delay=1.0)
+        if not self._bot_slots.acquire(blocking=False):
+            raise Deferred("every bot slot is busy", delay=0.2)
+        try:
+            self.bot_runner(message)
+        finally:
+            self._bot_slots.release()
+        return {"id": 0}
 
     def _act(self, message: MirroredMessage) -> dict[str, Any]:
         """A handoff's Chatwoot-side work, after the contact's earlier messages (same queue).

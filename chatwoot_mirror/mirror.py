@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,8 +17,8 @@ from .assembly import assemble
 from .channels import Channel, ChannelRouter
 from .client import Attachment, ChatwootClient
 from .config import Config
-from .delivery import ACTION, INCOMING, OUTGOING, RELAY, MirroredMessage
-from .errors import ConfigError, StoreError
+from .delivery import ACTION, BOT, INCOMING, OUTGOING, RELAY, MirroredMessage
+from .errors import ConfigError, Deferred, StoreError
 from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
@@ -33,6 +33,10 @@ from .texts import DEFAULTS, Texts
 from .webhooks import WebhookHandler
 
 log = logging.getLogger("chatwoot_mirror")
+
+
+#: ``fn(turn, identity)``: answer a queued customer message (see :meth:`Mirror.on_bot_turn`)
+TurnRunner = Callable[[Mapping[str, Any], ContactIdentity], None]
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,9 @@ class Mirror:
                                  enqueue_action=self._enqueue_action,
                                  agents=self.client.list_agents)
         self.handoff_state.executor = actions
+        #: channel name -> runner of that channel's queued bot turns
+        self._turn_runners: dict[str, TurnRunner] = {}
+        self.deliverer.bot_runner = self._run_turn
         if config.has_bot_token:
             self.deliverer.on_handoff_done = actions.ticket_if_nobody_is_online
         self.activity.store = self.store
@@ -219,6 +226,7 @@ class Mirror:
         channel: str | None = None,
         owner: bool = False,
         pause: bool = True,
+        turn: Mapping[str, Any] | None = None,
     ) -> Received:
         """Mirror a message of the conversation and tell the bot whether to answer it.
 
@@ -231,6 +239,12 @@ class Mirror:
         business's message (``texts.from_phone`` prefix) and, unless ``pause=False``,
         the bot pauses quietly like after an agent's reply.
 
+        ``turn`` (JSON-able, with ``channel``): queue a bot turn behind the message, in the
+        same transaction, for the runner registered for ``channel`` with
+        :meth:`on_bot_turn`. It answers off the caller's thread, in order per contact, once
+        per provider message id, and after a crash when the store is opened again. No
+        turn is queued for a message that fires a handoff trigger.
+
         Never raises; when the store fails the bot answers (mirroring must not silence
         it)."""
         if owner:
@@ -241,11 +255,26 @@ class Mirror:
             except ValueError:
                 pass  # not a contact: _queue says so below
         flags = self._queue(
-            contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))]
+            contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))],
+            turn=None if turn is None else {**turn, "channel": channel},
         )
         duplicate = flags is not None and bool(flags) and not flags[0]
         return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
                         paused=not duplicate and self.is_paused(contact))
+
+    def on_bot_turn(self, channel: str, runner: TurnRunner) -> TurnRunner:
+        """Register ``runner(turn, identity)`` for the bot turns queued with
+        :meth:`receive` for ``channel``; the delivery workers call it (turns queued before
+        it is registered wait for it)."""
+        self._turn_runners[channel] = runner
+        return runner
+
+    def _run_turn(self, message: MirroredMessage) -> None:
+        turn = (message.action or {}).get("turn") or {}
+        runner = self._turn_runners.get(str(turn.get("channel")))
+        if runner is None:
+            raise Deferred(f"no bot registered for channel {turn.get('channel')!r} yet")
+        runner(turn, message.identity)
 
     def _owner_message(self, contact: object, text: str, message_id: str | None,
                        pause: bool) -> Received:
@@ -339,9 +368,11 @@ class Mirror:
         items: list[tuple[str, str, str | None, str | None, tuple[Attachment | MediaRef, ...]]],
         *,
         triggers: bool = True,
+        turn: Mapping[str, Any] | None = None,
     ) -> list[bool] | None:
         """Queue ``items`` in one transaction: one flag per item written (``False`` for a
-        provider message id seen before), or ``None`` when nothing could be written."""
+        provider message id seen before), or ``None`` when nothing could be written.
+        ``turn``: a bot turn queued behind the (first) item, in the same transaction."""
         if self._closed:
             return None
         try:
@@ -367,6 +398,14 @@ class Mirror:
             )
         if not messages:
             return []
+        if turn is not None and not self.handoff_reason(identity.raw, messages[0].content):
+            # (a trigger hands the contact over as soon as the message is queued: the bot
+            # must not answer it meanwhile)
+            first = messages[0].provider_message_id
+            messages.append(MirroredMessage(
+                identity=identity, direction=BOT, content="",
+                provider_message_id=None if first is None else "bot:" + first,
+                action={"name": "bot_turn", "turn": dict(turn)}))
         try:
             queued = self.store.enqueue([encode(m) for m in messages])
         except StoreError as exc:
@@ -382,7 +421,8 @@ class Mirror:
                       identity.key)
         self.workers.wake()
         if triggers:
-            fresh = [m for m, new in zip(messages, queued, strict=True) if new]
+            fresh = [m for m, new in zip(messages, queued, strict=True)
+                     if new and m.direction != BOT]
             self._apply_triggers(identity, fresh)
         return list(queued)
 
@@ -660,7 +700,8 @@ class DisabledMirror(Mirror):
     def handoff_reason(self, contact: object, text: str | None) -> str | None:
         return None
 
-    def _queue(self, contact: object, items: list[Any], *, triggers: bool = True) -> None:
+    def _queue(self, contact: object, items: list[Any], *, triggers: bool = True,
+               turn: Mapping[str, Any] | None = None) -> None:
         return None
 
     def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
@@ -700,6 +741,9 @@ class DisabledMirror(Mirror):
 
     def on_media_download(self, source: str, fetch: Fetcher) -> Fetcher:
         return fetch
+
+    def on_bot_turn(self, channel: str, runner: TurnRunner) -> TurnRunner:
+        return runner  # nothing is queued: the bot answers inside the request
 
     def connect(self, *channels: Channel) -> ChannelRouter:
         for channel in channels:

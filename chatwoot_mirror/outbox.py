@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 
 from .client import Attachment
-from .delivery import RELAY, MirroredMessage
+from .delivery import BOT, RELAY, MirroredMessage
 from .identity import ContactIdentity
 from .media import MediaRef
 from .relay import AgentMessage
@@ -51,8 +51,9 @@ def encode(message: MirroredMessage) -> OutboxRow:
         payload["relay"] = message.relay.to_dict()
     if message.action is not None:
         payload["action"] = message.action
-    # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back.
-    prefix = "relay:" if message.direction == RELAY else ""
+    # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back;
+    # so do bot turns: a Chatwoot outage never keeps the bot from answering.
+    prefix = "relay:" if message.direction == RELAY else "bot:" if message.direction == BOT else ""
     provider_id = message.provider_message_id
     return OutboxRow(
         key=message.key,

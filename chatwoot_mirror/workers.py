@@ -28,7 +28,7 @@ from collections.abc import Callable
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .delivery import Deliverer, MirroredMessage
+from .delivery import BOT, RELAY, Deliverer, MirroredMessage
 from .errors import (
     AmbiguousDelivery,
     AuthError,
@@ -260,7 +260,10 @@ class DeliveryWorkers:
         self, owner: str, contact_key: str, messages: list[MirroredMessage]
     ) -> None:
         for message in messages:
-            if self._stop.is_set() or not self.pacer.acquire(self._stop):
+            # the pace (and an outage's probes) is Chatwoot's: a relay to the provider or
+            # a bot turn never waits for it
+            paced = message.direction not in (RELAY, BOT)
+            if self._stop.is_set() or (paced and not self.pacer.acquire(self._stop)):
                 break
             try:
                 outcome = self._deliver_one(owner, message)

@@ -15,7 +15,7 @@ from chatwoot_mirror.relay import AgentAttachment, AgentMessage
 from ._http import ProviderError, ProviderRejected, ProviderUnavailable
 from .base import BotReply, ChannelAdapter, InboundEvent
 from .dialog360 import Dialog360Adapter
-from .inbound import InboundHandler, connect, handle_inbound
+from .inbound import InboundHandler, connect, handle_inbound, queue_inbound, register_bot
 from .typebot import TypebotBot, TypebotHandoffHandler
 from .uazapi import UazapiAdapter
 from .zpro import ZproAdapter
@@ -37,4 +37,6 @@ __all__ = [
     "ZproAdapter",
     "connect",
     "handle_inbound",
+    "queue_inbound",
+    "register_bot",
 ]

@@ -6,16 +6,24 @@
 
 or, framework-neutral with verification and size limits, :class:`InboundHandler` (the
 Flask blueprint in :mod:`chatwoot_mirror.integrations.flask` only translates requests for it).
+
+The provider never waits for the bot: by default the handler queues each message with a
+bot turn behind it (:func:`queue_inbound`) and answers at once; the delivery workers run the
+bot, in order per contact and in parallel across contacts, and its reply goes out through
+the relay. ``mode="sync"`` runs the bot inside the provider's request instead
+(:func:`handle_inbound`), for hosts that want that.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chatwoot_mirror.channels import ChannelRouter
 from chatwoot_mirror.errors import ConfigError
+from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.media import MediaRef
 from chatwoot_mirror.mirror import Mirror
 from chatwoot_mirror.relay import AgentAttachment
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
@@ -26,6 +34,8 @@ from .base import ECHO, MESSAGE, OWNER, STATUS, BotFunction, BotReply, ChannelAd
 log = logging.getLogger("chatwoot_mirror.integrations.inbound")
 
 MAX_BYTES = 1024 * 1024
+#: how :class:`InboundHandler` runs the bot
+QUEUED, SYNC = "queued", "sync"
 
 
 def connect(mirror: Mirror, *adapters: ChannelAdapter) -> ChannelRouter:
@@ -77,6 +87,63 @@ def handle_inbound(
         return "paused"
     if not event.expects_reply:
         return "no_reply"
+    return _answer(mirror, adapter, event, bot_fn, handoff_on_error)
+
+
+def queue_inbound(
+    mirror: Mirror,
+    adapter: ChannelAdapter,
+    event: InboundEvent,
+    bot_fn: BotFunction,
+    *,
+    handoff_on_error: bool = True,
+    pause_on_owner: bool = True,
+) -> str:
+    """Like :func:`handle_inbound`, but the bot answers later, off the caller's thread.
+
+    A customer message is mirrored with a bot turn queued behind it in one transaction;
+    the delivery workers call ``bot_fn`` for it (in order per contact, in parallel across
+    contacts, once per provider message id, and again after a crash before it answered),
+    unless humans have the contact by then. Returns ``queued``, or what
+    :func:`handle_inbound` returns for everything else (``duplicate``, ``paused``,
+    ``owner``...). When the store cannot take the message, the bot answers at once rather
+    than not at all."""
+    mirror.connect(adapter)
+    if not mirror.enabled or event.kind != MESSAGE or not event.expects_reply:
+        return handle_inbound(mirror, adapter, event, bot_fn,
+                              handoff_on_error=handoff_on_error, pause_on_owner=pause_on_owner)
+    register_bot(mirror, adapter, bot_fn, handoff_on_error=handoff_on_error)
+    received = mirror.receive(
+        event.contact, event.text, sender_name=event.name, message_id=event.message_id,
+        attachments=event.attachments, channel=adapter.name,
+        turn={"event": _event_dict(event)})
+    if received.duplicate:
+        return "duplicate"
+    if received.paused:
+        return "paused"
+    if received.queued:
+        return QUEUED
+    return _answer(mirror, adapter, event, bot_fn, handoff_on_error)
+
+
+def register_bot(mirror: Mirror, adapter: ChannelAdapter, bot_fn: BotFunction, *,
+                 handoff_on_error: bool = True) -> None:
+    """Let the delivery workers answer the bot turns queued for ``adapter``'s messages
+    with ``bot_fn`` (:class:`InboundHandler` does it when built, so turns left queued by a
+    crash are answered as soon as the host starts again)."""
+    def run(turn: Mapping[str, Any], identity: ContactIdentity) -> None:
+        event = _event_from(turn.get("event") or {})
+        if mirror.is_paused(event.contact):
+            log.info("bot turn skipped, humans have the contact contact=%s", identity.key)
+            return
+        _answer(mirror, adapter, event, bot_fn, handoff_on_error)
+
+    mirror.on_bot_turn(adapter.name, run)
+
+
+def _answer(mirror: Mirror, adapter: ChannelAdapter, event: InboundEvent, bot_fn: BotFunction,
+            handoff_on_error: bool) -> str:
+    """The bot answers ``event``; its reply (or its failure's handoff) is queued."""
     try:
         reply, failed = as_reply(bot_fn(event)), False
     except Exception:
@@ -86,6 +153,22 @@ def handle_inbound(
         reply, failed = BotReply(), True
     return mirror.answer(event.contact, reply.messages, handoff=reply.handoff, note=reply.note,
                          failed=failed, channel=adapter.name)
+
+
+def _event_dict(event: InboundEvent) -> dict[str, Any]:
+    return {"kind": event.kind, "contact": event.contact, "text": event.text,
+            "name": event.name, "message_id": event.message_id, "timestamp": event.timestamp,
+            "attachments": [a.to_dict() for a in event.attachments],
+            "raw_type": event.raw_type}
+
+
+def _event_from(data: Mapping[str, Any]) -> InboundEvent:
+    return InboundEvent(
+        kind=str(data.get("kind") or MESSAGE), contact=str(data.get("contact") or ""),
+        text=str(data.get("text") or ""), name=data.get("name"),
+        message_id=data.get("message_id"), timestamp=data.get("timestamp"),
+        attachments=tuple(MediaRef.from_dict(a) for a in data.get("attachments") or ()),
+        raw_type=str(data.get("raw_type") or ""))
 
 
 def as_reply(value: Any) -> BotReply:
@@ -104,13 +187,17 @@ def as_reply(value: Any) -> BotReply:
 
 class InboundHandler:
     """A provider's webhook endpoint, framework-neutral: size limit, verification, parse,
-    then :func:`handle_inbound` for each event. Bad input gets a 4xx, never a 5xx.
+    then :func:`queue_inbound` for each event (``mode="sync"``: :func:`handle_inbound`, the
+    bot inside the provider's request). Bad input gets a 4xx, never a 5xx.
 
     Refuses to be built when the adapter has no way to verify webhooks, unless the
     adapter was built with ``insecure=True``."""
 
     def __init__(self, mirror: Mirror, adapter: ChannelAdapter, bot_fn: BotFunction, *,
-                 max_bytes: int = MAX_BYTES, **options: Any) -> None:
+                 max_bytes: int = MAX_BYTES, mode: str = QUEUED, **options: Any) -> None:
+        if mode not in (QUEUED, SYNC):
+            raise ConfigError(f"{adapter.name} webhook",
+                              f"mode must be {QUEUED!r} or {SYNC!r}, not {mode!r}")
         if not adapter.verifies:
             raise ConfigError(
                 f"{adapter.name} webhook",
@@ -122,7 +209,11 @@ class InboundHandler:
         self.bot_fn = bot_fn
         self.max_bytes = max_bytes
         self.options = options
+        self.inbound = queue_inbound if mode == QUEUED else handle_inbound
         mirror.connect(adapter)
+        if mode == QUEUED and mirror.enabled:
+            register_bot(mirror, adapter, bot_fn,
+                         handoff_on_error=options.get("handoff_on_error", True))
 
     def handle(self, request: WebhookRequest) -> WebhookResponse:
         if len(request.body) > self.max_bytes:
@@ -143,8 +234,8 @@ class InboundHandler:
         outcomes = []
         for event in events:
             try:
-                outcomes.append(handle_inbound(self.mirror, self.adapter, event, self.bot_fn,
-                                               **self.options))
+                outcomes.append(self.inbound(self.mirror, self.adapter, event, self.bot_fn,
+                                             **self.options))
             except Exception:
                 log.exception("provider event not handled provider=%s kind=%s",
                               self.adapter.name, event.kind)

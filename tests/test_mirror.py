@@ -265,6 +265,7 @@ def test_disabled_is_a_noop_returning_false(rsps, db_path, tmp_path, monkeypatch
     for name in ("on_handoff", "on_resume", "on_agent_message"):
         assert getattr(mirror, name)(hook) is hook
     assert mirror.on_media_download("uazapi", hook) is hook
+    assert mirror.on_bot_turn("uazapi", hook) is hook
     assert mirror.connect() is mirror.channels
     for name in ("values", "webhook_handler"):
         with pytest.raises(ConfigError, match="CHATWOOT_ENABLED"):
@@ -272,7 +273,8 @@ def test_disabled_is_a_noop_returning_false(rsps, db_path, tmp_path, monkeypatch
     mirror.close()
     assert mirror.closed and mirror.agent_sender is None
     covered = set(calls) | {"receive", "on_handoff", "on_resume", "on_agent_message",
-                            "on_media_download", "connect", "values", "webhook_handler",
+                            "on_media_download", "on_bot_turn", "connect", "values",
+                            "webhook_handler",
                             "close", "identify", "from_env"}
     public = {name for name, _ in inspect.getmembers(Mirror, inspect.isfunction)
               if not name.startswith("_")} | {"from_env"}
