@@ -380,3 +380,19 @@ def test_the_emulator_opens_a_pending_conversation_when_the_bot_webhook_fails(tm
                 assert conv["status"] == "open"
                 assert activities == ["Conversation was marked open by system due to an "
                                       "error with the agent bot."]
+
+
+def test_chatwoots_rate_limit_is_met_with_a_pause_not_a_storm(cw, db_path):
+    """rack-attack's limit (here 20 requests a second, for short timings) with no pace of
+    our own: each 429 pauses every worker, so only the requests already in flight meet
+    the same refusal, and everything arrives once, in order."""
+    cw.faults.rate_limit_per_minute = 20
+    cw.faults.rate_limit_window = 1.0
+    with Mirror(config(cw, db_path, workers=4)) as mirror:
+        log_many(mirror, CONTACTS, 15)
+        assert mirror.flush(60)
+    statuses = [status for _, _, status in cw.requests]
+    refused, answered = statuses.count(429), len(statuses) - statuses.count(429)
+    assert refused >= 1  # the limit was met
+    assert refused <= answered // 4, (refused, answered)  # a pause, not a storm
+    assert_each_once_in_order(cw, CONTACTS, 15)

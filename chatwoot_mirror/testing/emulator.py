@@ -106,6 +106,8 @@ class Faults:
     outage_status: int = 503
     outages: list[tuple[float, float]] = field(default_factory=list)
     rate_limit_per_minute: int | None = None
+    #: the rate limit's window in seconds (rack-attack's is a minute; shorter for tests)
+    rate_limit_window: float = 60.0
     seed: int | None = None
 
 
@@ -194,7 +196,7 @@ class Emulator:
             if faults.outage or any(a <= now < b for a, b in faults.outages):
                 return self._log(request, Reply(faults.outage_status, {"error": "unavailable"}))
             if faults.rate_limit_per_minute is not None:
-                while self._rate_window and self._rate_window[0] < now - 60:
+                while self._rate_window and self._rate_window[0] < now - faults.rate_limit_window:
                     self._rate_window.popleft()
                 if len(self._rate_window) >= faults.rate_limit_per_minute:
                     return self._log(request, Reply(429, "Retry later", "text/plain"))
