@@ -4,10 +4,11 @@
 
 uazapi ``messages`` webhooks (the real capture, a fresh message id each, 50 contacts) go
 through ``InboundHandler.handle``: verify the instance token, parse, dedupe and mirror the
-customer message, run the handoff triggers, call a trivial bot, queue its reply to the
-customer and to Chatwoot. Two runs: with the delivery workers running meanwhile against the
-Chatwoot emulator in its own process (20 ms latency, as a remote Chatwoot), and with the
-workers stopped (our own cost alone). The provider's API is a local stand-in.
+customer message, run the handoff triggers, queue its bot turn (the delivery workers call a
+trivial bot and queue its reply to the customer and to Chatwoot). Two runs: with the
+delivery workers running meanwhile against the Chatwoot emulator in its own process
+(20 ms latency, as a remote Chatwoot), and with the workers stopped (our own cost alone).
+The provider's API is a local stand-in.
 360dialog's guidance for webhook answers is a median under 250 ms.
 """
 
