@@ -52,8 +52,13 @@ BOT_ENDPOINTS = {
     ("assignments", "create"), ("labels", "index"), ("labels", "create"),
 }
 
+#: Message.content_types (app/models/message.rb)
+CONTENT_TYPES = frozenset({"text", "input_text", "input_textarea", "input_email", "input_select",
+                           "cards", "form", "article", "incoming_email", "input_csat",
+                           "integrations", "sticker", "voice_call"})
 NOT_FOUND_PUBLIC = {"status": 404, "error": "Not Found"}
 NOT_FOUND_APP = {"error": "Resource could not be found"}
+BOT_REFUSED = {"error": "Access to this endpoint is not authorized for bots"}
 HMAC_FAILED = {"status": 500, "error": "Internal Server Error"}
 
 
@@ -229,6 +234,13 @@ class Emulator:
         m = re.match(r"^/api/v1/accounts/(\d+)(/.*)?$", path)
         if m:
             return self._application(r, int(m.group(1)), m.group(2) or "")
+        if path.startswith("/api/"):
+            # Api::BaseController authenticates before any action runs: a real route we
+            # do not model (/api/v1/profile...) answers a bad token with 401, as Chatwoot
+            # does, and a bot token with the bots' 401
+            if self._who(r) == "bot":
+                raise ApiError(401, BOT_REFUSED)
+            raise ApiError(404, NOT_FOUND_APP)
         raise ApiError(404, NOT_FOUND_PUBLIC)
 
     # -- public client API ------------------------------------------------------------------
@@ -458,8 +470,12 @@ class Emulator:
             attachments=list(attachments or []),
         )
         for i, att in enumerate(msg.attachments):
+            # app/models/attachment.rb#push_event_data: base data and file metadata
             att.setdefault("id", msg.id * 10 + i)
             att.setdefault("message_id", msg.id)
+            att.setdefault("account_id", self.account["id"])
+            att.setdefault("width", None)
+            att.setdefault("height", None)
         self.messages.append(msg)
         self._by_conversation.setdefault(conv.id, []).append(msg)
         conv.last_activity_at = now
@@ -657,6 +673,64 @@ class Emulator:
             "account": self.account,
         }
 
+    def _conversation_api(self, conv: Conversation) -> dict[str, Any]:
+        """``GET /conversations/{id}``: app/views/api/v1/conversations/partials/
+        _conversation.json.jbuilder (the REST partial, not the webhook's push form): the
+        sender as api/v1/models/_contact, the assignee as api/v1/models/_agent, times as
+        integers, no contact_inbox (it would carry the contact's pubsub_token)."""
+        contact = self.contacts[conv.contact_inbox.contact_id]
+        messages = self._messages_of(conv)
+        spoken = [m for m in messages if m.message_type != MESSAGE_TYPES["activity"]]
+        meta: dict[str, Any] = {
+            "sender": {
+                "additional_attributes": contact.additional_attributes,
+                "availability_status": "offline",
+                "email": contact.email,
+                "id": contact.id,
+                "name": contact.name,
+                "phone_number": contact.phone_number,
+                "blocked": contact.blocked,
+                "identifier": contact.identifier,
+                "thumbnail": "",
+                "custom_attributes": contact.custom_attributes,
+                "last_activity_at": int(contact.updated_at),
+                "created_at": int(contact.created_at),
+            },
+            "channel": "Channel::Api",
+            "hmac_verified": conv.contact_inbox.hmac_verified,
+        }
+        if conv.assignee_id is not None and conv.assignee_id in self.agents:
+            meta["assignee"] = {**self.agents[conv.assignee_id].api(), "provider": "email"}
+        return {
+            "meta": meta,
+            "id": conv.id,
+            "messages": [self._message_push(messages[-1], conv)] if messages else [],
+            "account_id": self.account["id"],
+            "uuid": conv.uuid,
+            "additional_attributes": {},
+            "agent_last_seen_at": int(conv.agent_last_seen_at),
+            "assignee_last_seen_at": 0,
+            "can_reply": True,
+            "contact_last_seen_at": int(conv.contact_last_seen_at),
+            "custom_attributes": conv.custom_attributes,
+            "inbox_id": self.inbox_id,
+            "labels": list(conv.labels),
+            "muted": False,
+            "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None,
+            "status": conv.status,
+            "created_at": int(conv.created_at),
+            "timestamp": int(conv.last_activity_at),
+            "first_reply_created_at": int(conv.first_reply_created_at or 0),
+            "unread_count": sum(1 for m in messages if m.message_type == 0
+                                and m.created_at > conv.agent_last_seen_at),
+            "last_non_activity_message": (self._message_push(spoken[-1], conv)
+                                          if spoken else None),
+            "last_activity_at": int(conv.last_activity_at),
+            "priority": conv.priority,
+            "waiting_since": int(conv.waiting_since or 0),
+            "sla_policy_id": None,
+        }
+
     def _changed(self, conv: Conversation, changes: dict[str, tuple[Any, Any]]) -> None:
         before = conv.updated_at
         conv.updated_at = time.time()
@@ -704,9 +778,7 @@ class Emulator:
         if account_id != self.account["id"]:
             raise ApiError(401, {"error": "You are not authorized to do this action"})
         body = _body(r)
-        controller, action, conv, extra = self._app_route(r.method, rest)
-        if who == "bot" and (controller, action) not in BOT_ENDPOINTS:
-            raise ApiError(401, {"error": "Access to this endpoint is not authorized for bots"})
+        controller, action, conv, extra = self._app_route(r.method, rest, who)
         if controller == "agents":
             return Reply(200, [a.api() for a in self.agents.values()])
         if controller == "accounts":  # app/views/api/v1/models/_account.json.jbuilder
@@ -722,7 +794,7 @@ class Emulator:
             return Reply(200, self._inbox_app())
         assert conv is not None
         if (controller, action) == ("conversations", "show"):
-            return Reply(200, self._conversation_webhook(conv))
+            return Reply(200, self._conversation_api(conv))
         if (controller, action) == ("messages", "create"):
             return Reply(200, self._message_app(self._app_message(r, conv, body, who)))
         if (controller, action) == ("messages", "update"):
@@ -757,12 +829,34 @@ class Emulator:
                 self._changed(conv, {"label_list": (old_labels, conv.labels)})
             return Reply(200, {"payload": conv.labels})
         if (controller, action) == ("assignments", "create"):
-            return Reply(200, self._assignment(conv, body))
+            assigned = self._assignment(conv, body)
+            # jbuilder renders nil as the JSON literal null, not an empty body
+            return Reply(200, b"null" if assigned is None else assigned)
         raise ApiError(404, NOT_FOUND_APP)
 
     def _app_route(
-        self, method: str, rest: str
+        self, method: str, rest: str, who: str
     ) -> tuple[str, str, Conversation | None, str | None]:
+        """The action a request reaches, checked as Chatwoot's before_actions run: the
+        bots' allow-list before the record is looked up. A route we do not model answers
+        a bot with the bots' 401 (it is one of Chatwoot's many we leave out) and a user
+        with 404."""
+        try:
+            controller, action, conversation_id, extra = self._action(method, rest)
+        except ApiError:
+            if who == "bot":
+                raise ApiError(401, BOT_REFUSED) from None
+            raise
+        if who == "bot" and (controller, action) not in BOT_ENDPOINTS:
+            raise ApiError(401, BOT_REFUSED)
+        conv = None
+        if conversation_id is not None:
+            conv = self.conversations.get(conversation_id)
+            if conv is None:
+                raise ApiError(404, NOT_FOUND_APP)
+        return controller, action, conv, extra
+
+    def _action(self, method: str, rest: str) -> tuple[str, str, int | None, str | None]:
         if rest == "" and method == "GET":
             return "accounts", "show", None, None
         if rest == "/agents" and method == "GET":
@@ -774,9 +868,7 @@ class Emulator:
         m = re.match(r"^/conversations/(\d+)(?:/([a-z_]+))?(?:/(\d+))?$", rest)
         if not m:
             raise ApiError(404, NOT_FOUND_APP)
-        conv = self.conversations.get(int(m.group(1)))
-        if conv is None:
-            raise ApiError(404, NOT_FOUND_APP)
+        conv = int(m.group(1))
         sub, extra = m.group(2), m.group(3)
         routes = {
             (None, "GET"): ("conversations", "show"),
@@ -797,10 +889,39 @@ class Emulator:
         return controller, action, conv, None
 
     def _inbox_app(self) -> dict[str, Any]:
+        """app/views/api/v1/models/_inbox.json.jbuilder for an API inbox: the inbox's own
+        columns, every channel-specific key (null when not this channel's), then the API
+        channel's webhook, identifier and secrets (an administrator's view)."""
         return {
             "id": self.inbox_id,
+            "avatar_url": "",
+            "channel_id": self.inbox_id + 100,
             "name": self.inbox_name,
             "channel_type": "Channel::Api",
+            "greeting_enabled": False,
+            "greeting_message": None,
+            "working_hours_enabled": False,
+            "enable_email_collect": True,
+            "csat_survey_enabled": False,
+            "enable_auto_assignment": True,
+            "out_of_office_message": None,
+            "working_hours": [],
+            "timezone": "UTC",
+            "callback_webhook_url": None,
+            "allow_messages_after_resolved": True,
+            "sender_name_type": "friendly",
+            "business_name": None,
+            "widget_color": None,
+            "website_url": None,
+            "welcome_title": None,
+            "welcome_tagline": None,
+            "web_widget_script": None,
+            "website_token": None,
+            "selected_feature_flags": None,
+            "reply_time": None,
+            "page_id": None,
+            "phone_number": None,
+            "forward_to_email": None,
             "lock_to_single_conversation": self.lock_to_single_conversation,
             "webhook_url": self.webhook_url or "",
             "secret": self.webhook_secret,
@@ -831,9 +952,14 @@ class Emulator:
             sender = ("AgentBot", self.bot.id)
         else:
             sender = ("User", 3)
+        # Messages::MessageBuilder reads content_type from the raw params (default text)
+        content_type = str(body.get("content_type") or "text")
+        if content_type not in CONTENT_TYPES:
+            raise ApiError(422, {"error": f"'{content_type}' is not a valid content_type"})
         return self._create_message(
             conv, content, message_type, sender, private=private,
             source_id=body.get("source_id"), content_attributes=attrs, attachments=files,
+            content_type=content_type,
         )
 
     def _message_status(
@@ -866,6 +992,11 @@ class Emulator:
                                         "current_status": conv.status, "snoozed_until": None}}
 
     def _assignment(self, conv: Conversation, body: dict[str, Any]) -> Any:
+        """``Conversations::AssignmentsController#create``: an agent (or bot) when
+        ``assignee_id`` is given, else a team when ``team_id`` is, else nothing; the
+        answer is the assignee's JSON or ``null`` (rendered, not an empty body)."""
+        if "assignee_id" not in body:
+            return None  # {} or {team_id}: the agent assignment is left alone
         assignee_id = body.get("assignee_id")
         if body.get("assignee_type") == "AgentBot":
             conv.assignee_agent_bot_id = self.bot.id

@@ -1,0 +1,127 @@
+"""A real third-party client against the emulator (issue #18): chatwoot-sdk 0.2.0 parses
+the Application API with Pydantic models, so a shape the emulator renders differently from
+Chatwoot fails here. Where the SDK and Chatwoot's jbuilders disagree, the jbuilders win
+(each assertion below names the file the shape comes from)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.testing import FakeChatwoot
+
+chatwoot = pytest.importorskip("chatwoot")  # chatwoot-sdk, in the test extra
+
+
+@pytest.fixture
+def cw(tmp_path):
+    with FakeChatwoot() as fake:
+        config = Config(url=fake.url, inbox_identifier=fake.inbox_identifier,
+                        account_id=fake.account_id, bot_token=fake.bot_token,
+                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0)
+        with Mirror(config) as mirror:
+            assert mirror.log_exchange("5511988887777", "oi", "olá") and mirror.flush()
+        yield fake
+
+
+def sdk(cw: FakeChatwoot):
+    return chatwoot.ChatwootClient(base_url=cw.url, api_token=cw.user_token)
+
+
+def test_the_sdk_parses_a_conversation_an_agent_replied_in(cw):
+    """app/views/api/v1/conversations/partials/_conversation.json.jbuilder: the REST
+    partial, with integer times, account_id, uuid, muted and meta.channel, and no
+    contact_inbox (it would carry the contact's pubsub_token)."""
+    [conv] = cw.conversations()
+    cw.emulator.assign(conv["id"], 3)
+    cw.agent_reply(conv["id"], "Olá, sou a Ana")
+    with sdk(cw) as client:
+        parsed = client.conversations.get(account_id=cw.account_id, conversation_id=conv["id"])
+    assert parsed.id == conv["id"] and parsed.account_id == cw.account_id
+    assert isinstance(parsed.first_reply_created_at, int) and parsed.first_reply_created_at > 0
+    assert parsed.meta.assignee.name == "Ana Agente"
+    raw = requests.get(f"{cw.url}/api/v1/accounts/1/conversations/{conv['id']}",
+                       headers={"api_access_token": cw.user_token}, timeout=5).json()
+    assert "contact_inbox" not in raw and "pubsub_token" not in json.dumps(raw)
+    assert raw["meta"]["channel"] == "Channel::Api" and raw["muted"] is False
+    assert raw["uuid"] and raw["last_non_activity_message"]["content"] == "Olá, sou a Ana"
+
+
+def test_the_sdk_creates_a_message_with_a_content_type(cw):
+    """Messages::MessageBuilder reads content_type; api/v1/models/_message.json.jbuilder
+    renders it."""
+    [conv] = cw.conversations()
+    with sdk(cw) as client:
+        made = client.messages.create(account_id=cw.account_id, conversation_id=conv["id"],
+                                      content="Escolha:", content_type="input_select",
+                                      content_attributes={"items": [
+                                          {"title": "Sim", "value": "sim"}]})
+    assert made.content_type == "input_select"
+    assert cw.messages(conv["id"])[-1]["content_type"] == "input_select"
+
+
+def test_the_sdk_reads_the_inbox_and_toggles_status(cw):
+    """api/v1/models/_inbox.json.jbuilder has channel_id; toggle_status answers
+    {meta, payload: {success, conversation_id, current_status, snoozed_until}}."""
+    [conv] = cw.conversations()
+    with sdk(cw) as client:
+        inbox = client.inboxes.get(account_id=cw.account_id, inbox_id=cw.emulator.inbox_id)
+        toggled = client.conversations.toggle_status(
+            account_id=cw.account_id, conversation_id=conv["id"], status="resolved")
+    assert inbox.channel_type == "Channel::Api" and isinstance(inbox.channel_id, int)
+    assert toggled.success and toggled.current_status == "resolved"
+
+
+def test_assignments_render_null_and_leave_the_agent_on_team_only_bodies(cw):
+    """Conversations::AssignmentsController#create: assignee_id given: that agent (or null
+    to unassign); else team_id: the team; else nothing. nil renders as the JSON null."""
+    [conv] = cw.conversations()
+    url = f"{cw.url}/api/v1/accounts/1/conversations/{conv['id']}/assignments"
+    headers = {"api_access_token": cw.user_token}
+    assert requests.post(url, json={"assignee_id": 3}, headers=headers,
+                         timeout=5).json()["id"] == 3
+    for body in ({}, {"team_id": 1}):
+        answer = requests.post(url, json=body, headers=headers, timeout=5)
+        assert (answer.status_code, answer.text) == (200, "null")
+        assert cw.conversations()[0]["meta"]["assignee"]["id"] == 3  # still Ana's
+    answer = requests.post(url, json={"assignee_id": None}, headers=headers, timeout=5)
+    assert answer.text == "null" and cw.conversations()[0]["meta"]["assignee"] is None
+
+
+def test_tokens_are_checked_before_routes(cw):
+    """Api::BaseController authenticates before any action (access_token_auth_helper.rb):
+    a bad token is a 401 on routes the emulator does not model too, and an Agent Bot
+    token on a real route it may not use (contacts search) is the bots' 401, not a 404."""
+    bad = {"api_access_token": "not-a-token"}
+    for path in ("/api/v1/profile", "/api/v1/accounts/1/contacts/search?q=maria",
+                 "/api/v1/accounts/1/conversations/1/messages"):
+        answer = requests.get(cw.url + path, headers=bad, timeout=5)
+        assert (answer.status_code, answer.json()) == (401, {"error": "Invalid Access Token"})
+    bot = {"api_access_token": cw.bot_token}
+    answer = requests.get(f"{cw.url}/api/v1/accounts/1/contacts/search?q=maria",
+                          headers=bot, timeout=5)
+    assert answer.status_code == 401 and "not authorized for bots" in answer.json()["error"]
+    # a bot-allowed action on a conversation that does not exist is still a 404
+    answer = requests.post(f"{cw.url}/api/v1/accounts/1/conversations/999999/toggle_status",
+                           json={"status": "open"}, headers=bot, timeout=5)
+    assert answer.status_code == 404
+
+
+def test_attachments_render_account_id_width_and_height(cw):
+    """app/models/attachment.rb#push_event_data: id, message_id, file_type, account_id,
+    extension, data_url, thumb_url, file_size, width, height."""
+    [conv] = cw.conversations()
+    answer = requests.post(
+        f"{cw.url}/api/v1/accounts/1/conversations/{conv['id']}/messages",
+        headers={"api_access_token": cw.user_token},
+        data={"content": "a foto"}, files=[("attachments[]", ("f.jpg", b"\xff\xd8", "image/jpeg"))],
+        timeout=5)
+    [attachment] = answer.json()["attachments"]
+    assert {"id", "message_id", "file_type", "account_id", "extension", "data_url",
+            "thumb_url", "file_size", "width", "height"} <= set(attachment)
+    assert attachment["account_id"] == cw.account_id
+    parsed = chatwoot.types.message.MessageAttachment(**attachment)  # the SDK's model
+    assert parsed.file_type == "image" and parsed.account_id == cw.account_id
