@@ -215,11 +215,12 @@ def _bot_token(client: ChatwootClient, config: Config) -> Check:
             "the conversation", "create an Agent Bot (Settings > Bots), connect it to the "
             "API inbox, and set CHATWOOT_BOT_TOKEN and CHATWOOT_ACCOUNT_ID", warning=True)
     try:
-        # A conversation that cannot exist: Chatwoot checks the token, then the account,
-        # then answers 404, so a 404 proves both (and bots may read conversations).
+        # A conversation that cannot exist: Chatwoot checks the token, then the bot's
+        # right to the account (401), then looks the conversation up (404). An account
+        # that does not exist is a 404 as well (Account.find), told apart below.
         client.get_conversation(0)
     except NotFound:
-        return Check("bot token", True, f"accepted for account {config.account_id}")
+        return _account_exists(client, config)
     except AuthError as exc:
         if "invalid access token" in exc.detail.lower():
             return Check("bot token", False, f"Chatwoot refused CHATWOOT_BOT_TOKEN: {exc}",
@@ -232,6 +233,24 @@ def _bot_token(client: ChatwootClient, config: Config) -> Check:
     except ChatwootError as exc:
         return Check("bot token", False, f"could not be checked: {exc}",
                      "run doctor again when Chatwoot answers")
+    return Check("bot token", True, f"accepted for account {config.account_id}")
+
+
+def _account_exists(client: ChatwootClient, config: Config) -> Check:
+    fix = "set CHATWOOT_ACCOUNT_ID to the number after /accounts/ in Chatwoot's address bar"
+    if not config.api_token:
+        return Check("bot token", True, f"accepted for account {config.account_id} (without "
+                     "CHATWOOT_API_TOKEN a missing account cannot be told from a missing "
+                     "conversation: check the number if the first message fails)",
+                     warning=True)
+    try:
+        client.get_account()
+    except NotFound:
+        return Check("bot token", False, f"account {config.account_id} does not exist in "
+                     "this Chatwoot", fix)
+    except ChatwootError as exc:
+        return Check("bot token", True, f"accepted; account {config.account_id} could not "
+                     f"be read with CHATWOOT_API_TOKEN: {exc}", warning=True)
     return Check("bot token", True, f"accepted for account {config.account_id}")
 
 

@@ -198,3 +198,16 @@ def test_doctor_says_whether_the_account_keeps_conversations_pending_on_bot_erro
     assert "keeps conversations pending" in found.detail
     account = [r for r in healthy.requests if r[:2] == ("GET", "/api/v1/accounts/1")]
     assert account and all(status == 200 for _, _, status in account)
+
+
+def test_an_unknown_account_is_told_from_a_missing_conversation_with_the_user_token(
+        healthy, tmp_path):
+    """Chatwoot answers an account that does not exist with 404, as it answers the
+    conversation doctor probes for (ensure_current_account_helper.rb): the user token
+    tells them apart; without it doctor says it cannot."""
+    environ = env_for(healthy, tmp_path, CHATWOOT_ACCOUNT_ID="2")
+    found = checks(environ)["bot token"]
+    assert not found.ok and "account 2 does not exist" in found.detail
+    environ.pop("CHATWOOT_API_TOKEN")
+    found = checks(environ)["bot token"]
+    assert found.ok and found.warning and "cannot be told" in found.detail

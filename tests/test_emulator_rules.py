@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import threading
 from typing import Any
 
@@ -266,7 +267,8 @@ def test_global_rate_limit_is_a_bare_429():
         codes = [public(cw, "GET", "").status_code for _ in range(3)]
         last = public(cw, "GET", "")
     assert codes == [200, 200, 429]
-    assert last.text == "Retry later" and last.headers["Content-Type"] == "text/plain"
+    # rack-attack's default throttled_responder (lib/rack/attack/configuration.rb)
+    assert last.text == "Retry later\n" and last.headers["Content-Type"] == "text/plain"
     assert "Retry-After" not in last.headers
 
 
@@ -376,3 +378,27 @@ def test_standalone_emulator_prints_its_settings_and_serves(tmp_path):
     assert "inbox identifier" in out and "cli-inbox" in out
     assert "bot token" in out and "(random)" in out  # defaults are shown when not given
     assert "lock to single conversation" in out
+
+
+def test_a_request_cut_off_mid_body_is_never_handled():
+    """A host killed while sending: the web server in front of Rails never passes half a
+    body on, so no message is created from it (a truncated JSON once became an empty
+    message in the kill -9 test)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    with FakeChatwoot() as cw:
+        contact = public(cw, "POST", "/contacts", json={"source_id": "wa-cut"}).json()
+        conv = public(cw, "POST", "/contacts/wa-cut/conversations").json()
+        assert contact["source_id"] == "wa-cut"
+        body = json.dumps({"content": "half of this never arrives",
+                           "message_type": "incoming"}).encode()
+        path = f"/api/v1/accounts/1/conversations/{conv['id']}/messages"
+        parts = urlsplit(cw.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                         f"\r\napi_access_token: {cw.bot_token}"
+                         f"\r\nContent-Length: {len(body)}\r\n\r\n".encode())  # killed here
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(100)
+        assert cw.messages(conv["id"]) == []

@@ -125,3 +125,39 @@ def test_attachments_render_account_id_width_and_height(cw):
     assert attachment["account_id"] == cw.account_id
     parsed = chatwoot.types.message.MessageAttachment(**attachment)  # the SDK's model
     assert parsed.file_type == "image" and parsed.account_id == cw.account_id
+
+
+def test_error_bodies_are_chatwoots(cw):
+    """An unknown account is a 404 (EnsureCurrentAccountHelper's Account.find); an
+    Application-API message create that fails validation is {error} with 422, from the
+    controller's rescue (conversations/messages_controller.rb), where the public API
+    renders {message, attributes}."""
+    [conv] = cw.conversations()
+    user = {"api_access_token": cw.user_token}
+    answer = requests.get(f"{cw.url}/api/v1/accounts/999/conversations/{conv['id']}",
+                          headers=user, timeout=5)
+    assert (answer.status_code, answer.json()) == (404, {"error": "Resource could not be found"})
+    answer = requests.post(f"{cw.url}/api/v1/accounts/1/conversations/{conv['id']}/messages",
+                           json={"content": "x" * 150_001}, headers=user, timeout=5)
+    assert answer.status_code == 422
+    assert answer.json() == {"error": "Validation failed: Content is too long "
+                                      "(maximum is 150000 characters)"}
+
+
+def test_toggle_status_keeps_and_echoes_snoozed_until(cw):
+    """ConversationsController#toggle_status stores snoozed_until (unix seconds) and the
+    answer echoes it; leaving snoozed clears it (Conversation#ensure_snooze_until_reset)."""
+    [conv] = cw.conversations()
+    url = f"{cw.url}/api/v1/accounts/1/conversations/{conv['id']}"
+    user = {"api_access_token": cw.user_token}
+    answer = requests.post(f"{url}/toggle_status", headers=user, timeout=5,
+                           json={"status": "snoozed", "snoozed_until": "1893456000"})
+    payload = answer.json()["payload"]
+    assert payload["current_status"] == "snoozed"
+    assert payload["snoozed_until"] == "2030-01-01T00:00:00.000Z"
+    shown = requests.get(url, headers=user, timeout=5).json()
+    assert shown["snoozed_until"] == "2030-01-01T00:00:00.000Z"
+    answer = requests.post(f"{url}/toggle_status", json={"status": "open"}, headers=user,
+                           timeout=5)
+    assert answer.json()["payload"]["snoozed_until"] is None
+    assert requests.get(url, headers=user, timeout=5).json()["snoozed_until"] is None

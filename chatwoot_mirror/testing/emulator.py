@@ -204,7 +204,8 @@ class Emulator:
                 while self._rate_window and self._rate_window[0] < now - faults.rate_limit_window:
                     self._rate_window.popleft()
                 if len(self._rate_window) >= faults.rate_limit_per_minute:
-                    return self._log(request, Reply(429, "Retry later", "text/plain"))
+                    # rack-attack's default throttled responder, byte for byte
+                    return self._log(request, Reply(429, "Retry later\n", "text/plain"))
                 self._rate_window.append(now)
             if faults.error_rate and self.random.random() < faults.error_rate:
                 return self._log(request, Reply(faults.error_status, HMAC_FAILED))
@@ -776,7 +777,8 @@ class Emulator:
     def _application(self, r: Request, account_id: int, rest: str) -> Reply:
         who = self._who(r)
         if account_id != self.account["id"]:
-            raise ApiError(401, {"error": "You are not authorized to do this action"})
+            # EnsureCurrentAccountHelper: Account.find raises RecordNotFound (one account here)
+            raise ApiError(404, NOT_FOUND_APP)
         body = _body(r)
         controller, action, conv, extra = self._app_route(r.method, rest, who)
         if controller == "agents":
@@ -956,11 +958,18 @@ class Emulator:
         content_type = str(body.get("content_type") or "text")
         if content_type not in CONTENT_TYPES:
             raise ApiError(422, {"error": f"'{content_type}' is not a valid content_type"})
-        return self._create_message(
-            conv, content, message_type, sender, private=private,
-            source_id=body.get("source_id"), content_attributes=attrs, attachments=files,
-            content_type=content_type,
-        )
+        try:
+            return self._create_message(
+                conv, content, message_type, sender, private=private,
+                source_id=body.get("source_id"), content_attributes=attrs, attachments=files,
+                content_type=content_type,
+            )
+        except ApiError as exc:
+            # MessagesController#create rescues every error as {error: e.message}, 422
+            problem = exc.reply.body if isinstance(exc.reply.body, dict) else {}
+            if exc.reply.status != 422 or "message" not in problem:
+                raise
+            raise ApiError(422, {"error": f"Validation failed: {problem['message']}"}) from None
 
     def _message_status(
         self, conv: Conversation, message_id: int, body: dict[str, Any]
@@ -987,9 +996,18 @@ class Emulator:
             raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
         if status == "open" and who == "user":
             conv.assignee_agent_bot_id = None
+        if status == "snoozed" and body.get("snoozed_until") not in (None, ""):
+            # ConversationsController#toggle_status: unix seconds, kept on the conversation
+            try:
+                conv.snoozed_until = float(body["snoozed_until"])
+            except (TypeError, ValueError):
+                raise ApiError(500, {"status": 500, "error": "Internal Server Error"}) from None
+        elif status != "snoozed":
+            conv.snoozed_until = None  # Conversation#ensure_snooze_until_reset
         self._set_status(conv, status)
-        return {"meta": {}, "payload": {"success": True, "conversation_id": conv.id,
-                                        "current_status": conv.status, "snoozed_until": None}}
+        return {"meta": {}, "payload": {
+            "success": True, "conversation_id": conv.id, "current_status": conv.status,
+            "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None}}
 
     def _assignment(self, conv: Conversation, body: dict[str, Any]) -> Any:
         """``Conversations::AssignmentsController#create``: an agent (or bot) when

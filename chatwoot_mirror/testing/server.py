@@ -37,6 +37,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            # The client went away mid-body (a process killed while sending): a web server
+            # never hands such a request to the app, so nothing is created from half a body.
+            self.close_connection = True
+            return
         path, _, query = self.path.partition("?")
         reply = self.server.emulator.handle(
             Request(self.command, path, query, dict(self.headers.items()), body)
