@@ -161,3 +161,45 @@ def test_toggle_status_keeps_and_echoes_snoozed_until(cw):
                            timeout=5)
     assert answer.json()["payload"]["snoozed_until"] is None
     assert requests.get(url, headers=user, timeout=5).json()["snoozed_until"] is None
+
+
+def test_public_contacts_downcase_emails_match_them_without_case_and_refuse_bad_ones():
+    """app/models/contact.rb (prepare_email_attribute, the email format validation) and
+    ContactInboxWithContactBuilder's lookup by email: Maria@Example.COM is stored down-cased,
+    found again as MARIA@example.com, and 'not-an-email' is a 422 naming the attribute
+    (RequestExceptionHandler#render_record_invalid)."""
+    with FakeChatwoot() as cw:
+        base = f"{cw.url}/public/api/v1/inboxes/{cw.inbox_identifier}/contacts"
+        first = requests.post(base, json={"source_id": "wa-a", "email": "Maria@Example.COM"},
+                              timeout=5).json()
+        assert first["email"] == "maria@example.com"
+        again = requests.post(base, json={"source_id": "wa-b", "email": "MARIA@example.com"},
+                              timeout=5).json()
+        assert again["id"] == first["id"] and again["source_id"] == "wa-b"
+        bad = requests.post(base, json={"source_id": "wa-c", "email": "not-an-email"},
+                            timeout=5)
+        assert bad.status_code == 422 and bad.json()["attributes"] == ["email"]
+        assert len(cw.contacts()) == 1
+
+
+def test_public_contact_update_merges_into_the_contact_with_that_phone():
+    """ContactsController#update runs ContactIdentifyAction: a PATCH giving the phone (or
+    email) of another contact of the account merges this one into it; since 4.16.0 the
+    answer is {source_id, pubsub_token, id, name, email, phone_number}."""
+    with FakeChatwoot() as cw:
+        base = f"{cw.url}/public/api/v1/inboxes/{cw.inbox_identifier}/contacts"
+        known = requests.post(base, json={"source_id": "wa-phone",
+                                          "phone_number": "+5511988887777"}, timeout=5).json()
+        lid = requests.post(base, json={"source_id": "lid-200000000000777"}, timeout=5).json()
+        conversation = requests.post(f"{base}/lid-200000000000777/conversations",
+                                     timeout=5).json()
+        merged = requests.patch(f"{base}/lid-200000000000777", timeout=5,
+                                json={"phone_number": "+5511988887777", "name": "Maria"})
+        body = merged.json()
+        assert merged.status_code == 200 and body["id"] == known["id"] != lid["id"]
+        assert set(body) == {"source_id", "pubsub_token", "id", "name", "email",
+                             "phone_number"}
+        assert body["source_id"] == "lid-200000000000777" and body["name"] == "Maria"
+        assert [c["id"] for c in cw.contacts()] == [known["id"]]
+        [conv] = cw.conversations()
+        assert conv["id"] == conversation["id"] and conv["meta"]["sender"]["id"] == known["id"]

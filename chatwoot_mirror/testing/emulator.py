@@ -40,6 +40,8 @@ from .state import (
 )
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+#: Devise.email_regexp, which app/models/contact.rb validates emails with
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_CONTENT = 150_000
 HAIKU = ["morning-river", "silent-leaf", "bold-sun", "quiet-hill", "young-moon", "wild-sea"]
 
@@ -363,12 +365,13 @@ class Emulator:
         if phone and not E164.match(str(phone)):
             raise ApiError(422, {"message": "Phone number should be in e164 format",
                                  "attributes": ["phone_number"]})
-        contact = self._find_contact(body)
+        email = _email(body.get("email"))
+        contact = self._find_contact({**body, "email": email})
         if contact is None:
             contact = Contact(
                 id=self._next("contact"),
                 name=body.get("name") or self.random.choice(HAIKU),
-                email=body.get("email"),
+                email=email,
                 phone_number=phone,
                 identifier=body.get("identifier"),
                 custom_attributes=dict(body.get("custom_attributes") or {}),
@@ -389,11 +392,24 @@ class Emulator:
         return None
 
     def _contact_update(self, ci: ContactInbox, body: dict[str, Any]) -> dict[str, Any]:
+        """``ContactsController#update`` runs ``ContactIdentifyAction`` (without
+        ``identifier``): a contact of the account that already has the email or the phone
+        number absorbs this one (its contact inboxes move there), then the rest is set."""
         contact = self.contacts[ci.contact_id]
         phone = body.get("phone_number")
         if phone and not E164.match(str(phone)):
             raise ApiError(422, {"message": "Phone number should be in e164 format",
                                  "attributes": ["phone_number"]})
+        email = _email(body.get("email"))
+        for attr, value in (("email", email), ("phone_number", phone)):
+            if not value:
+                continue
+            other = next((c for c in self.contacts.values()
+                          if c.id != contact.id and getattr(c, attr) == value), None)
+            if other is not None:
+                self.merge_contacts(other.id, contact.id)
+                contact = other
+        body = {**body, "email": email}
         for attr in ("name", "email", "phone_number"):
             if body.get(attr):
                 setattr(contact, attr, body[attr])
@@ -1152,6 +1168,17 @@ def _body(r: Request) -> dict[str, Any]:
     except ValueError:
         raise ApiError(400, {"status": 400, "error": "Bad Request"}) from None
     return data if isinstance(data, dict) else {}
+
+
+def _email(value: Any) -> str | None:
+    """app/models/contact.rb: an email is down-cased before it is validated and stored
+    (so matching ignores case), and one that is not an address is a 422."""
+    if value in (None, ""):
+        return None
+    email = str(value).lower()
+    if not EMAIL.match(email):
+        raise ApiError(422, {"message": "Email Invalid email", "attributes": ["email"]})
+    return email
 
 
 def _query(r: Request) -> dict[str, str]:
