@@ -203,3 +203,24 @@ def test_public_contact_update_merges_into_the_contact_with_that_phone():
         assert [c["id"] for c in cw.contacts()] == [known["id"]]
         [conv] = cw.conversations()
         assert conv["id"] == conversation["id"] and conv["meta"]["sender"]["id"] == known["id"]
+
+
+def test_a_bot_creates_a_conversation_through_the_application_api():
+    """POST /conversations is on the bots' list (BOT_ACCESSIBLE_ENDPOINTS,
+    access_token_auth_helper.rb); ConversationsController#create finds the contact inbox
+    by source_id (404 when none) and goes through ConversationBuilder, so
+    lock_to_single_conversation applies; it renders the REST partial."""
+    with FakeChatwoot(lock_to_single_conversation=True) as cw:
+        base = f"{cw.url}/public/api/v1/inboxes/{cw.inbox_identifier}/contacts"
+        requests.post(base, json={"source_id": "wa-new"}, timeout=5)
+        url = f"{cw.url}/api/v1/accounts/1/conversations"
+        bot = {"api_access_token": cw.bot_token}
+        made = requests.post(url, json={"source_id": "wa-new", "status": "pending"},
+                             headers=bot, timeout=5)
+        assert made.status_code == 200 and made.json()["status"] == "pending"
+        assert made.json()["account_id"] == 1 and "contact_inbox" not in made.json()
+        again = requests.post(url, json={"source_id": "wa-new"}, headers=bot, timeout=5)
+        assert again.json()["id"] == made.json()["id"]  # locked to one conversation
+        missing = requests.post(url, json={"source_id": "wa-nobody"}, headers=bot, timeout=5)
+        assert missing.status_code == 404
+        assert len(cw.conversations()) == 1

@@ -690,6 +690,36 @@ class Emulator:
             "account": self.account,
         }
 
+    def _app_conversation_create(self, body: dict[str, Any]) -> Conversation:
+        """``ConversationsController#create`` (bots may call it): the contact inbox of
+        ``contact_id`` in ``inbox_id`` (made with ``source_id``, or a new uuid, when
+        missing), else the one whose ``source_id`` is given (404 when none); then the
+        same ``ConversationBuilder`` as the public API, lock_to_single_conversation
+        included. ``status`` sets a new conversation's status."""
+        contact_id, source_id = body.get("contact_id"), body.get("source_id")
+        if contact_id is not None:
+            if int(contact_id) not in self.contacts or body.get("inbox_id") not in (
+                    self.inbox_id, str(self.inbox_id)):
+                raise ApiError(404, NOT_FOUND_APP)
+            ci = next((c for c in self.contact_inboxes.values()
+                       if c.contact_id == int(contact_id)
+                       and (source_id is None or c.source_id == str(source_id))), None)
+            if ci is None:
+                ci = ContactInbox(self._next("contact_inbox"), int(contact_id), self.inbox_id,
+                                  str(source_id or uuid.uuid4()))
+                self.contact_inboxes[ci.source_id] = ci
+        else:
+            found = self.contact_inboxes.get(str(source_id)) if source_id else None
+            if found is None or found.contact_id not in self.contacts:
+                raise ApiError(404, NOT_FOUND_APP)
+            ci = found
+        before = set(self.conversations)
+        conv = self._conversation_create(ci, body)
+        status = body.get("status")
+        if conv.id not in before and status in ("open", "pending", "resolved", "snoozed"):
+            conv.status = str(status)
+        return conv
+
     def _conversation_api(self, conv: Conversation) -> dict[str, Any]:
         """``GET /conversations/{id}``: app/views/api/v1/conversations/partials/
         _conversation.json.jbuilder (the REST partial, not the webhook's push form): the
@@ -799,6 +829,8 @@ class Emulator:
         controller, action, conv, extra = self._app_route(r.method, rest, who)
         if controller == "agents":
             return Reply(200, [a.api() for a in self.agents.values()])
+        if (controller, action) == ("conversations", "create"):
+            return Reply(200, self._conversation_api(self._app_conversation_create(body)))
         if controller == "accounts":  # app/views/api/v1/models/_account.json.jbuilder
             return Reply(200, {
                 "settings": {"keep_pending_on_bot_failure": self.keep_pending_on_bot_failure},
@@ -879,6 +911,8 @@ class Emulator:
             return "accounts", "show", None, None
         if rest == "/agents" and method == "GET":
             return "agents", "index", None, None
+        if rest == "/conversations" and method == "POST":
+            return "conversations", "create", None, None
         if rest == "/inboxes" and method == "GET":
             return "inboxes", "index", None, None
         if rest == f"/inboxes/{self.inbox_id}" and method == "GET":
