@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m sample_bot") -> i
     except KeyboardInterrupt:
         pass
     server.shutdown()
+    # closed too, so Chatwoot's webhooks while the mirror drains are refused at once
+    # instead of waiting on a socket nobody serves
+    server.server_close()
     sample.close()
     return 0
 

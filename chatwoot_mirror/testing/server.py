@@ -125,6 +125,7 @@ class FakeChatwoot:
         self._webhooks: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
+        self._stopping = False
         self._session = requests.Session()
         self._pending = 0
         self._pending_cv = threading.Condition()
@@ -182,6 +183,7 @@ class FakeChatwoot:
     # -- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> FakeChatwoot:
+        self._stopping = False
         self._server = _Server((self.host, self.port), _Handler)
         self._server.emulator = self.emulator
         self.port = self._server.server_address[1]
@@ -199,6 +201,7 @@ class FakeChatwoot:
             return
         self._server.shutdown()
         self._server.server_close()
+        self._stopping = True  # webhooks still queued are dropped, not sent
         self._webhooks.put(None)
         for t in self._threads:
             t.join(5)
@@ -240,7 +243,8 @@ class FakeChatwoot:
                 random.shuffle(batch)
             for event, payload in batch:
                 try:
-                    self._deliver(event, payload)
+                    if not self._stopping:
+                        self._deliver(event, payload)
                 finally:
                     with self._pending_cv:
                         self._pending -= 1
