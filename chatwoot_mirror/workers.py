@@ -53,6 +53,8 @@ logging.getLogger(f"apscheduler.executors.{_EXECUTOR}").setLevel(logging.WARNING
 logging.getLogger(_SCHEDULER_LOGGER).setLevel(logging.WARNING)
 
 DONE, RETRY, DEAD = "done", "retry", "dead"
+#: what never talks to Chatwoot: a relay goes to the provider, a bot turn to the host's bot
+_NOT_CHATWOOT = (RELAY, BOT)
 SEEN_IDS_KEPT_FOR = SEEN_RETENTION
 
 
@@ -262,7 +264,7 @@ class DeliveryWorkers:
         for message in messages:
             # the pace (and an outage's probes) is Chatwoot's: a relay to the provider or
             # a bot turn never waits for it
-            paced = message.direction not in (RELAY, BOT)
+            paced = message.direction not in _NOT_CHATWOOT
             if self._stop.is_set() or (paced and not self.pacer.acquire(self._stop)):
                 break
             try:
@@ -338,7 +340,9 @@ class DeliveryWorkers:
         quiet: bool = False,
     ) -> str:
         attempts = message.attempts + (1 if attempt else 0)
-        if delay is None:  # by Chatwoot's health: soon, after the outage, or backing off
+        if delay is None and message.direction in _NOT_CHATWOOT:
+            delay = self.backoff.delay(attempts, self.rng)  # Chatwoot's health is not theirs
+        elif delay is None:  # by Chatwoot's health: soon, after the outage, or backing off
             delay = self.pacer.retry_delay(attempts, self.backoff, self.rng)
         if delay < self.tick * 10:
             # Short retries are woken for exactly; longer ones are caught by the tick.

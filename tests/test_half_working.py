@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+import time
 
 import pytest
 import responses
@@ -113,6 +114,38 @@ def test_a_failed_message_waits_by_chatwoots_health():
     for _ in range(DOWN_AFTER):
         pacer.observe(False, "cannot connect")
     assert 4.5 <= pacer.retry_delay(1, backoff, rng) <= 5.0
+
+
+def test_a_relay_or_bot_turn_retry_does_not_wait_for_chatwoots_outage(tmp_path):
+    """Chatwoot's health decides the retries of what goes to Chatwoot only: a relay to the
+    provider (or a bot turn) that fails during a Chatwoot outage keeps its own backoff."""
+    from chatwoot_mirror.delivery import BOT, INCOMING, RELAY, MirroredMessage
+    from chatwoot_mirror.identity import identify
+    from chatwoot_mirror.store.memory import MemoryStore
+    from chatwoot_mirror.workers import DeliveryWorkers
+
+    class Recorder(MemoryStore):
+        def retry_later(self, key, owner, at, error, *, uncertain, attempt):
+            self.retries.append(at)
+
+    store = Recorder()
+    store.retries = []
+    clock = Clock()
+    pacer = Pacer(None, clock=clock, wall=clock, outage_pause=100.0, max_outage_pause=100.0)
+    for _ in range(DOWN_AFTER):
+        pacer.observe(False, "cannot connect")
+    workers = DeliveryWorkers(store, deliverer=None, backoff=Backoff(base=1.0, cap=300.0),
+                              pacer=pacer)
+    identity = identify("5511988887777")
+    for direction in (RELAY, BOT, INCOMING):
+        before = time.time()
+        workers._retry("w", MirroredMessage(identity, direction, "x"), None, "503",
+                       ambiguous=False, attempt=True)
+        waited = store.retries[-1] - before
+        if direction == INCOMING:
+            assert waited >= 100.0  # after the outage pause: the probe decides
+        else:
+            assert waited <= 1.1  # the first retry's delay, as for any relay
 
 
 # -- the client: short retries of what is safe to repeat -------------------------------------
