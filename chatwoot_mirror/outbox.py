@@ -20,6 +20,8 @@ from .relay import AgentMessage
 from .store import OutboxRow
 from .untrusted import repair_text
 
+#: Directions with a queue of their own, apart from the contact's mirroring queue.
+_QUEUES = {RELAY: "relay:", BOT: "bot:"}
 #: Chatwoot counts a conversation's messages over the last minute for its flood 422.
 FLOOD_DELAY = 60.0
 
@@ -53,7 +55,7 @@ def encode(message: MirroredMessage) -> OutboxRow:
         payload["action"] = message.action
     # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back;
     # so do bot turns: a Chatwoot outage never keeps the bot from answering.
-    prefix = "relay:" if message.direction == RELAY else "bot:" if message.direction == BOT else ""
+    prefix = _QUEUES.get(message.direction, "")
     provider_id = message.provider_message_id
     return OutboxRow(
         key=message.key,

@@ -175,11 +175,14 @@ class Pacer:
                     self._outage_pauses += 1
             self._set_state(self._judge(now))
 
+    def _recent(self, now: float) -> list[bool]:
+        """The outcomes of the last ``WINDOW_SECONDS`` (answered or not)."""
+        return [ok for at, ok in self._outcomes if now - at <= WINDOW_SECONDS]
+
     def _judge(self, now: float) -> str:
         if self._unanswered >= DOWN_AFTER:
             return DOWN
-        recent = [ok for at, ok in self._outcomes if now - at <= WINDOW_SECONDS]
-        return DEGRADED if recent.count(False) >= 2 else OK
+        return DEGRADED if self._recent(now).count(False) >= 2 else OK
 
     def _set_state(self, state: str) -> None:
         if state != self._state:
@@ -205,7 +208,7 @@ class Pacer:
         with self._lock:
             now = self.clock()
             self._set_state(self._judge(now))  # failures age out of the window
-            recent = [ok for at, ok in self._outcomes if now - at <= WINDOW_SECONDS]
+            recent = self._recent(now)
             error, at = self._last_error or (None, None)
             return Health(self._state, self._since, recent.count(False), len(recent),
                           error, at)

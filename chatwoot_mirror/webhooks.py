@@ -419,7 +419,7 @@ def _iso_time(value: Any) -> float | None:
 def _conversation_time(payload: dict[str, Any]) -> float | None:
     """When Chatwoot last changed the conversation (``updated_at``, unix seconds)."""
     for key in ("updated_at", "timestamp"):
-        value = payload.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        value = _number(payload, key)
+        if value is not None:
+            return value
     return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from chatwoot_mirror.client import Attachment
@@ -61,6 +61,18 @@ class InboundEvent:
     error: str | None = None
     #: False for what is shown to agents but needs no answer (a reaction, an edit)
     expects_reply: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON (a queued bot turn carries it), files as their references."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "attachments": [a.to_dict() for a in self.attachments]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> InboundEvent:
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in data.items() if k in known},
+                      "attachments": tuple(MediaRef.from_dict(a)
+                                           for a in data.get("attachments") or ())})
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from typing import Any
 from chatwoot_mirror.channels import ChannelRouter
 from chatwoot_mirror.errors import ConfigError
 from chatwoot_mirror.identity import ContactIdentity
-from chatwoot_mirror.media import MediaRef
 from chatwoot_mirror.mirror import Mirror
 from chatwoot_mirror.relay import AgentAttachment
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
@@ -116,7 +115,7 @@ def queue_inbound(
     received = mirror.receive(
         event.contact, event.text, sender_name=event.name, message_id=event.message_id,
         attachments=event.attachments, channel=adapter.name,
-        turn={"event": _event_dict(event)})
+        turn={"event": event.to_dict()})
     if received.duplicate:
         return "duplicate"
     if received.paused:
@@ -132,7 +131,7 @@ def register_bot(mirror: Mirror, adapter: ChannelAdapter, bot_fn: BotFunction, *
     with ``bot_fn`` (:class:`InboundHandler` does it when built, so turns left queued by a
     crash are answered as soon as the host starts again)."""
     def run(turn: Mapping[str, Any], identity: ContactIdentity) -> None:
-        event = _event_from(turn.get("event") or {})
+        event = InboundEvent.from_dict(turn.get("event") or {})
         if mirror.is_paused(event.contact):
             log.info("bot turn skipped, humans have the contact contact=%s", identity.key)
             return
@@ -153,22 +152,6 @@ def _answer(mirror: Mirror, adapter: ChannelAdapter, event: InboundEvent, bot_fn
         reply, failed = BotReply(), True
     return mirror.answer(event.contact, reply.messages, handoff=reply.handoff, note=reply.note,
                          failed=failed, channel=adapter.name)
-
-
-def _event_dict(event: InboundEvent) -> dict[str, Any]:
-    return {"kind": event.kind, "contact": event.contact, "text": event.text,
-            "name": event.name, "message_id": event.message_id, "timestamp": event.timestamp,
-            "attachments": [a.to_dict() for a in event.attachments],
-            "raw_type": event.raw_type}
-
-
-def _event_from(data: Mapping[str, Any]) -> InboundEvent:
-    return InboundEvent(
-        kind=str(data.get("kind") or MESSAGE), contact=str(data.get("contact") or ""),
-        text=str(data.get("text") or ""), name=data.get("name"),
-        message_id=data.get("message_id"), timestamp=data.get("timestamp"),
-        attachments=tuple(MediaRef.from_dict(a) for a in data.get("attachments") or ()),
-        raw_type=str(data.get("raw_type") or ""))
 
 
 def as_reply(value: Any) -> BotReply:
