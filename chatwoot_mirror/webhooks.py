@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
@@ -244,10 +244,10 @@ class WebhookHandler:
                 url = self._file_url(item["data_url"], conversation_id)
                 if url is None:
                     continue
+                title = item.get("fallback_title")
                 attachments.append(AgentAttachment(
                     url, str(item.get("file_type") or "file"),
-                    item.get("fallback_title") if isinstance(item.get("fallback_title"), str)
-                    else None,
+                    title if isinstance(title, str) and title else _url_filename(url),
                 ))
         content = payload.get("content")
         if not isinstance(content, str):
@@ -423,3 +423,11 @@ def _conversation_time(payload: dict[str, Any]) -> float | None:
         if value is not None:
             return value
     return None
+
+
+def _url_filename(url: str) -> str | None:
+    """The file's name from its URL. Chatwoot renders no name for an uploaded file
+    (Attachment#file_metadata has none; ``fallback_title`` is for locations and contacts),
+    but its ActiveStorage URL ends with the blob's filename."""
+    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return name if "." in name.strip(".") else None

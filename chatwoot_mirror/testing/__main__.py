@@ -10,6 +10,15 @@ import threading
 from .._args import port_number
 from .emulator import Faults
 from .server import FakeChatwoot
+from .versions import DEFAULT_VERSION, parse
+
+
+def chatwoot_version(value: str) -> str:
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.ArgumentParser:
@@ -32,6 +41,9 @@ def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.Ar
     p.add_argument("--error-rate", type=float, default=0.0, help="share of requests that 500")
     p.add_argument("--rate-limit", type=int, default=None,
                    help="requests per minute before a bare 429 (Chatwoot's default is 3000)")
+    p.add_argument("--chatwoot-version", type=chatwoot_version, default=DEFAULT_VERSION,
+                   help="the Chatwoot release to behave like, 4.10.0 to 4.16.2 (default "
+                        f"{DEFAULT_VERSION}): bot endpoints, webhook signing, bot assignment")
     p.add_argument("--port-file", help="write the port here once listening (for scripts)")
     return p
 
@@ -50,6 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         bot_active=args.bot_active,
         faults=Faults(latency=args.latency, error_rate=args.error_rate,
                       rate_limit_per_minute=args.rate_limit),
+        chatwoot_version=args.chatwoot_version,
     )
     try:
         chatwoot = emulator.start()
@@ -70,6 +83,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         "lock to single conversation": args.lock_to_single_conversation,
         "bot active": args.bot_active,
         "latency": f"{args.latency}s",
+        "behaves like chatwoot": args.chatwoot_version,
     }
     print("fake Chatwoot listening")  # a test double: printing its own tokens is the point
     for name, value in shown.items():

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from .multipart import parse_form
 from .state import (
@@ -38,6 +38,7 @@ from .state import (
     iso,
     token,
 )
+from .versions import DEFAULT_VERSION, behaviour
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 #: Devise.email_regexp, which app/models/contact.rb validates emails with
@@ -45,14 +46,16 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_CONTENT = 150_000
 HAIKU = ["morning-river", "silent-leaf", "bold-sun", "quiet-hill", "young-moon", "wild-sea"]
 
-# AgentBot tokens may call only these (controller, action) pairs; Chatwoot 4.14.2+.
-BOT_ENDPOINTS = {
-    ("conversations", "show"), ("conversations", "toggle_status"),
-    ("conversations", "toggle_typing_status"), ("conversations", "toggle_priority"),
-    ("conversations", "create"), ("conversations", "update"),
-    ("conversations", "custom_attributes"), ("messages", "create"),
-    ("assignments", "create"), ("labels", "index"), ("labels", "create"),
-}
+#: app/helpers/file_type_helper.rb: only these are images or videos; any audio/* is audio
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/bmp", "image/webp"})
+VIDEO_TYPES = frozenset({"video/ogg", "video/mp4", "video/webm", "video/quicktime"})
+#: app/models/jsonb_attributes_length_validator.rb
+MAX_ATTRIBUTE_TEXT = 1500
+MAX_ATTRIBUTE_NUMBER = 9_999_999_999
+#: Conversation column -> the emulator's field, where the names differ
+_FIELDS = {"label_list": "labels"}
+#: columns whose values conversation_updated reports as ISO times
+_TIMES = frozenset({"snoozed_until", "waiting_since", "first_reply_created_at"})
 
 #: Message.content_types (app/models/message.rb)
 CONTENT_TYPES = frozenset({"text", "input_text", "input_textarea", "input_email", "input_select",
@@ -62,6 +65,8 @@ NOT_FOUND_PUBLIC = {"status": 404, "error": "Not Found"}
 NOT_FOUND_APP = {"error": "Resource could not be found"}
 BOT_REFUSED = {"error": "Access to this endpoint is not authorized for bots"}
 HMAC_FAILED = {"status": 500, "error": "Internal Server Error"}
+#: the agent whose access token ``user_token`` is (Ana, role agent)
+USER_ID = 3
 
 
 @dataclass
@@ -141,8 +146,11 @@ class Emulator:
         flood_limit: int = 200,
         flood_window: float = 60.0,
         faults: Faults | None = None,
+        chatwoot_version: str = DEFAULT_VERSION,
     ) -> None:
         self.lock = threading.RLock()
+        #: the version-dependent rules (testing/versions.py); 4.16.2 unless told otherwise
+        self.behaviour = behaviour(chatwoot_version)
         self.account = {"id": 1, "name": "Acme Suporte"}
         self.inbox_id = 7
         self.inbox_name = "WhatsApp Bot (API)"
@@ -170,6 +178,8 @@ class Emulator:
         self.conversations: dict[int, Conversation] = {}
         self.messages: list[Message] = []
         self._by_conversation: dict[int, list[Message]] = {}
+        #: ActiveStorage's blobs by data_url: filename, content_type, byte_size
+        self.blobs: dict[str, dict[str, Any]] = {}
         self.request_log: list[tuple[str, str, int]] = []
         self._ids = {"contact": 41, "contact_inbox": 310, "conversation": 127, "message": 9000}
         self._rate_window: deque[float] = deque()
@@ -271,7 +281,7 @@ class Emulator:
         ci = self._contact_inbox(source_id)
         if sub == "/conversations":
             if r.method == "GET":
-                convs = [c for c in self.conversations.values() if c.contact_inbox is ci]
+                convs = self._visible_conversations(ci)
                 self.random.shuffle(convs)  # Chatwoot's index has no ORDER BY
                 return Reply(200, [self._conversation_public(c) for c in convs])
             if r.method == "POST":
@@ -279,10 +289,15 @@ class Emulator:
         m = re.match(r"^/conversations/(\d+)(/.*)?$", sub)
         if not m:
             raise ApiError(404, NOT_FOUND_PUBLIC)
-        conv = self.conversations.get(int(m.group(1)))
-        if conv is None or conv.contact_inbox is not ci:
-            raise ApiError(404, NOT_FOUND_PUBLIC)
         action = m.group(2) or ""
+        conv = self.conversations.get(int(m.group(1)))
+        # ConversationsController#set_conversation looks among the conversations the index
+        # shows; the messages controller (InboxesController#set_conversation) among all of
+        # the contact's
+        visible = (self._contact_conversations(ci.contact_id) if action == "/messages"
+                   else self._visible_conversations(ci))
+        if conv is None or conv not in visible:
+            raise ApiError(404, NOT_FOUND_PUBLIC)
         if action == "" and r.method == "GET":
             return Reply(200, self._conversation_public(conv))
         if action == "/toggle_status" and r.method == "POST":
@@ -311,12 +326,23 @@ class Emulator:
                 before = _query(r).get("before")
                 return Reply(200, self._messages_index(conv, int(before) if before else None))
             if r.method == "POST":
-                content, files = _content_and_files(r, body)
+                content, files = _content_and_files(r, body, self.blobs)
                 msg = self._create_message(
                     conv, content, "incoming", ("Contact", ci.contact_id), attachments=files
                 )
                 return Reply(200, self._message_public(msg))
         raise ApiError(404, NOT_FOUND_PUBLIC)
+
+    def _contact_conversations(self, contact_id: int) -> list[Conversation]:
+        return [c for c in self.conversations.values() if c.contact_inbox.contact_id == contact_id]
+
+    def _visible_conversations(self, ci: ContactInbox) -> list[Conversation]:
+        """public/api/v1/inboxes/conversations_controller.rb#index: a contact inbox whose
+        identity was verified (identifier_hash) sees all of its contact's conversations,
+        through every contact inbox; any other only its own."""
+        if ci.hmac_verified:
+            return self._contact_conversations(ci.contact_id)
+        return [c for c in self.conversations.values() if c.contact_inbox is ci]
 
     def _inbox_public(self) -> dict[str, Any]:
         closed = {"closed_all_day": True, "open_hour": None, "open_minutes": None,
@@ -434,12 +460,15 @@ class Emulator:
         if self.lock_to_single_conversation and mine:
             return max(mine, key=lambda c: c.id)  # whatever its status, resolved too
         contact = self.contacts[ci.contact_id]
+        attributes = body.get("custom_attributes")
+        attributes = dict(attributes) if isinstance(attributes, dict) else {}
+        _check_attributes(attributes)
         status = "resolved" if contact.blocked else ("pending" if self.bot_active else "open")
         conv = Conversation.new(self._next("conversation"), ci, status)
-        if self.bot_active:
+        conv.waiting_since = conv.created_at  # Conversation#ensure_waiting_since
+        if self.bot_active and self.behaviour.bot_assigned_at_creation:
             conv.assignee_agent_bot_id = self.bot.id
-        if isinstance(body.get("custom_attributes"), dict):
-            conv.custom_attributes = dict(body["custom_attributes"])
+        conv.custom_attributes = attributes
         self.conversations[conv.id] = conv
         self._emit("conversation_created", lambda: self._conversation_webhook(conv))
         return conv
@@ -472,7 +501,8 @@ class Emulator:
                 break
             recent += 1
         if recent >= self.flood_limit:
-            raise ApiError(422, {"message": "Too many messages", "attributes": []})
+            # Message#prevent_message_flooding adds the error to :base
+            raise ApiError(422, {"message": "Too many messages", "attributes": ["base"]})
         msg = Message(
             id=self._next("message"),
             conversation_id=conv.id,
@@ -495,17 +525,27 @@ class Emulator:
             att.setdefault("height", None)
         self.messages.append(msg)
         self._by_conversation.setdefault(conv.id, []).append(msg)
-        conv.last_activity_at = now
-        if msg.message_type == 0:
-            conv.waiting_since = conv.waiting_since or now
-        elif msg.sender_type == "User" and not private:
-            if conv.first_reply_created_at is None:
-                conv.first_reply_created_at = now
-            conv.waiting_since = None
-        self._emit("message_created", lambda: self._message_webhook(msg))
+        # Message#execute_after_create_commit_callbacks, in its order
         if msg.message_type == 0:
             self._reopen(conv)
+        conv.last_activity_at = now
+        self._emit("message_created", lambda: self._message_webhook(msg))
+        self._waiting_time(conv, msg)
         return msg
+
+    def _waiting_time(self, conv: Conversation, msg: Message) -> None:
+        """Message#dispatch_create_events: the first human reply records itself and stops
+        the waiting time (one save); a later human or bot reply stops it
+        (clear_waiting_since_on_outgoing_response); a customer's message starts it when
+        none runs. Private notes change nothing. Each save is its own conversation_updated."""
+        outgoing = msg.message_type == MESSAGE_TYPES["outgoing"] and not msg.private
+        human = outgoing and msg.sender_type == "User"
+        if human and conv.first_reply_created_at is None:
+            self._save(conv, first_reply_created_at=msg.created_at, waiting_since=None)
+        elif (human or (outgoing and msg.sender_type == "AgentBot")) and conv.waiting_since:
+            self._save(conv, waiting_since=None)
+        elif msg.message_type == MESSAGE_TYPES["incoming"] and conv.waiting_since is None:
+            self._save(conv, waiting_since=msg.created_at)
 
     def _reopen(self, conv: Conversation) -> None:
         contact = self.contacts[conv.contact_inbox.contact_id]
@@ -579,10 +619,15 @@ class Emulator:
             data["attachments"] = msg.attachments
         return data
 
-    def _message_push(self, msg: Message, conv: Conversation) -> dict[str, Any]:
+    def _message_push(
+        self, msg: Message, conv: Conversation, *, webhook: bool = False
+    ) -> dict[str, Any]:
+        """Message#push_event_data; in webhooks (webhook_push_event_data) the content is
+        normalised as Messages::WebhookContentNormalizer does."""
+        content = _webhook_content(msg.content) if webhook else msg.content
         data = {
             "id": msg.id,
-            "content": msg.content,
+            "content": content,
             "account_id": self.account["id"],
             "inbox_id": self.inbox_id,
             "conversation_id": msg.conversation_id,
@@ -598,7 +643,7 @@ class Emulator:
             "sender_id": msg.sender_id,
             "external_source_ids": {},
             "additional_attributes": {},
-            "processed_message_content": msg.content,
+            "processed_message_content": content,
             "sentiment": {},
             "conversation": {
                 "assignee_id": conv.assignee_id,
@@ -616,7 +661,7 @@ class Emulator:
             "additional_attributes": {},
             "content_attributes": msg.content_attributes,
             "content_type": msg.content_type,
-            "content": msg.content,
+            "content": _webhook_content(msg.content),
             "conversation": self._conversation_webhook(conv),
             "created_at": iso(msg.created_at),
             "id": msg.id,
@@ -663,7 +708,7 @@ class Emulator:
             "contact_inbox": conv.contact_inbox.row(),
             "id": conv.id,
             "inbox_id": self.inbox_id,
-            "messages": [self._message_push(chat[-1], conv)] if chat else [],
+            "messages": [self._message_push(chat[-1], conv, webhook=True)] if chat else [],
             "labels": list(conv.labels),
             "meta": {
                 "sender": contact.push(),
@@ -778,37 +823,62 @@ class Emulator:
             "sla_policy_id": None,
         }
 
-    def _changed(self, conv: Conversation, changes: dict[str, tuple[Any, Any]]) -> None:
-        before = conv.updated_at
-        conv.updated_at = time.time()
-        changed = [
-            {k: {"previous_value": old, "current_value": new}} for k, (old, new) in changes.items()
-        ]
-        changed.append({"updated_at": {"previous_value": iso(before),
-                                       "current_value": iso(conv.updated_at)}})
+    def _save(self, conv: Conversation, **columns: Any) -> bool:
+        """One ``conversation.save!``: set the columns, then run what Conversation's
+        after-update-commit callbacks do (app/models/conversation.rb). A status change
+        sends ``conversation_status_changed`` (its ``changed_attributes`` is null in
+        practice), and a change to a key of ``list_of_keys`` sends ONE
+        ``conversation_updated`` listing every changed column (``previous_changes``), so
+        several changes made together are one event. Nothing changed: no event, False."""
+        if "status" in columns and columns["status"] != "snoozed":
+            columns.setdefault("snoozed_until", None)  # ensure_snooze_until_reset
+        if columns.get("assignee_id") is not None:
+            columns["assignee_agent_bot_id"] = None  # reset_agent_bot_when_assignee_present
+        elif columns.get("status") not in (None, "pending") and conv.status == "pending":
+            # leaving the bot's queue ends the bot's assignment (bot_handoff!, human open)
+            columns.setdefault("assignee_agent_bot_id", None)
+        diff: dict[str, tuple[Any, Any]] = {}
+        for column, new in columns.items():
+            name = _FIELDS.get(column, column)
+            old = getattr(conv, name)
+            if old != new:
+                diff[column] = (old, new)
+                setattr(conv, name, new)
+        if not diff:
+            return False
+        before, now = conv.updated_at, time.time()
+        conv.updated_at = now
+        if "status" in diff:
+            self._emit("conversation_status_changed", lambda:
+                       {**self._conversation_webhook(conv), "changed_attributes": None})
+            diff["status_changed_at"] = (before, now)
+        if not diff.keys() & self.behaviour.update_keys:
+            return True
+        diff["updated_at"] = (before, now)
+
+        def shown(column: str, value: Any) -> Any:
+            if column in _TIMES | {"status_changed_at", "updated_at"} and value is not None:
+                return iso(value)
+            return list(value) if isinstance(value, list) else value
+
+        changed = [{k: {"previous_value": shown(k, old), "current_value": shown(k, new)}}
+                   for k, (old, new) in diff.items()]
         self._emit("conversation_updated", lambda:
                    {**self._conversation_webhook(conv), "changed_attributes": changed})
+        return True
 
     def _set_status(self, conv: Conversation, status: str) -> None:
-        if conv.status == status:
-            return
-        old, conv.status = conv.status, status
-        if status != "pending" and old == "pending":
-            conv.assignee_agent_bot_id = None
-        now = time.time()
-        self._emit("conversation_status_changed", lambda:
-                   {**self._conversation_webhook(conv), "changed_attributes": None})
-        self._changed(conv, {"status": (old, status),
-                             "status_changed_at": (iso(conv.updated_at), iso(now))})
+        self._save(conv, status=status)
 
     def _assign(self, conv: Conversation, assignee_id: int | None) -> None:
-        old = conv.assignee_id
-        if old == assignee_id:
-            return
-        conv.assignee_id = assignee_id
-        self._changed(conv, {"assignee_id": (old, assignee_id)})
+        """``Conversations::AssignmentService#assign_agent``, one save: an agent taking a
+        pending conversation opens it (and starts its waiting time when none runs)."""
+        columns: dict[str, Any] = {"assignee_id": assignee_id}
         if assignee_id is not None and conv.status == "pending":
-            self._set_status(conv, "open")
+            columns["status"] = "open"
+            if conv.waiting_since is None:
+                columns["waiting_since"] = time.time()
+        self._save(conv, **columns)
 
     # -- Application API --------------------------------------------------------------------
 
@@ -846,7 +916,11 @@ class Emulator:
         if (controller, action) == ("conversations", "show"):
             return Reply(200, self._conversation_api(conv))
         if (controller, action) == ("messages", "create"):
-            return Reply(200, self._message_app(self._app_message(r, conv, body, who)))
+            data = self._message_app(self._app_message(r, conv, body, who))
+            if body.get("echo_id") not in (None, ""):
+                # an attr_accessor, never stored: only this answer (and websockets) carry it
+                data = {"echo_id": body["echo_id"], **data}
+            return Reply(200, data)
         if (controller, action) == ("messages", "update"):
             return Reply(200, self._message_status(conv, int(extra or 0), body))
         if (controller, action) == ("conversations", "toggle_status"):
@@ -855,28 +929,33 @@ class Emulator:
             state = body.get("typing_status")
             if state in ("on", "off"):
                 self._emit(f"conversation_typing_{state}", lambda: {
-                    "user": self.bot.webhook() if who == "bot" else self.agents[3].webhook(),
+                    "user": self.bot.webhook() if who == "bot" else self.agents[USER_ID].webhook(),
                     "conversation": self._conversation_webhook(conv),
                     "is_private": bool(body.get("is_private")),
                 })
             return Reply(200, None)
         if (controller, action) == ("conversations", "toggle_priority"):
-            old, conv.priority = conv.priority, body.get("priority")
-            self._changed(conv, {"priority": (old, conv.priority)})
+            self._save(conv, priority=body.get("priority") or None)
             return Reply(200, None)
+        if (controller, action) == ("conversations", "update"):
+            # ConversationsController#update permits only priority, then renders the partial
+            if "priority" in body:
+                priority = body.get("priority") or None
+                if priority not in (None, "low", "medium", "high", "urgent"):
+                    raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
+                self._save(conv, priority=priority)
+            return Reply(200, self._conversation_api(conv))
         if (controller, action) == ("conversations", "custom_attributes"):
             attrs = body.get("custom_attributes") or {}
-            old_attributes = dict(conv.custom_attributes)
-            conv.custom_attributes = (
-                {**conv.custom_attributes, **attrs} if body.get("merge") else dict(attrs)
-            )
-            self._changed(conv, {"custom_attributes": (old_attributes, conv.custom_attributes)})
+            if not isinstance(attrs, dict):
+                attrs = {}
+            new = {**conv.custom_attributes, **attrs} if body.get("merge") else dict(attrs)
+            _check_attributes(new)
+            self._save(conv, custom_attributes=new)
             return Reply(200, {"custom_attributes": conv.custom_attributes})
         if controller == "labels":
             if action == "create":
-                old_labels = list(conv.labels)
-                conv.labels = [str(label) for label in body.get("labels") or []]
-                self._changed(conv, {"label_list": (old_labels, conv.labels)})
+                self._save(conv, label_list=_tag_list(body.get("labels")))
             return Reply(200, {"payload": conv.labels})
         if (controller, action) == ("assignments", "create"):
             assigned = self._assignment(conv, body)
@@ -897,7 +976,7 @@ class Emulator:
             if who == "bot":
                 raise ApiError(401, BOT_REFUSED) from None
             raise
-        if who == "bot" and (controller, action) not in BOT_ENDPOINTS:
+        if who == "bot" and (controller, action) not in self.behaviour.bot_endpoints:
             raise ApiError(401, BOT_REFUSED)
         conv = None
         if conversation_id is not None:
@@ -924,6 +1003,8 @@ class Emulator:
         sub, extra = m.group(2), m.group(3)
         routes = {
             (None, "GET"): ("conversations", "show"),
+            (None, "PATCH"): ("conversations", "update"),
+            (None, "PUT"): ("conversations", "update"),
             ("messages", "POST"): ("messages", "create"),
             ("toggle_status", "POST"): ("conversations", "toggle_status"),
             ("toggle_typing_status", "POST"): ("conversations", "toggle_typing_status"),
@@ -985,7 +1066,7 @@ class Emulator:
     def _app_message(
         self, r: Request, conv: Conversation, body: dict[str, Any], who: str
     ) -> Message:
-        content, files = _content_and_files(r, body)
+        content, files = _content_and_files(r, body, self.blobs)
         message_type = str(body.get("message_type") or "outgoing")
         if message_type not in ("incoming", "outgoing", "template"):
             raise ApiError(422, {"error": f"'{message_type}' is not a valid message_type"})
@@ -996,14 +1077,15 @@ class Emulator:
             except ValueError:
                 attrs = {}
         private = str(body.get("private")).lower() == "true"
-        if message_type == "incoming":
+        if message_type != "outgoing":
+            # MessageBuilder#sender: anything not outgoing (incoming, template) is the contact's
             sender: tuple[str | None, int | None] = ("Contact", conv.contact_inbox.contact_id)
         elif body.get("sender_type") == "AgentBot" and who == "user":
             sender = ("AgentBot", self.bot.id)
         elif who == "bot":
             sender = ("AgentBot", self.bot.id)
         else:
-            sender = ("User", 3)
+            sender = ("User", USER_ID)
         # Messages::MessageBuilder reads content_type from the raw params (default text)
         content_type = str(body.get("content_type") or "text")
         if content_type not in CONTENT_TYPES:
@@ -1027,57 +1109,90 @@ class Emulator:
         msg = next((m for m in self._messages_of(conv) if m.id == message_id), None)
         if msg is None:
             raise ApiError(404, NOT_FOUND_APP)
-        status = body.get("status")
-        if status not in ("sent", "delivered", "read", "failed"):
-            raise ApiError(422, {"error": "invalid status"})
-        if not (msg.status == "read" and status == "delivered"):
-            msg.status = status
-            if status == "failed" and body.get("external_error"):
-                msg.content_attributes["external_error"] = body["external_error"]
-            msg.updated_at = time.time()
-            self._emit("message_updated", lambda: self._message_webhook(msg))
+        self._update_status(msg, body.get("status"), body.get("external_error"))
         return self._message_app(msg)
 
+    def _update_status(self, msg: Message, status: Any, external_error: Any) -> bool:
+        """app/services/messages/status_update_service.rb: an unknown status, or ``read``
+        going back to ``delivered``, changes nothing (and the answer is still 200);
+        ``external_error`` is kept only on a failure and cleared otherwise. A save that
+        changes nothing sends no ``message_updated``."""
+        if status not in ("sent", "delivered", "read", "failed"):
+            return False
+        if msg.status == "read" and status == "delivered":
+            return False
+        error = external_error if status == "failed" else None
+        attrs = dict(msg.content_attributes)
+        if error is None:
+            attrs.pop("external_error", None)
+        else:
+            attrs["external_error"] = error
+        if msg.status == status and attrs == msg.content_attributes:
+            return False
+        msg.status, msg.content_attributes = str(status), attrs
+        msg.updated_at = time.time()
+        self._emit("message_updated", lambda: self._message_webhook(msg))
+        return True
+
     def _toggle_status(self, conv: Conversation, body: dict[str, Any], who: str) -> dict[str, Any]:
-        status = body.get("status")
-        if status is None:
-            status = "resolved" if conv.status == "open" else "open"
-        if status not in ("open", "resolved", "pending", "snoozed"):
-            raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
-        if status == "open" and who == "user":
-            conv.assignee_agent_bot_id = None
-        if status == "snoozed" and body.get("snoozed_until") not in (None, ""):
-            # ConversationsController#toggle_status: unix seconds, kept on the conversation
-            try:
-                conv.snoozed_until = float(body["snoozed_until"])
-            except (TypeError, ValueError):
-                raise ApiError(500, {"status": 500, "error": "Internal Server Error"}) from None
-        elif status != "snoozed":
-            conv.snoozed_until = None  # Conversation#ensure_snooze_until_reset
-        self._set_status(conv, status)
+        """``ConversationsController#toggle_status`` and its toggle_status.json.jbuilder."""
+        status = body.get("status") or None
+        success: bool | None = True
+        if who == "bot" and conv.status == "pending" and status == "open":
+            # Conversation#bot_handoff!: the waiting time starts (its own save) and the
+            # conversation opens; @status is never assigned here, so success renders null
+            if conv.waiting_since is None:
+                self._save(conv, waiting_since=time.time())
+            self._save(conv, status="open")
+            success = None
+        else:
+            if status is None:  # Conversation#toggle_status
+                status = "resolved" if conv.status == "open" else "open"
+            if status not in ("open", "resolved", "pending", "snoozed"):
+                # the enum's ArgumentError is not rescued
+                raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
+            columns: dict[str, Any] = {"status": status}
+            if status == "snoozed" and body.get("snoozed_until") not in (None, ""):
+                # unix seconds, kept on the conversation
+                try:
+                    columns["snoozed_until"] = float(body["snoozed_until"])
+                except (TypeError, ValueError):
+                    raise ApiError(500, {"status": 500, "error": "Internal Server Error"}) \
+                        from None
+            self._save(conv, **columns)
+        if conv.status == "open" and who == "user":
+            # handle_human_open: the bot's assignment ends, and a user whose role is agent
+            # takes the conversation
+            owner = self.agents[USER_ID]
+            self._save(conv, assignee_agent_bot_id=None,
+                       **({"assignee_id": owner.id} if owner.role == "agent" else {}))
         return {"meta": {}, "payload": {
-            "success": True, "conversation_id": conv.id, "current_status": conv.status,
+            "success": success, "conversation_id": conv.id, "current_status": conv.status,
             "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None}}
 
     def _assignment(self, conv: Conversation, body: dict[str, Any]) -> Any:
         """``Conversations::AssignmentsController#create``: an agent (or bot) when
-        ``assignee_id`` is given, else a team when ``team_id`` is, else nothing; the
-        answer is the assignee's JSON or ``null`` (rendered, not an empty body)."""
+        ``assignee_id`` is given, else a team when ``team_id`` is (the account has none,
+        so ``null``), else ``null``; the answer is the agent's JSON
+        (api/v1/models/_agent), the bot's (api/v1/models/_agent_bot_slim) or ``null``
+        (rendered, not an empty body)."""
+        if str(body.get("assignee_type") or "") == "AgentBot":
+            # AssignmentService#assign_ai_assignee: an unknown bot changes nothing
+            if str(body.get("assignee_id")) != str(self.bot.id):
+                return None
+            self._save(conv, assignee_id=None, assignee_agent_bot_id=self.bot.id,
+                       status="pending")
+            return self.bot.slim()
         if "assignee_id" not in body:
             return None  # {} or {team_id}: the agent assignment is left alone
-        assignee_id = body.get("assignee_id")
-        if body.get("assignee_type") == "AgentBot":
-            conv.assignee_agent_bot_id = self.bot.id
-            self._assign(conv, None)
-            self._set_status(conv, "pending")
-            return self.bot.push()
-        if assignee_id is None:
-            self._assign(conv, None)
-            return None
-        if int(assignee_id) not in self.agents:
-            raise ApiError(404, NOT_FOUND_APP)
-        self._assign(conv, int(assignee_id))
-        return self.agents[int(assignee_id)].api()
+        # AssignmentService#assign_agent: users.find_by(id:) so an unknown id is nil,
+        # which unassigns and renders null
+        try:
+            agent = self.agents.get(int(body["assignee_id"]))
+        except (TypeError, ValueError):
+            agent = None
+        self._assign(conv, agent.id if agent else None)
+        return agent.api() if agent else None
 
     # -- agent actions (what people do in the dashboard) ------------------------------------
 
@@ -1116,9 +1231,8 @@ class Emulator:
     def set_status(self, conversation_id: int, status: str) -> None:
         with self.lock:
             conv = self._conversation(conversation_id)
-            if status == "open":
-                conv.assignee_agent_bot_id = None
-            self._set_status(conv, status)
+            self._save(conv, status=status,
+                       **({"assignee_agent_bot_id": None} if status == "open" else {}))
 
     def resolve(self, conversation_id: int) -> None:
         self.set_status(conversation_id, "resolved")
@@ -1136,16 +1250,13 @@ class Emulator:
             self._create_message(conv, BOT_ERROR_ACTIVITY, "activity", (None, None))
             return True
 
-    def mark_failed(self, message_id: int, error: str) -> None:
-        """What Chatwoot does when the API-inbox webhook of an agent message fails."""
+    def mark_failed(self, message_id: int, error: str) -> bool:
+        """What Chatwoot does when the API-inbox webhook of a ``message_created`` or
+        ``message_updated`` fails (lib/webhooks/trigger.rb): the message, whoever wrote it,
+        is marked failed with the error's text. True when that changed it."""
         with self.lock:
             msg = next((m for m in self.messages if m.id == message_id), None)
-            if msg is None:
-                return
-            msg.status = "failed"
-            msg.content_attributes["external_error"] = error
-            msg.updated_at = time.time()
-            self._emit("message_updated", lambda: self._message_webhook(msg))
+            return msg is not None and self._update_status(msg, "failed", error)
 
     def delete_contact(self, contact_id: int) -> None:
         """An agent deletes a contact: its contact inboxes, conversations and messages go
@@ -1220,8 +1331,10 @@ def _query(r: Request) -> dict[str, str]:
 
 
 def _content_and_files(
-    r: Request, body: dict[str, Any]
+    r: Request, body: dict[str, Any], blobs: dict[str, dict[str, Any]]
 ) -> tuple[str | None, list[dict[str, Any]]]:
+    """The content and the uploads of a message; each upload's blob (its filename and
+    content type, which Chatwoot stores but does not render) goes into ``blobs``."""
     files: list[dict[str, Any]] = []
     ctype = r.header("Content-Type") or ""
     if ctype.lower().startswith("multipart/form-data"):
@@ -1229,16 +1342,69 @@ def _content_and_files(
         for upload in uploads:
             if upload.name != "attachments[]":
                 continue
-            main = upload.content_type.split("/")[0]
-            file_type = {"image": "image", "audio": "audio", "video": "video"}.get(main, "file")
+            name = upload.filename
+            data_url = f"/rails/active_storage/blobs/{uuid.uuid4().hex}/{quote(name)}"
+            blobs[data_url] = {"filename": name, "content_type": upload.content_type,
+                               "byte_size": len(upload.data)}
             files.append({
-                "file_type": file_type,
-                "extension": upload.filename.rsplit(".", 1)[-1] if "." in upload.filename else None,
-                "data_url": f"/rails/active_storage/blobs/{uuid.uuid4().hex}/{upload.filename}",
+                "file_type": _file_type(upload.content_type),
+                "extension": name.rsplit(".", 1)[-1] if "." in name else None,
+                "data_url": data_url,
                 "thumb_url": "",
                 "file_size": len(upload.data),
-                "fallback_title": upload.filename,
-                "content_type": upload.content_type,
             })
     content = body.get("content")
     return (None if content is None else str(content)), files
+
+
+def _check_attributes(attributes: dict[str, Any]) -> None:
+    """app/models/jsonb_attributes_length_validator.rb on a conversation's
+    ``custom_attributes``; the RecordInvalid becomes RequestExceptionHandler's 422."""
+    problems = []
+    for key, value in attributes.items():
+        if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_TEXT:
+            problems.append(f"{key} length should be < {MAX_ATTRIBUTE_TEXT}")
+        elif (isinstance(value, int) and not isinstance(value, bool)
+              and value > MAX_ATTRIBUTE_NUMBER):
+            problems.append(f"{key} value should be < {MAX_ATTRIBUTE_NUMBER}")
+    if problems:
+        raise ApiError(422, {
+            "message": ", ".join(f"Custom attributes {p}" for p in problems),
+            "attributes": ["custom_attributes"],
+        })
+
+
+def _tag_list(labels: Any) -> list[str]:
+    """``label_list =`` as acts-as-taggable-on takes it: an array is joined with ", " and
+    parsed again (so "a,b" is two labels), then TagList#clean! drops blanks, strips, and
+    keeps the first of labels equal but for case."""
+    if labels is None:
+        return []
+    text = ", ".join(str(x) for x in labels) if isinstance(labels, list) else str(labels)
+    out: list[str] = []
+    seen: set[str] = set()
+    for part in text.split(","):
+        tag = part.strip()
+        if tag and tag.lower() not in seen:
+            seen.add(tag.lower())
+            out.append(tag)
+    return out
+
+
+def _webhook_content(content: str | None) -> str | None:
+    """app/services/messages/webhook_content_normalizer.rb: CommonMark hard breaks (a
+    backslash before the newline, as the dashboard's editor writes them) become plain
+    newlines, and trailing newlines go (4.12.1/4.13.0, #13896 and #13950)."""
+    if not content:
+        return content
+    return re.sub(r"(\r?\n)+\Z", "", re.sub(r"\\\r?\n", "\n", content))
+
+
+def _file_type(content_type: str) -> str:
+    """app/helpers/file_type_helper.rb: a fixed list of images and videos (so an SVG is a
+    ``file``), any ``audio/`` is audio, everything else a file."""
+    if content_type in IMAGE_TYPES:
+        return "image"
+    if content_type in VIDEO_TYPES:
+        return "video"
+    return "audio" if "audio/" in content_type else "file"

@@ -17,6 +17,7 @@ from typing import Any
 import requests
 
 from .emulator import Emulator, Faults, Request
+from .versions import DEFAULT_VERSION
 
 log = logging.getLogger("chatwoot_mirror.testing")
 
@@ -101,6 +102,7 @@ class FakeChatwoot:
         shuffle_webhooks: bool = False,
         webhook_timeout: float = 5.0,
         faults: Faults | None = None,
+        chatwoot_version: str = DEFAULT_VERSION,
     ) -> None:
         self.host = host
         self.port = port
@@ -117,6 +119,7 @@ class FakeChatwoot:
             flood_limit=flood_limit,
             flood_window=flood_window,
             faults=faults,
+            chatwoot_version=chatwoot_version,
         )
         self.shuffle_webhooks = shuffle_webhooks
         self.webhook_timeout = webhook_timeout
@@ -255,18 +258,18 @@ class FakeChatwoot:
         if not url:
             return
         body = json.dumps(payload).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "X-Chatwoot-Delivery": str(uuid.uuid4()),
-        }
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        rules = self.emulator.behaviour
+        delivery = str(uuid.uuid4())
+        if rules.delivery_header:
+            headers["X-Chatwoot-Delivery"] = delivery
         secret = self.emulator.webhook_secret
-        if secret:
+        if secret and rules.signs_webhooks:
             stamp = str(int(time.time()))
             digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256)
             headers["X-Chatwoot-Timestamp"] = stamp
             headers["X-Chatwoot-Signature"] = f"sha256={digest.hexdigest()}"
-        entry: dict[str, Any] = {"event": event, "delivery": headers["X-Chatwoot-Delivery"]}
+        entry: dict[str, Any] = {"event": event, "delivery": headers.get("X-Chatwoot-Delivery")}
         error = None
         try:
             response = self._session.post(url, data=body, headers=headers,
@@ -284,10 +287,11 @@ class FakeChatwoot:
             conversation = payload.get("conversation") or {}
             if isinstance(conversation.get("id"), int):
                 self.emulator.open_on_bot_error(conversation["id"])
-        # API-inbox webhooks are never retried; a failed message event marks the message failed.
-        if error and event == "message_created" and payload.get("message_type") == "outgoing":
-            if not payload.get("private") and (payload.get("sender") or {}).get("type") == "user":
-                self.emulator.mark_failed(int(payload["id"]), error)
+        # API-inbox webhooks are never retried; a failed message event marks its message
+        # failed, whoever wrote it (a failure changing nothing sends no further event)
+        if error and event in ("message_created", "message_updated") \
+                and isinstance(payload.get("id"), int):
+            self.emulator.mark_failed(payload["id"], error)
 
     def wait_for_webhooks(self, timeout: float = 5.0) -> bool:
         """Block until every webhook queued so far has been attempted."""
@@ -349,6 +353,12 @@ class FakeChatwoot:
         with self.emulator.lock:
             return [self.emulator._message_app(m) for m in self.emulator.messages
                     if conversation_id is None or m.conversation_id == conversation_id]
+
+    def blob(self, data_url: str) -> dict[str, Any]:
+        """What Chatwoot stored for an uploaded attachment (``filename``, ``content_type``,
+        ``byte_size``), which its JSON does not show; KeyError for an unknown URL."""
+        with self.emulator.lock:
+            return dict(self.emulator.blobs[data_url])
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:

@@ -73,12 +73,21 @@ class Bot:
     id: int
     name: str
     access_token: str
+    description: str | None = None
+    outgoing_url: str | None = None
 
     def push(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "avatar_url": "", "type": "agent_bot"}
 
     def webhook(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "type": "agent_bot"}
+
+    def slim(self) -> dict[str, Any]:
+        """app/views/api/v1/models/_agent_bot_slim.json.jbuilder (an account's own bot, so
+        ``outgoing_url`` is shown)."""
+        return {"id": self.id, "name": self.name, "description": self.description,
+                "thumbnail": "", "outgoing_url": self.outgoing_url,
+                "bot_type": "webhook", "assignee_type": "AgentBot"}
 
 
 @dataclass
