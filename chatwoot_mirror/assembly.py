@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -19,8 +21,10 @@ from .config import Config
 from .conversations import ConversationResolver
 from .delivery import Deliverer
 from .handoff import Handoff
+from .identity import identify, legacy_key
 from .outbox import Backoff
 from .pacing import Pacer
+from .people import People
 from .scoped import ScopedValues
 from .store import Store, open_store
 from .texts import all_default_keywords
@@ -43,6 +47,7 @@ class Parts:
     workers: DeliveryWorkers
     keywords: Keywords
     business_hours: BusinessHours | None
+    people: People
     owns_client: bool
     owns_store: bool
 
@@ -52,6 +57,13 @@ class Parts:
             self.client.close()
         if self.owns_store:
             self.store.close()
+
+
+def naming(config: Config) -> dict[str, Any]:
+    """How this mirror reads numbers (``CHATWOOT_BR_NINTH_DIGIT``,
+    ``CHATWOOT_DEFAULT_COUNTRY_CODE``), for :func:`identity.identify`."""
+    return {"br_ninth_digit": config.br_ninth_digit,
+            "default_country_code": config.default_country_code}
 
 
 def assemble(
@@ -140,6 +152,8 @@ def assemble(
                           else config.handoff_keywords),
         business_hours=(BusinessHours.parse(config.business_hours, config.timezone)
                         if config.business_hours else None),
+        people=People(local, partial(identify, **naming(config)),
+                      partial(legacy_key, **naming(config))),
         owns_client=client is None,
         owns_store=store is None,
     )

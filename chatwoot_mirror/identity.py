@@ -13,10 +13,13 @@ import json
 import re
 from dataclasses import dataclass
 
+import phonenumbers
+
 _FORMATTING = re.compile(r"[\s().\-/]")
 _BSUID = re.compile(r"^[A-Z]{2}\.[A-Za-z0-9]+$")
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PHONE_JID_DOMAINS = {"c.us", "s.whatsapp.net"}
+_MEXICAN_OLD_MOBILE = re.compile(r"^\+521\d{10}$")
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,9 @@ def identify(
         user = user.split(":", 1)[0]  # multi-device JIDs: 5511...:12@s.whatsapp.net
         domain = domain.lower()
         if domain in _PHONE_JID_DOMAINS and user.isdigit():
-            return _phone(user, raw, br_ninth_digit)
+            number = _parse("+" + user, user, None)
+            if number is not None:
+                return _phone(number, raw, br_ninth_digit)
         if domain == "g.us" and _SAFE.match(user):
             return ContactIdentity(key=f"wag-{user}", kind="group", identifier=raw, raw=raw)
         if domain == "lid" and user.isdigit():
@@ -87,26 +92,81 @@ def identify(
         )
 
     compact = _FORMATTING.sub("", raw)
-    international = compact.startswith("+")
+    if compact.startswith("00") and compact[2:].isdigit():
+        compact = "+" + compact[2:]  # the international call prefix most countries dial
     digits = compact.lstrip("+")
-    if digits.isdigit():
-        if not international and default_country_code:
-            national = digits.lstrip("0") if digits.startswith("0") else digits
-            if digits.startswith("0") or (
-                len(digits) <= 11 and not digits.startswith(default_country_code)
-            ):
-                digits = default_country_code + national
-        if 7 <= len(digits) <= 15 and digits[0] != "0":
-            return _phone(digits, raw, br_ninth_digit)
+    if digits.isdigit() and len(compact) - len(digits) <= 1:
+        number = _parse(compact if compact.startswith("+") else None, digits,
+                        default_country_code)
+        if number is not None:
+            return _phone(number, raw, br_ninth_digit)
     return _opaque(raw)
 
 
-def _phone(digits: str, raw: str, br_ninth_digit: bool) -> ContactIdentity:
-    if br_ninth_digit:
-        digits = brazilian_mobile_with_ninth_digit(digits)
+def _parse(international: str | None, digits: str,
+           default_country_code: str | None) -> phonenumbers.PhoneNumber | None:
+    """libphonenumber's reading of a number: with ``+``, as written; without, as a WhatsApp
+    id (country code first) unless it only reads as a national number of the default
+    country (a trunk ``0``, or too short to carry a country code). ``None`` when it is not a
+    possible number at all."""
+    candidates = [international] if international else []
+    if not international:
+        if default_country_code and (digits.startswith("0") or (
+                len(digits) <= 11 and not digits.startswith(default_country_code))):
+            region = phonenumbers.region_code_for_country_code(int(default_country_code))
+            candidates.append(f"national:{region}:{digits}")
+        candidates.append("+" + digits)
+    for candidate in candidates:
+        if _MEXICAN_OLD_MOBILE.match(candidate):
+            # WhatsApp ids still carry the 1 Mexico dropped from mobiles in 2019; today's
+            # plan has no 13-digit Mexican number for libphonenumber to read
+            candidate = "+52" + candidate[4:]
+        try:
+            if candidate.startswith("national:"):
+                _, region, national = candidate.split(":", 2)
+                number = phonenumbers.parse(national, region)
+            else:
+                number = phonenumbers.parse(candidate, None)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(number):
+            return number
+    return None
+
+
+def _phone(number: phonenumbers.PhoneNumber, raw: str, br_ninth_digit: bool) -> ContactIdentity:
+    digits = whatsapp_number(number, br_ninth_digit=br_ninth_digit)
     return ContactIdentity(
         key=f"wa-{digits}", kind="phone", identifier=digits, phone_number=f"+{digits}", raw=raw
     )
+
+
+def whatsapp_number(number: phonenumbers.PhoneNumber, *, br_ninth_digit: bool = True) -> str:
+    """The E.164 digits WhatsApp knows a mobile by, from libphonenumber's reading.
+
+    libphonenumber already drops trunk prefixes (``+44 07911...``, Argentina's ``15``) and
+    knows each country's ranges. On top of it, the forms WhatsApp ids carry that are not
+    today's dialling plan: a Brazilian mobile without its ninth digit
+    (``55 11 8765-4321``, when ``br_ninth_digit``), an Argentine mobile without the ``9``
+    after 54 (each rewritten only when the result is a valid mobile number); a Mexican
+    mobile with the ``1`` after 52 is read without it before (see :func:`_parse`)."""
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    cc, national = str(number.country_code), str(number.national_number)
+    rewritten = None
+    if cc == "55" and br_ninth_digit:
+        candidate = brazilian_mobile_with_ninth_digit(e164)
+        rewritten = candidate if candidate != e164 else None
+    elif cc == "54" and len(national) == 10 and not national.startswith("9"):
+        rewritten = "549" + national
+    if rewritten and _is_mobile("+" + rewritten):
+        return rewritten
+    return e164
+
+
+def _is_mobile(e164: str) -> bool:
+    number = phonenumbers.parse(e164, None)
+    return phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in (
+        phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
 def brazilian_mobile_with_ninth_digit(digits: str) -> str:
@@ -126,3 +186,45 @@ def _opaque(raw: str) -> ContactIdentity:
     else:
         key = "id-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
     return ContactIdentity(key=key, kind="opaque", identifier=raw[:255], raw=raw)
+
+
+def legacy_key(contact: object, *, br_ninth_digit: bool = True,
+               default_country_code: str | None = None) -> str | None:
+    """The key version 0.1 gave ``contact`` when it differs from today's, else ``None``.
+
+    0.1 read numbers with hand-written rules: it kept a Mexican ``521`` and an Argentine
+    ``54`` without the ``9``, kept a trunk zero after the country code
+    (``+44 07911...`` gave ``wa-4407911...``) and hashed ``00``-prefixed numbers. A store
+    written by 0.1 holds people under those keys; they keep them (see people.py)."""
+    raw = str(contact).strip() if contact is not None else ""
+    if not raw:
+        return None
+    today = identify(raw, br_ninth_digit=br_ninth_digit,
+                     default_country_code=default_country_code).key
+    old = _legacy_key(raw, br_ninth_digit, default_country_code)
+    return old if old != today else None
+
+
+def _legacy_key(raw: str, br_ninth_digit: bool, default_country_code: str | None) -> str:
+    if "@" in raw:
+        user, _, domain = raw.partition("@")
+        user = user.split(":", 1)[0]
+        if domain.lower() in _PHONE_JID_DOMAINS and user.isdigit():
+            return "wa-" + (brazilian_mobile_with_ninth_digit(user) if br_ninth_digit else user)
+        return identify(raw).key  # groups, LIDs and opaque ids did not change
+    if _BSUID.match(raw):
+        return identify(raw).key
+    compact = _FORMATTING.sub("", raw)
+    international = compact.startswith("+")
+    digits = compact.lstrip("+")
+    if digits.isdigit():
+        if not international and default_country_code:
+            national = digits.lstrip("0") if digits.startswith("0") else digits
+            if digits.startswith("0") or (
+                len(digits) <= 11 and not digits.startswith(default_country_code)
+            ):
+                digits = default_country_code + national
+        if 7 <= len(digits) <= 15 and digits[0] != "0":
+            return "wa-" + (brazilian_mobile_with_ninth_digit(digits) if br_ninth_digit
+                            else digits)
+    return _opaque(raw).key

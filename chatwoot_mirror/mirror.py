@@ -13,7 +13,7 @@ import requests
 
 from . import redaction
 from .activity import Activity
-from .assembly import assemble
+from .assembly import assemble, naming
 from .channels import Channel, ChannelRouter
 from .client import Attachment, ChatwootClient
 from .config import Config
@@ -159,12 +159,11 @@ class Mirror:
     # -- identity ---------------------------------------------------------------------------
 
     def identify(self, contact: object) -> ContactIdentity:
-        """The stable identity this mirror uses for ``contact`` (phone, JID, wa_id, BSUID)."""
-        return identify(
-            contact,
-            br_ninth_digit=self.config.br_ninth_digit,
-            default_country_code=self.config.default_country_code,
-        )
+        """The stable identity this mirror uses for ``contact`` (phone, JID, wa_id, LID,
+        BSUID): under the key of the person it was linked to (see :mod:`.people`)."""
+        if self.enabled:
+            return self._parts.people.identity(contact)
+        return identify(contact, **naming(self.config))
 
     # -- mirroring --------------------------------------------------------------------------
 
@@ -227,6 +226,7 @@ class Mirror:
         owner: bool = False,
         pause: bool = True,
         turn: Mapping[str, Any] | None = None,
+        aliases: Iterable[object] = (),
     ) -> Received:
         """Mirror a message of the conversation and tell the bot whether to answer it.
 
@@ -245,10 +245,19 @@ class Mirror:
         per provider message id, and after a crash when the store is opened again. No
         turn is queued for a message that fires a handoff trigger.
 
+        ``aliases``: other names the provider gave the same person in this event (the
+        phone beside a LID, a BSUID beside a ``wa_id``); they are linked to one person for
+        good, and ``contact`` becomes where replies go (see :mod:`.people`).
+
         Never raises; when the store fails the bot answers (mirroring must not silence
         it)."""
         if owner:
             return self._owner_message(contact, text, message_id, pause)
+        if self.enabled:
+            try:
+                self._parts.people.learn(contact, aliases)
+            except ValueError:
+                pass  # not a contact: _queue says so below
         if channel is not None:
             try:
                 self.channels.remember(self.identify(contact).key, channel)
@@ -597,6 +606,7 @@ class Mirror:
             outbound=self.outbound,
             bot_error_policy=self.config.bot_error_policy,
             bot_error_texts=self.config.bot_error_texts,
+            people=self._parts.people,
         )
 
     # -- lifecycle and inspection -----------------------------------------------------------

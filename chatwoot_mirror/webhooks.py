@@ -23,6 +23,7 @@ from .handoff import Handoff
 from .handoff.rules import CHATWOOT, CHATWOOT_BOT_ERROR
 from .identity import ContactIdentity, identify
 from .outbound import OutboundPolicy, RefusedTarget, host_of
+from .people import People
 from .relay import AgentAttachment, AgentMessage
 from .store import Store
 from .untrusted import UntrustedInput, parse_json
@@ -86,6 +87,7 @@ class WebhookHandler:
         outbound: OutboundPolicy | None = None,
         bot_error_policy: str = "pending",
         bot_error_texts: tuple[str, ...] = (),
+        people: People | None = None,
     ) -> None:
         if not (secret or token or insecure):
             raise ConfigError(
@@ -96,6 +98,8 @@ class WebhookHandler:
             )
         self.store = store
         self.handoff = handoff
+        #: where each person last wrote from: agents' replies go there
+        self.people = people
         self.secret = secret
         self.token = token
         self.max_age = max_age
@@ -277,7 +281,11 @@ class WebhookHandler:
             return None
 
     def _identity(self, key: str, conversation: dict[str, Any]) -> ContactIdentity:
-        """Where the customer is: our stored identity, else what Chatwoot knows of them."""
+        """Where the customer is: where they last wrote from, else our stored identity,
+        else what Chatwoot knows of them."""
+        last = self.people.address(key) if self.people is not None else None
+        if last is not None:
+            return last
         stored = self.store.contact_identity(key)
         if stored is not None:
             return stored

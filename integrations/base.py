@@ -61,6 +61,9 @@ class InboundEvent:
     error: str | None = None
     #: False for what is shown to agents but needs no answer (a reaction, an edit)
     expects_reply: bool = True
+    #: other names the provider gave the same person in this event (the phone JID beside
+    #: a LID chat, a BSUID beside a wa_id): the mirror links them to one person
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON (a queued bot turn carries it), files as their references."""
@@ -72,7 +75,8 @@ class InboundEvent:
         known = {f.name for f in fields(cls)}
         return cls(**{**{k: v for k, v in data.items() if k in known},
                       "attachments": tuple(MediaRef.from_dict(a)
-                                           for a in data.get("attachments") or ())})
+                                           for a in data.get("attachments") or ()),
+                      "aliases": tuple(str(a) for a in data.get("aliases") or ())})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,11 +123,16 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
 
     def _value(self, value: dict[str, Any]) -> list[InboundEvent]:
         names: dict[str, str] = {}
+        #: each id of a contacts[] entry -> all of that entry's ids (wa_id, user_id): the
+        #: same person, whichever the message is from
+        same: dict[str, tuple[str, ...]] = {}
         for contact in _dicts(value.get("contacts")):
             name = _obj(contact.get("profile")).get("name")
-            for key in ("wa_id", "user_id"):
-                if contact.get(key) and name:
-                    names[str(contact[key])] = str(name)
+            ids = tuple(str(contact[key]) for key in ("wa_id", "user_id") if contact.get(key))
+            for one in ids:
+                same[one] = ids
+                if name:
+                    names[one] = str(name)
         events = []
         for message in _dicts(value.get("messages")):
             contact = message.get("from") or message.get("from_user_id")
@@ -135,7 +141,10 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
                 continue
             event = self._message(MESSAGE, str(contact), message, names.get(str(contact)))
             if event is not None:
-                events.append(event)
+                others = [str(message[k]) for k in ("from", "from_user_id") if message.get(k)]
+                aliases = dict.fromkeys([*same.get(str(contact), ()), *others])
+                aliases.pop(str(contact), None)
+                events.append(replace(event, aliases=tuple(aliases)))
         for status in _dicts(value.get("statuses")):
             errors = _dicts(status.get("errors"))
             error = None

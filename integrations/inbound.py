@@ -77,7 +77,7 @@ def handle_inbound(
     received = mirror.receive(
         event.contact, event.text, sender_name=None if owner else event.name,
         message_id=event.message_id, attachments=() if owner else event.attachments,
-        channel=adapter.name, owner=owner, pause=pause_on_owner)
+        channel=adapter.name, owner=owner, pause=pause_on_owner, aliases=event.aliases)
     if owner:
         return OWNER
     if received.duplicate:
@@ -115,7 +115,7 @@ def queue_inbound(
     received = mirror.receive(
         event.contact, event.text, sender_name=event.name, message_id=event.message_id,
         attachments=event.attachments, channel=adapter.name,
-        turn={"event": event.to_dict()})
+        turn={"event": event.to_dict()}, aliases=event.aliases)
     if received.duplicate:
         return "duplicate"
     if received.paused:

@@ -194,6 +194,7 @@ class UazapiAdapter(HttpAdapter):
             kind=kind, contact=chatid, text=text, name=_str(name) or None,
             message_id=message_id, timestamp=_ms(message.get("messageTimestamp")),
             attachments=attachments, raw_type=raw_type, expects_reply=expects_reply,
+            aliases=() if is_group else _aliases(chatid, message, chat, from_me),
         )
 
     def _receipts(self, data: dict[str, Any]) -> list[InboundEvent]:
@@ -281,3 +282,18 @@ def _ms(value: Any) -> float | None:
         return float(value) / 1000.0
     except (TypeError, ValueError):
         return None
+
+
+def _aliases(chatid: str, message: dict[str, Any], chat: dict[str, Any],
+             from_me: bool) -> tuple[str, ...]:
+    """The customer's other names in a message: the chat's LID or phone JID, and, on the
+    customer's own messages, the sender's (on ``fromMe`` ones ``sender*`` are the
+    instance owner, never the customer)."""
+    fields = [message.get("chatlid"), chat.get("wa_chatid"), chat.get("wa_chatlid")]
+    if not from_me:
+        fields += [message.get("sender_pn"), message.get("sender_lid"), message.get("sender")]
+    names: list[str] = []
+    for value in fields:
+        if isinstance(value, str) and value.strip() and value != chatid and value not in names:
+            names.append(value.strip())
+    return tuple(names)

@@ -39,8 +39,8 @@ def webhook(case: dict, *, message_id: str | None = None, contact: str | None = 
     if text:
         body["message"]["text"] = body["message"]["content"] = text
     raw = json.dumps(body)
-    if contact:
-        raw = raw.replace(MARIA, contact)
+    if contact:  # another person: another phone, and another LID
+        raw = raw.replace(MARIA, contact).replace("100000000000001", "100000000000002")
     return WebhookRequest({}, raw.encode(), {})
 
 

@@ -372,6 +372,37 @@ def test_values_expire_replace_and_delete_by_expectation(store):
     assert store.delete_value("typebot", "wa-1") is False
 
 
+def test_add_value_keeps_the_first_unexpired_value(store):
+    now = time.time()
+    assert store.add_value("alias", "lid-1", "wa-1", now) == "wa-1"
+    assert store.add_value("alias", "lid-1", "wa-2", now) == "wa-1"  # the first one stays
+    assert store.get_value("alias", "lid-1", now + 10**9) == "wa-1"  # and never expires
+    store.set_value("alias", "lid-2", "old", expires_at=now + 5)
+    assert store.add_value("alias", "lid-2", "new", now + 1) == "old"
+    assert store.add_value("alias", "lid-2", "new", now + 5) == "new"  # expired: replaced
+    assert store.get_value("alias", "lid-2", now + 10**9) == "new"
+    assert store.add_value("other", "lid-1", "x", now) == "x"  # scopes are apart
+
+
+def test_one_add_value_wins_among_racing_threads(store):
+    now = time.time()
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def add(i: int) -> None:
+        held = store.add_value("alias", "bsuid-BR_1", f"person-{i}", now)
+        with lock:
+            results.append(held)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and len(set(results)) == 1
+    assert store.get_value("alias", "bsuid-BR_1", now) == results[0]
+
+
 # -- concurrency and lifecycle ---------------------------------------------------------------
 
 def test_one_unique_key_wins_among_racing_threads(store):

@@ -371,6 +371,15 @@ redis.call('SADD', p .. 'handoffs:' .. ARGV[5], ARGV[2])
 return 1
 """
 
+ADD_VALUE = LUA_HELPERS + """
+local k = ARGV[2]
+local held = redis.call('HMGET', k, 'v', 'exp')
+if held[1] and (not held[2] or tonumber(held[2]) > tonumber(ARGV[4])) then return held[1] end
+redis.call('DEL', k)
+redis.call('HSET', k, 'v', ARGV[3])
+return ARGV[3]
+"""
+
 DELETE_VALUE = LUA_HELPERS + """
 local k = ARGV[2]
 local expected = opt(ARGV[3])

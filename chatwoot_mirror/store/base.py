@@ -252,6 +252,13 @@ class Store(abc.ABC):
         and its expiry; committed (visible to every process) when this returns."""
 
     @abc.abstractmethod
+    def add_value(self, scope: str, key: str, value: str, now: float) -> str:
+        """Atomically store ``value`` under ``(scope, key)``, with no expiry, unless a value
+        that has not expired at ``now`` is there; returns the value held afterwards (the
+        earlier one when there was one), so of concurrent callers exactly one wins and all
+        learn which. Committed when this returns."""
+
+    @abc.abstractmethod
     def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
         """Atomically remove ``(scope, key)`` (only while it still holds ``expected``, when
         given, so a stale reader cannot delete a newer value); ``True`` if removed."""

@@ -334,6 +334,15 @@ class MemoryStore(Store):
             self._open()
             self._values[(scope, key)] = (value, expires_at)
 
+    def add_value(self, scope: str, key: str, value: str, now: float) -> str:
+        with self._lock:
+            self._open()
+            held, expires_at = self._values.get((scope, key), (None, None))
+            if held is not None and (expires_at is None or expires_at > now):
+                return held
+            self._values[(scope, key)] = (value, None)
+            return value
+
     def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
         with self._lock:
             self._open()

@@ -80,6 +80,7 @@ class RedisStore(Store):
             "release": lua.RELEASE, "dead_letter": lua.DEAD_LETTER,
             "retry_dead": lua.RETRY_DEAD, "dead_letters": lua.DEAD_LETTERS,
             "put_handoff": lua.PUT_HANDOFF, "delete_value": lua.DELETE_VALUE,
+            "add_value": lua.ADD_VALUE,
             "prune": lua.PRUNE,
         }.items()}
         self._scripts = scripts
@@ -280,6 +281,9 @@ class RedisStore(Store):
                 pipe.pexpireat(name, int(expires_at * 1000) + 1000)
             pipe.execute()
         self._call(write)
+
+    def add_value(self, scope: str, key: str, value: str, now: float) -> str:
+        return str(self._run("add_value", self._value_key(scope, key), value, repr(now)))
 
     def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
         return bool(self._run("delete_value", self._value_key(scope, key), _opt(expected)))

@@ -630,6 +630,19 @@ class SQLiteStore(Store):
                 (scope, key, value, expires_at),
             )
 
+    def add_value(self, scope: str, key: str, value: str, now: float) -> str:
+        with self._guard(), self._write() as conn:
+            # an expired value counts as none: replace it, else keep what is there
+            conn.execute(
+                "INSERT INTO kv (scope, key, value, expires_at) VALUES (?, ?, ?, NULL)"
+                " ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value,"
+                " expires_at = NULL WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?",
+                (scope, key, value, now),
+            )
+            row = conn.execute("SELECT value FROM kv WHERE scope = ? AND key = ?",
+                               (scope, key)).fetchone()
+            return str(row[0])
+
     def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
         with self._guard(), self._write_lock_only():
             if expected is None:

@@ -1,0 +1,151 @@
+"""Who a person is: one key for every name WhatsApp gives them. The one place that decides
+which key a contact resolves to.
+
+WhatsApp names a person several ways, and changes them: a phone number (E.164), a LID
+(``...@lid``, which hides the number), a BSUID (``BR.1502...``, for people with a
+username), provider chat ids. :mod:`identity` turns each name into a key; this module
+links the names an event carries together (a uazapi ``sender_pn`` beside a LID chat id,
+a 360dialog ``wa_id`` beside a ``user_id``) so that every later event, under any of them,
+resolves to the same person, the same Chatwoot contact and the same conversation.
+
+The links live in the store (scope ``alias``: a name's key -> the person's key), written
+with :meth:`Store.add_value`, so the first link wins and every host shares it. A person
+keeps the first key they were known by: someone known by phone keeps the phone key when
+their LID shows up, and a store written by 0.1 keeps its keys (a name that 0.1 keyed
+differently, see :func:`identity.legacy_key`, resolves to the person 0.1 recorded).
+
+What a person last wrote from (scope ``address``) is where replies go: a LID chat is
+answered on the LID, a user who withholds their number through the BSUID.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from .errors import StoreError
+from .identity import ContactIdentity
+from .store import Store
+
+log = logging.getLogger("chatwoot_mirror.people")
+
+ALIASES = "alias"
+ADDRESSES = "address"
+
+#: which name becomes the person's key when none is known yet: a phone first (it is what
+#: Chatwoot shows and searches), then the ids that last longest
+_PREFERENCE = {"phone": 0, "bsuid": 1, "lid": 2, "opaque": 3, "group": 4}
+
+
+class People:
+    """Resolves contacts to people through the links in ``store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        identify: Callable[[object], ContactIdentity],
+        legacy_key: Callable[[object], str | None],
+    ) -> None:
+        self.store = store
+        self._identify = identify
+        self._legacy_key = legacy_key
+
+    def identity(self, contact: object) -> ContactIdentity:
+        """``contact``'s identity under its person's key (read-only). Raises ``ValueError``
+        for what is not a contact; a store failure gives the name's own key (logged)."""
+        found = self._identify(contact)
+        try:
+            person = self._person(found, contact)
+            if person is None or person == found.key:
+                return found
+            return self._as(found, person)
+        except StoreError as exc:
+            log.warning("contact links unreadable, using the name's own key contact=%s "
+                        "error=%s", found.key, exc)
+            return found
+
+    def learn(self, contact: object, aliases: Iterable[object] = ()) -> ContactIdentity:
+        """An event from the person: link ``contact`` and ``aliases`` (other names the same
+        event gives them) to one person, remember ``contact`` as where they last wrote
+        from, and return the identity to use. Never raises for the store (logged)."""
+        primary = self._identify(contact)
+        names = [(primary, contact)]
+        for alias in aliases:
+            try:
+                found = self._identify(alias)
+            except ValueError:
+                continue
+            # a second form of the same name still counts when 0.1 keyed it apart
+            if found.kind != "group" and all(
+                    found.key != n.key or self._legacy_key(alias) != self._legacy_key(raw)
+                    for n, raw in names):
+                names.append((found, alias))
+        try:
+            return self._learn(primary, names)
+        except StoreError as exc:
+            log.warning("contact links not recorded contact=%s error=%s", primary.key, exc)
+            return primary
+
+    def address(self, person: str) -> ContactIdentity | None:
+        """Where ``person`` last wrote from, or ``None`` when no event recorded it."""
+        text = self.store.get_value(ADDRESSES, person, time.time())
+        return ContactIdentity.from_json(text) if text else None
+
+    # -- the decision -----------------------------------------------------------------------
+
+    def _person(self, found: ContactIdentity, contact: object) -> str | None:
+        """The person ``found`` belongs to, if known: linked, or recorded under its own
+        key, or recorded by 0.1 under the key 0.1 gave it."""
+        now = time.time()
+        linked = self.store.get_value(ALIASES, found.key, now)
+        if linked:
+            return linked
+        old = self._legacy_key(contact)
+        if old:
+            linked = self.store.get_value(ALIASES, old, now)
+            if linked:
+                return linked
+            if self.store.get_contact(old) is not None:
+                return old
+        if self.store.get_contact(found.key) is not None:
+            return found.key
+        return None
+
+    def _learn(self, primary: ContactIdentity,
+               names: list[tuple[ContactIdentity, object]]) -> ContactIdentity:
+        known = [p for p in (self._person(n, raw) for n, raw in names) if p]
+        if known:
+            person = known[0]
+        else:
+            person = min((n for n, _ in names), key=lambda n: _PREFERENCE.get(n.kind, 9)).key
+        now = time.time()
+        others = {p for p in known if p != person}
+        for name, _ in names:
+            # the steady state (every name linked already) reads and writes nothing more
+            held = self.store.get_value(ALIASES, name.key, now)
+            if held is None:
+                held = self.store.add_value(ALIASES, name.key, person, now)
+            if held != person:
+                others.add(held)
+        if others:
+            # two people we kept apart turn out to be one (merging them is issue #16's
+            # next slice); until then the event goes to the first one known
+            log.warning("one person known under several keys contact=%s others=%s",
+                        person, ",".join(sorted(others)))
+        phone = next((n.phone_number for n, _ in names if n.phone_number), None)
+        address = self._as(primary, person, phone)
+        text = address.to_json()
+        if self.store.get_value(ADDRESSES, person, now) != text:
+            self.store.set_value(ADDRESSES, person, text)
+        return address
+
+    def _as(self, found: ContactIdentity, person: str,
+            phone: str | None = None) -> ContactIdentity:
+        """``found`` (the form written from: replies go there) under ``person``'s key, with
+        the person's phone number when this name has none."""
+        if phone is None and found.phone_number is None:
+            known = self.address(person)
+            phone = known.phone_number if known else None
+        return replace(found, key=person, phone_number=found.phone_number or phone)
