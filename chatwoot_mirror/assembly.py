@@ -112,6 +112,7 @@ def assemble(
         media_max_bytes=int(config.media_max_mb * 1024 * 1024),
         language=config.language,
         media_slots=max(1, config.workers - 1),
+        can_merge=bool(config.api_token and config.account_id),
     )
     # one pacer sees every request: the pace, and Chatwoot's health for retries
     pacer = Pacer(config.max_requests_per_minute, outage_pause=config.retry_base_seconds,

@@ -411,6 +411,13 @@ class ChatwootClient:
                        f"/conversations/{conversation_id}/toggle_typing_status",
                        json={"typing_status": "on" if on else "off"}, token=token)
 
+    def merge_contacts(self, base_contact_id: int, mergee_contact_id: int) -> Any:
+        """``POST /actions/contact_merge`` (user token): the mergee's conversations and
+        contact inboxes move to the base contact, and the mergee is deleted."""
+        return self._app_call("merge_contacts", "POST", "/actions/contact_merge",
+                              json={"base_contact_id": base_contact_id,
+                                    "mergee_contact_id": mergee_contact_id}, token="user")
+
     def list_agents(self) -> list[dict[str, Any]]:
         """The account's agents with ``availability_status`` (user token)."""
         result = self._app_call("list_agents", "GET", "/agents", token="user")

@@ -89,8 +89,11 @@ class Deliverer:
         media_max_bytes: int = 40 * 1024 * 1024,
         language: str = "pt-BR",
         media_slots: int = 3,
+        can_merge: bool = False,
     ) -> None:
         self.client = client
+        #: a user token is there: people found to be one are merged in Chatwoot
+        self.can_merge = can_merge
         self.media_max_bytes = media_max_bytes
         # Downloads may take up to CHATWOOT_MEDIA_DOWNLOAD_SECONDS; with one worker kept
         # out of them, a slow file host never holds up every contact's texts.
@@ -194,6 +197,8 @@ class Deliverer:
         first and merged; on a Chatwoot too old to let a bot read them (< 4.14.2) they are
         left alone rather than wiped."""
         action = message.action or {}
+        if action.get("name") == "merge":
+            return self._merge(str(action.get("base")), str(action.get("mergee")))
         target = self.resolver.resolve(message.identity, _display_name(message))
         conversation = target.conversation_id
         # the decision's steps (chatwoot_mirror.handoff.rules); rows queued before
@@ -232,6 +237,34 @@ class Deliverer:
             )
         if self.on_handoff_done is not None:
             self.on_handoff_done(message.identity, conversation, reason)
+        return {"id": 0}
+
+    def _merge(self, base: str, mergee: str) -> dict[str, Any]:
+        """Chatwoot's side of two people found to be one (:mod:`chatwoot_mirror.people`):
+        with a user token, ``contact_merge`` (the base, the older contact, stays; the
+        mergee's conversations move to it); without one, a private note in the mergee's
+        conversation naming the base's. One request either way; nothing when either was
+        never created in Chatwoot."""
+        store = self.resolver.store
+        kept, gone = store.get_contact(base), store.get_contact(mergee)
+        if kept is None or gone is None or kept.contact_id is None or gone.contact_id is None:
+            return {"id": 0}
+        if kept.contact_id == gone.contact_id:
+            return {"id": 0}  # already one contact in Chatwoot
+        if self.can_merge:
+            self.client.merge_contacts(kept.contact_id, gone.contact_id)
+            via = "contact_merge"
+        elif self.use_bot_token and gone.conversation_id is not None \
+                and kept.conversation_id is not None:
+            self.client.create_message(
+                gone.conversation_id,
+                self.texts.same_person.format(conversation=kept.conversation_id),
+                private=True)
+            via = "note"
+        else:
+            return {"id": 0}
+        log.info("contacts merged in chatwoot base=%s mergee=%s contact=%s merged_contact=%s "
+                 "via=%s", base, mergee, kept.contact_id, gone.contact_id, via)
         return {"id": 0}
 
     def _label(self, conversation: int, action: dict[str, Any], reason: str) -> None:

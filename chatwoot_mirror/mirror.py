@@ -101,6 +101,7 @@ class Mirror:
                                  enqueue_action=self._enqueue_action,
                                  agents=self.client.list_agents)
         self.handoff_state.executor = actions
+        parts.people.on_merge = self._queue_merge
         #: channel name -> runner of that channel's queued bot turns
         self._turn_runners: dict[str, TurnRunner] = {}
         self.deliverer.bot_runner = self._run_turn
@@ -454,6 +455,12 @@ class Mirror:
                         return
         except StoreError as exc:
             log.error("handoff triggers not evaluated contact=%s error=%s", identity.key, exc)
+
+    def _queue_merge(self, base: str, mergee: str) -> None:
+        """Chatwoot's side of two people found to be one, behind the base's messages."""
+        identity = (self.store.contact_identity(base)
+                    or ContactIdentity(key=base, kind="opaque", identifier=base))
+        self._enqueue_action(identity, {"name": "merge", "base": base, "mergee": mergee})
 
     def _enqueue_action(self, identity: ContactIdentity, action: dict[str, Any]) -> None:
         try:

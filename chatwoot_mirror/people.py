@@ -47,10 +47,13 @@ class People:
         store: Store,
         identify: Callable[[object], ContactIdentity],
         legacy_key: Callable[[object], str | None],
+        on_merge: Callable[[str, str], None] | None = None,
     ) -> None:
         self.store = store
         self._identify = identify
         self._legacy_key = legacy_key
+        #: ``on_merge(base, mergee)``: queue Chatwoot's side of a merge (the mirror does)
+        self.on_merge = on_merge
 
     def identity(self, contact: object) -> ContactIdentity:
         """``contact``'s identity under its person's key (read-only). Raises ``ValueError``
@@ -98,13 +101,12 @@ class People:
     def _person(self, found: ContactIdentity, contact: object) -> str | None:
         """The person ``found`` belongs to, if known: linked, or recorded under its own
         key, or recorded by 0.1 under the key 0.1 gave it."""
-        now = time.time()
-        linked = self.store.get_value(ALIASES, found.key, now)
+        linked = self._follow(found.key)
         if linked:
             return linked
         old = self._legacy_key(contact)
         if old:
-            linked = self.store.get_value(ALIASES, old, now)
+            linked = self._follow(old)
             if linked:
                 return linked
             if self.store.get_contact(old) is not None:
@@ -130,16 +132,47 @@ class People:
             if held != person:
                 others.add(held)
         if others:
-            # two people we kept apart turn out to be one (merging them is issue #16's
-            # next slice); until then the event goes to the first one known
-            log.warning("one person known under several keys contact=%s others=%s",
-                        person, ",".join(sorted(others)))
+            person = self._merge(person, others)
         phone = next((n.phone_number for n, _ in names if n.phone_number), None)
         address = self._as(primary, person, phone)
         text = address.to_json()
         if self.store.get_value(ADDRESSES, person, now) != text:
             self.store.set_value(ADDRESSES, person, text)
         return address
+
+    def _follow(self, name: str) -> str | None:
+        """The person ``name`` is linked to, through the forwards merges leave (a merged
+        person's own key links to the person they were merged into)."""
+        now, seen = time.time(), list[str]()
+        person = self.store.get_value(ALIASES, name, now)
+        while person is not None and person not in seen and len(seen) < 8:
+            seen.append(person)
+            onward = self.store.get_value(ALIASES, person, now)
+            if onward is None or onward == person:
+                return person
+            person = onward
+        return seen[-1] if seen else None
+
+    def _merge(self, person: str, others: set[str]) -> str:
+        """Several people we kept apart turn out to be one. The one whose Chatwoot contact
+        is oldest stays (Chatwoot's contact_merge keeps the base, and ids grow with age);
+        each other one forwards to it from now on, hands over its handoff state when the
+        base has none, and its Chatwoot side is queued (``on_merge``)."""
+        def age(key: str) -> tuple[int, int, str]:
+            record = self.store.get_contact(key)
+            contact_id = record.contact_id if record else None
+            return (contact_id is None, contact_id or 0, key)
+
+        base, *mergees = sorted({person, *others}, key=age)
+        for mergee in mergees:
+            self.store.set_value(ALIASES, mergee, base)  # the forward: replaces its self-link
+            moved = self.store.get_handoff(mergee)
+            if moved is not None and self.store.get_handoff(base) is None:
+                self.store.put_handoff(replace(moved, contact_key=base, version=1), None)
+            log.info("same person under two keys, merged base=%s mergee=%s", base, mergee)
+            if self.on_merge is not None:
+                self.on_merge(base, mergee)
+        return base
 
     def _as(self, found: ContactIdentity, person: str,
             phone: str | None = None) -> ContactIdentity:

@@ -23,6 +23,9 @@ class Texts:
     media_too_large: str  # shown to agents in place of a file; {kind}, {size_mb}
     media_unavailable: str  # {kind}
     from_phone: str  # prefix of messages typed on the business phone itself
+    #: private note in a contact found to be another's, without a user token to merge them;
+    #: {conversation}: the conversation the person's messages go to from now on
+    same_person: str
     #: how the private note names each handoff reason (an unknown reason shows as it is)
     reasons: dict[str, str]
 
@@ -44,6 +47,8 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} de {size_mb} MB não copiado: acima do limite]",
         media_unavailable="[{kind} não copiado: o provedor não entregou o arquivo]",
         from_phone="[enviado pelo celular] ",
+        same_person="Esta pessoa é a mesma da conversa #{conversation} (o WhatsApp mudou o "
+                    "identificador dela). As próximas mensagens vão para lá.",
         reasons={"keyword_detected": "o cliente pediu um atendente",
                  "after_hours": "fora do horário de atendimento",
                  "max_turns": "muitas respostas seguidas do bot",
@@ -66,6 +71,8 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} de {size_mb} MB no copiado: supera el límite]",
         media_unavailable="[{kind} no copiado: el proveedor no entregó el archivo]",
         from_phone="[enviado desde el teléfono] ",
+        same_person="Esta persona es la misma de la conversación #{conversation} (WhatsApp "
+                    "cambió su identificador). Los próximos mensajes irán allí.",
         reasons={"keyword_detected": "el cliente pidió un agente",
                  "after_hours": "fuera del horario de atención",
                  "max_turns": "demasiadas respuestas seguidas del bot",
@@ -88,6 +95,8 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} of {size_mb} MB not copied: over the limit]",
         media_unavailable="[{kind} not copied: the provider did not hand over the file]",
         from_phone="[sent from the phone] ",
+        same_person="This person is the one in conversation #{conversation} (WhatsApp changed "
+                    "how it names them). Their next messages go there.",
         reasons={"keyword_detected": "the customer asked for a person",
                  "after_hours": "outside business hours",
                  "max_turns": "too many bot replies in a row",

@@ -534,3 +534,22 @@ def test_the_standalone_emulator_takes_a_version(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--chatwoot-version", "3.0"])
     assert "4.10.0 to 4.16.2" in capsys.readouterr().err
+
+
+def test_contact_merge_moves_the_mergees_conversations_and_is_for_users():
+    """actions/contact_merges_controller.rb and actions/contact_merge_action.rb: the
+    mergee's conversations and contact inboxes move to the base, the mergee is destroyed;
+    not a bot endpoint (access_token_auth_helper.rb); an unknown contact is 404."""
+    cw = Chatwoot()
+    base, mergee = cw.contact("wa-a")["id"], cw.contact("wa-b")["id"]
+    conv = cw.conversation("wa-b")
+    body = {"base_contact_id": base, "mergee_contact_id": mergee}
+    assert cw.app("POST", "/actions/contact_merge", body)[0] == 401
+    assert cw.app("POST", "/actions/contact_merge",
+                  {"base_contact_id": base, "mergee_contact_id": 999}, bot=False)[0] == 404
+    status, merged = cw.app("POST", "/actions/contact_merge", body, bot=False)
+    assert status == 200 and merged["id"] == base
+    assert set(cw.emulator.contacts) == {base}
+    assert cw.emulator.conversations[conv].contact_inbox.contact_id == base
+    status, listed = cw.public("GET", "/contacts/wa-b/conversations")
+    assert [c["id"] for c in listed] == [conv]  # the mergee's source id still reaches it

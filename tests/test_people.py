@@ -273,3 +273,89 @@ def test_national_numbers_with_a_default_country(written, country, key):
 ])
 def test_legacy_keys_are_what_0_1_computed(written, old):
     assert legacy_key(written) == old
+
+
+# -- a link learned after both people exist: the merge -------------------------------------
+
+@pytest.fixture
+def chatwoot_with(tmp_path):
+    """A mirror on the emulator, with or without a user token."""
+    made = []
+
+    def make(user_token: bool):
+        cw = FakeChatwoot()
+        cw.start()
+        config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
+                        account_id=cw.account_id, bot_token=cw.bot_token,
+                        api_token=cw.user_token if user_token else None,
+                        db_path=str(tmp_path / f"m{len(made)}.db"), max_requests_per_minute=0,
+                        retry_base_seconds=0.02, retry_max_seconds=0.1)
+        mirror = Mirror(config)
+        made.append((cw, mirror))
+        return cw, mirror
+
+    yield make
+    for cw, mirror in made:
+        mirror.close(timeout=1)
+        cw.stop()
+
+
+def two_people_then_the_link(cw, mirror) -> list[tuple[str, str, int]]:
+    adapter, _ = uazapi_adapter()
+    deliver(mirror, adapter, uazapi_message("phone_only", 0))
+    deliver(mirror, adapter, uazapi_message("lid_only", 1))
+    assert len(cw.contacts()) == 2  # nothing said they were one person
+    before = len(cw.requests)
+    deliver(mirror, adapter, uazapi_message("captured", 2))  # phone and LID together
+    during = cw.requests[before:]
+    deliver(mirror, adapter, uazapi_message("lid_only", 3))
+    return during
+
+
+def test_a_link_learned_late_merges_the_contacts_with_a_user_token(chatwoot_with):
+    cw, mirror = chatwoot_with(user_token=True)
+    during = two_people_then_the_link(cw, mirror)
+    [contact] = cw.contacts()  # Chatwoot's contact_merge kept the older one
+    assert contact["phone_number"] == f"+{PHONE}"
+    merges = [r for r in during if r[1].endswith("/actions/contact_merge")]
+    assert merges == [("POST", "/api/v1/accounts/1/actions/contact_merge", 200)]
+    first, second = sorted(cw.conversations(), key=lambda c: c["id"])
+    # later messages, under either name, go to the older contact's conversation
+    assert [m["content"] for m in cw.messages(first["id"]) if m["message_type"] == 0] == [
+        "mensagem 0", "mensagem 2", "mensagem 3"]
+    assert [m["content"] for m in cw.messages(second["id"]) if m["message_type"] == 0] == [
+        "mensagem 1"]
+    assert mirror.identify(f"{LID}@lid").key == f"wa-{PHONE}"
+
+
+def test_without_a_user_token_a_note_points_to_the_first_contact(chatwoot_with):
+    cw, mirror = chatwoot_with(user_token=False)
+    during = two_people_then_the_link(cw, mirror)
+    assert len(cw.contacts()) == 2 and not any("contact_merge" in r[1] for r in during)
+    first, second = sorted(cw.conversations(), key=lambda c: c["id"])
+    notes = [m for m in cw.messages(second["id"]) if m["private"]]
+    assert [n["content"] for n in notes] == [
+        f"Esta pessoa é a mesma da conversa #{first['id']} (o WhatsApp mudou o identificador "
+        "dela). As próximas mensagens vão para lá."]
+    assert [m["content"] for m in cw.messages(first["id"]) if m["message_type"] == 0] == [
+        "mensagem 0", "mensagem 2", "mensagem 3"]
+
+
+def test_a_merge_hands_over_the_handoff_state():
+    store = MemoryStore()
+    merged: list[tuple[str, str]] = []
+    people = People(store, identify, legacy_key, on_merge=lambda b, m: merged.append((b, m)))
+    store.save_contact(f"wa-{PHONE}", f"wa-{PHONE}", 41)
+    store.save_contact(f"lid-{LID}", f"lid-{LID}", 42)
+    people.learn(PHONE)
+    people.learn(f"{LID}@lid")
+    from chatwoot_mirror.store import HandoffRecord
+    assert store.put_handoff(HandoffRecord(f"lid-{LID}", "human", "agent_reply", 1.0, 1.0,
+                                           128), None)
+    assert people.learn(f"{LID}@lid", [f"{PHONE}@s.whatsapp.net"]).key == f"wa-{PHONE}"
+    assert merged == [(f"wa-{PHONE}", f"lid-{LID}")]
+    moved = store.get_handoff(f"wa-{PHONE}")
+    assert moved is not None and moved.state == "human" and moved.contact_key == f"wa-{PHONE}"
+    assert people.identity(f"{LID}@lid").key == f"wa-{PHONE}"  # through the forward
+    people.learn(f"{LID}@lid", [f"{PHONE}@s.whatsapp.net"])
+    assert len(merged) == 1  # learned once, merged once

@@ -899,6 +899,20 @@ class Emulator:
         controller, action, conv, extra = self._app_route(r.method, rest, who)
         if controller == "agents":
             return Reply(200, [a.api() for a in self.agents.values()])
+        if controller == "contact_merges":
+            # actions/contact_merges_controller.rb: contacts.find (404), ContactMergeAction
+            # (the mergee's conversations and contact inboxes move, the mergee goes)
+            try:
+                base, mergee = int(body["base_contact_id"]), int(body["mergee_contact_id"])
+            except (KeyError, TypeError, ValueError):
+                raise ApiError(404, NOT_FOUND_APP) from None
+            if base not in self.contacts or mergee not in self.contacts or base == mergee:
+                raise ApiError(404, NOT_FOUND_APP)
+            self.merge_contacts(base, mergee)
+            contact = self.contacts[base]
+            return Reply(200, {"id": contact.id, "name": contact.name, "email": contact.email,
+                               "phone_number": contact.phone_number,
+                               "identifier": contact.identifier})
         if (controller, action) == ("conversations", "create"):
             return Reply(200, self._conversation_api(self._app_conversation_create(body)))
         if controller == "accounts":  # app/views/api/v1/models/_account.json.jbuilder
@@ -990,6 +1004,8 @@ class Emulator:
             return "accounts", "show", None, None
         if rest == "/agents" and method == "GET":
             return "agents", "index", None, None
+        if rest == "/actions/contact_merge" and method == "POST":
+            return "contact_merges", "create", None, None
         if rest == "/conversations" and method == "POST":
             return "conversations", "create", None, None
         if rest == "/inboxes" and method == "GET":
