@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .client import Attachment, ChatwootClient
@@ -94,6 +94,8 @@ class Deliverer:
         self.client = client
         #: a user token is there: people found to be one are merged in Chatwoot
         self.can_merge = can_merge
+        #: ``fn(key) -> key``: the person a contact key is now (people.People.current)
+        self.current_person: Callable[[str], str] | None = None
         self.media_max_bytes = media_max_bytes
         # Downloads may take up to CHATWOOT_MEDIA_DOWNLOAD_SECONDS; with one worker kept
         # out of them, a slow file host never holds up every contact's texts.
@@ -126,6 +128,11 @@ class Deliverer:
             return self._act(message)
         if message.direction == BOT:
             return self._bot_turn(message)
+        if self.current_person is not None:
+            # queued for a person since merged into another: it goes to that one's conversation
+            person = self.current_person(message.identity.key)
+            if person != message.identity.key:
+                message = replace(message, identity=replace(message.identity, key=person))
         target = self.resolver.resolve(message.identity, _display_name(message))
         try:
             result = self._post(target, message)
@@ -247,10 +254,11 @@ class Deliverer:
         never created in Chatwoot."""
         store = self.resolver.store
         kept, gone = store.get_contact(base), store.get_contact(mergee)
-        if kept is None or gone is None or kept.contact_id is None or gone.contact_id is None:
+        if kept is None or gone is None or kept.contact_id is None or gone.contact_id is None \
+                or kept.contact_id == gone.contact_id:
+            # never both created in Chatwoot (or already one contact there): nothing to do
+            log.info("contacts merged base=%s mergee=%s via=store", base, mergee)
             return {"id": 0}
-        if kept.contact_id == gone.contact_id:
-            return {"id": 0}  # already one contact in Chatwoot
         if self.can_merge:
             self.client.merge_contacts(kept.contact_id, gone.contact_id)
             via = "contact_merge"
@@ -262,9 +270,9 @@ class Deliverer:
                 private=True)
             via = "note"
         else:
-            return {"id": 0}
-        log.info("contacts merged in chatwoot base=%s mergee=%s contact=%s merged_contact=%s "
-                 "via=%s", base, mergee, kept.contact_id, gone.contact_id, via)
+            via = "store"  # no token may write the note
+        log.info("contacts merged base=%s mergee=%s contact=%s merged_contact=%s via=%s",
+                 base, mergee, kept.contact_id, gone.contact_id, via)
         return {"id": 0}
 
     def _label(self, conversation: int, action: dict[str, Any], reason: str) -> None:

@@ -102,6 +102,7 @@ class Mirror:
                                  agents=self.client.list_agents)
         self.handoff_state.executor = actions
         parts.people.on_merge = self._queue_merge
+        self.deliverer.current_person = parts.people.current
         #: channel name -> runner of that channel's queued bot turns
         self._turn_runners: dict[str, TurnRunner] = {}
         self.deliverer.bot_runner = self._run_turn

@@ -91,6 +91,11 @@ class People:
             log.warning("contact links not recorded contact=%s error=%s", primary.key, exc)
             return primary
 
+    def current(self, person: str) -> str:
+        """The person ``person`` is now: themselves, or the one they were merged into (so
+        what was queued for them before the merge reaches that person's conversation)."""
+        return self._follow(person) or person
+
     def address(self, person: str) -> ContactIdentity | None:
         """Where ``person`` last wrote from, or ``None`` when no event recorded it."""
         text = self.store.get_value(ADDRESSES, person, time.time())
@@ -169,9 +174,10 @@ class People:
             moved = self.store.get_handoff(mergee)
             if moved is not None and self.store.get_handoff(base) is None:
                 self.store.put_handoff(replace(moved, contact_key=base, version=1), None)
-            log.info("same person under two keys, merged base=%s mergee=%s", base, mergee)
             if self.on_merge is not None:
-                self.on_merge(base, mergee)
+                self.on_merge(base, mergee)  # which logs the merge once Chatwoot's side is done
+            else:
+                log.info("contacts merged base=%s mergee=%s via=store", base, mergee)
         return base
 
     def _as(self, found: ContactIdentity, person: str,

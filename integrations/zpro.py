@@ -144,6 +144,7 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
             kind=kind, contact=contact, text=text,
             name=str(data.get("name") or "") or None,
             message_id=f"zpro-{fingerprint}", raw_type="message",
+            aliases=_aliases(contact, data, ticket),
         )]
 
     # -- outbound -----------------------------------------------------------------------------
@@ -181,3 +182,20 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
                        json={"mediaUrl": url_or_bytes, "body": caption or "", "number": number,
                              "externalKey": key})
         return key
+
+
+def _aliases(contact: str, data: dict[str, Any], ticket: dict[str, Any]) -> tuple[str, ...]:
+    """The customer's other names in a Whaticket-style webhook: the ticket contact's
+    number when it differs from ``sender`` (a LID beside the phone), and the provider's
+    own contact id, scoped by company (``zpro:<company>:<contact>``): one record per
+    person in the Whaticket family, whatever WhatsApp calls them (INFERENCE, see
+    research/providers.md section 4)."""
+    person = ticket.get("contact") if isinstance(ticket.get("contact"), dict) else {}
+    names = []
+    number = person.get("number")
+    if isinstance(number, str) and number.strip() and number.strip() != contact:
+        names.append(number.strip())
+    company, contact_id = data.get("companyId"), ticket.get("contactId") or person.get("id")
+    if isinstance(contact_id, int) and not isinstance(contact_id, bool):
+        names.append(f"zpro:{company if isinstance(company, int) else 0}:{contact_id}")
+    return tuple(names)

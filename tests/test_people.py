@@ -359,3 +359,50 @@ def test_a_merge_hands_over_the_handoff_state():
     assert people.identity(f"{LID}@lid").key == f"wa-{PHONE}"  # through the forward
     people.learn(f"{LID}@lid", [f"{PHONE}@s.whatsapp.net"])
     assert len(merged) == 1  # learned once, merged once
+
+
+# -- Z-PRO ---------------------------------------------------------------------------------
+
+def zpro_message(sender: str, n: int) -> dict[str, Any]:
+    """whaticket_saas_connection_webhook_message.json (help.whaticket-saas.com/webhook);
+    the second form, with the LID as ``sender`` beside the same ticket contact, is
+    constructed: the Whaticket family keeps one contact record per person."""
+    body = copy.deepcopy(contract("zpro/whaticket_saas_connection_webhook_message.json"))
+    body["sender"] = sender
+    body["mensagem"] = body["ticketData"]["lastMessage"] = f"mensagem {n}"
+    body["ticketData"]["updatedAt"] = f"2026-01-01T12:00:0{n}.000Z"
+    return body
+
+
+@pytest.mark.parametrize("order", [(PHONE, f"{LID}@lid"), (f"{LID}@lid", PHONE)])
+def test_zpro_sender_forms_of_one_ticket_contact_are_one_contact(chatwoot, order):
+    from chatwoot_mirror.integrations import ZproAdapter
+
+    cw, mirror = chatwoot
+    adapter = ZproAdapter("https://api.zpro.example.com", "api-1", "jwt", webhook_secret="zz")
+    FakeProvider({("POST", "/v2/api/external/api-1"): (
+        200, {"message": "Message add queue"}, "application/json")}).mount_on(
+        adapter.session, "https://api.zpro.example.com")
+    for n, sender in enumerate(order):
+        deliver(mirror, adapter, zpro_message(sender, n))
+    assert len(cw.contacts()) == 1 and len(cw.conversations()) == 1
+
+
+def test_messages_queued_before_a_merge_reach_the_older_contacts_conversation(chatwoot_with):
+    cw, mirror = chatwoot_with(user_token=True)
+    adapter, _ = uazapi_adapter()
+    deliver(mirror, adapter, uazapi_message("phone_only", 0))
+    deliver(mirror, adapter, uazapi_message("lid_only", 1))
+    cw.faults.outage = True  # Chatwoot is down: what follows waits in the queue
+    for n, variant in ((2, "lid_only"), (3, "captured")):
+        for event in adapter.parse({}, json.dumps(uazapi_message(variant, n)).encode()):
+            handle_inbound(mirror, adapter, event, echo_bot)
+    assert not mirror.flush(timeout=0.3)
+    cw.faults.outage = False
+    assert mirror.flush(timeout=10)
+    [contact] = cw.contacts()
+    first, second = sorted(cw.conversations(), key=lambda c: c["id"])
+    assert [m["content"] for m in cw.messages(second["id"]) if m["message_type"] == 0] == [
+        "mensagem 1"]
+    assert sorted(m["content"] for m in cw.messages(first["id"]) if m["message_type"] == 0) == [
+        "mensagem 0", "mensagem 2", "mensagem 3"]
