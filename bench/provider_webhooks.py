@@ -83,7 +83,11 @@ def main(count: int = 2000) -> None:
     bodies = []
     for i in range(count):
         capture["message"]["messageid"] = f"BENCH{i:08d}"
-        capture["message"]["chatid"] = f"55119{i % 50:08d}@s.whatsapp.net"
+        # 50 people, each with their own phone and LID (uazapi sends both)
+        phone, lid = f"55119{i % 50:08d}@s.whatsapp.net", f"1000000000{i % 50:05d}@lid"
+        capture["message"].update(chatid=phone, sender_pn=phone, chatlid=lid, sender=lid,
+                                  sender_lid=lid)
+        capture["chat"].update(wa_chatid=phone, wa_chatlid=lid)
         bodies.append(json.dumps(capture).encode())
     with tempfile.TemporaryDirectory() as tmp:
         emulator = EmulatorProcess(tmp, latency=0.020)

@@ -8,6 +8,7 @@ segments cannot hold ``.``, ``/`` or ``?``, so keys use ``[A-Za-z0-9_-]`` only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -69,7 +70,15 @@ def identify(
     raw = str(contact).strip() if contact is not None else ""
     if not raw:
         raise ValueError("contact is empty: pass a phone number, WhatsApp JID or user id")
+    return _identify(raw, br_ninth_digit, default_country_code)
 
+
+@functools.lru_cache(maxsize=8192)
+def _identify(raw: str, br_ninth_digit: bool, default_country_code: str | None
+              ) -> ContactIdentity:
+    """identify's work, remembered: a pure function of its arguments, and a host calls it
+    several times per message with the same few contacts (libphonenumber parses are the
+    costly part)."""
     if "@" in raw:
         user, _, domain = raw.partition("@")
         user = user.split(":", 1)[0]  # multi-device JIDs: 5511...:12@s.whatsapp.net
@@ -199,8 +208,13 @@ def legacy_key(contact: object, *, br_ninth_digit: bool = True,
     raw = str(contact).strip() if contact is not None else ""
     if not raw:
         return None
-    today = identify(raw, br_ninth_digit=br_ninth_digit,
-                     default_country_code=default_country_code).key
+    return _legacy_or_none(raw, br_ninth_digit, default_country_code)
+
+
+@functools.lru_cache(maxsize=8192)
+def _legacy_or_none(raw: str, br_ninth_digit: bool,
+                    default_country_code: str | None) -> str | None:
+    today = _identify(raw, br_ninth_digit, default_country_code).key
     old = _legacy_key(raw, br_ninth_digit, default_country_code)
     return old if old != today else None
 

@@ -104,8 +104,9 @@ class People:
     # -- the decision -----------------------------------------------------------------------
 
     def _person(self, found: ContactIdentity, contact: object) -> str | None:
-        """The person ``found`` belongs to, if known: linked, or recorded under its own
-        key, or recorded by 0.1 under the key 0.1 gave it."""
+        """The person ``found`` belongs to, if known: linked, or recorded by 0.1 under the
+        key 0.1 gave it, or recorded under its own key (the host's own calls record people
+        without linking them)."""
         linked = self._follow(found.key)
         if linked:
             return linked
@@ -116,26 +117,31 @@ class People:
                 return linked
             if self.store.get_contact(old) is not None:
                 return old
-        if self.store.get_contact(found.key) is not None:
-            return found.key
         return None
+
+    def _known(self, found: ContactIdentity, contact: object) -> str | None:
+        person = self._person(found, contact)
+        if person is None and self.store.get_contact(found.key) is not None:
+            return found.key
+        return person
 
     def _learn(self, primary: ContactIdentity,
                names: list[tuple[ContactIdentity, object]]) -> ContactIdentity:
-        known = [p for p in (self._person(n, raw) for n, raw in names) if p]
+        persons = [self._known(n, raw) for n, raw in names]
+        known = [p for p in persons if p]
         if known:
             person = known[0]
         else:
             person = min((n for n, _ in names), key=lambda n: _PREFERENCE.get(n.kind, 9)).key
         now = time.time()
         others = {p for p in known if p != person}
-        for name, _ in names:
-            # the steady state (every name linked already) reads and writes nothing more
-            held = self.store.get_value(ALIASES, name.key, now)
-            if held is None:
+        for (name, _), found in zip(names, persons, strict=True):
+            # only new names are linked, so the steady state writes nothing; a name that is
+            # another person already is for the merge below
+            if found is None:
                 held = self.store.add_value(ALIASES, name.key, person, now)
-            if held != person:
-                others.add(held)
+                if held != person:
+                    others.add(held)  # another host linked it first
         if others:
             person = self._merge(person, others)
         phone = next((n.phone_number for n, _ in names if n.phone_number), None)
@@ -150,6 +156,8 @@ class People:
         person's own key links to the person they were merged into)."""
         now, seen = time.time(), list[str]()
         person = self.store.get_value(ALIASES, name, now)
+        if person == name:
+            return person  # a person's own key: the usual case, one read
         while person is not None and person not in seen and len(seen) < 8:
             seen.append(person)
             onward = self.store.get_value(ALIASES, person, now)
@@ -169,6 +177,7 @@ class People:
             return (contact_id is None, contact_id or 0, key)
 
         base, *mergees = sorted({person, *others}, key=age)
+        self.store.set_value(ALIASES, base, base)  # the base stays itself, whatever linked it
         for mergee in mergees:
             self.store.set_value(ALIASES, mergee, base)  # the forward: replaces its self-link
             moved = self.store.get_handoff(mergee)
