@@ -58,11 +58,15 @@ class HttpClient:
             raise ProviderUnavailable(type(exc).__name__, operation=operation) from None
         if response.status_code >= 400:
             problem = _problem(response)
-            retryable = response.status_code >= 500 or response.status_code == 429
-            cls = ProviderUnavailable if retryable else ProviderRejected
+            cls = ProviderUnavailable if self._retryable(response) else ProviderRejected
             raise cls(f"HTTP {response.status_code} {problem}".strip(), operation=operation,
                       status=response.status_code)
         return response
+
+    def _retryable(self, response: requests.Response) -> bool:
+        """Whether a failed answer may succeed later: a 5xx or a 429. A provider whose
+        refusals say more (an error code in a 400) decides in its own module."""
+        return response.status_code >= 500 or response.status_code == 429
 
     def _json(self, operation: str, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
         response = self._call(operation, method, url, **kwargs)

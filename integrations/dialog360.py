@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -48,6 +49,15 @@ MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 _CLOUD_MEDIA_ID = re.compile(r"[0-9]{1,32}")
 _ONPREM_MEDIA_ID = re.compile(r"[0-9A-Fa-f][0-9A-Fa-f-]{7,63}")
 _BSUID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+#: Graph error codes that say "later", which Cloud API (and 360dialog, passing them on)
+#: answers with HTTP 400 (Meta's "WhatsApp error codes": throttling and temporary errors):
+#: 2 temporary API issue, 4 too many API calls, 80007 WABA rate limit, 130429 throughput
+#: rate limit, 131000 something went wrong, 131016 service unavailable, 131048 spam rate
+#: limit, 131056 pair rate limit, 131057 account in maintenance, 133004 server
+#: temporarily unavailable. Everything else in a 4xx (invalid recipient, policy, 131047's
+#: closed window...) is permanent.
+RETRYABLE_CODES = frozenset({2, 4, 80007, 130429, 131000, 131016, 131048, 131056, 131057,
+                             133004})
 
 log = logging.getLogger("chatwoot_mirror.integrations.dialog360")
 
@@ -92,6 +102,23 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
             webhook_secret=env_value(environ, "D360_WEBHOOK_SECRET", "", required=False),
             insecure=env_flag(environ, "D360_WEBHOOK_INSECURE"),
         )
+
+    def _retryable(self, response: requests.Response) -> bool:
+        if super()._retryable(response):
+            return True
+        try:
+            data = response.json()
+        except ValueError:
+            return "rate limit" in response.text[:2000].lower()
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict):
+            code = error.get("code")
+            if isinstance(code, str) and code.isdigit():
+                code = int(code)
+            return code in RETRYABLE_CODES
+        # 360dialog's own refusal: "You have exceeded the endpoint rate limit." (HTTP 400)
+        text = json.dumps(data).lower() if isinstance(data, (dict, list)) else ""
+        return "rate limit" in text
 
     def _headers(self) -> dict[str, str]:
         return {"D360-API-KEY": self.api_key}

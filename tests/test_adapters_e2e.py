@@ -443,3 +443,20 @@ def test_closed_mirror_still_answers_directly_once(tmp_path):
     event = adapter.parse({}, json.dumps(case["text"]).encode())[0]
     assert handle_inbound(mirror, adapter, event, faq_bot) == "answered"
     assert [b["text"] for b in fake.sent("POST", "/send/text")] == ["Entregamos sim, Maria Souza!"]
+
+
+def test_a_360dialog_rate_limit_refusal_is_retried_not_dropped(chatwoot):
+    """Issue #17: Cloud API answers a throttled send with HTTP 400 and code 130429 (Meta's
+    "WhatsApp error codes"); the reply waits and goes out, it is not dropped."""
+    cw, mirror = chatwoot
+    adapter, fake, case = dialog360()
+    answers = iter([(400, {"error": {"message": "(#130429) Rate limit hit", "code": 130429,
+                                     "type": "OAuthException"}}, "application/json")])
+    sent_ok = (200, contract("dialog360/send_text_response.json"), "application/json")
+    fake.routes[("POST", "/messages")] = lambda request: next(answers, sent_ok)
+    event = adapter.parse({}, json.dumps(case["text"]).encode())[0]
+    assert handle_inbound(mirror, adapter, event, faq_bot) == "answered"
+    assert mirror.flush(timeout=10)
+    attempts = [r for r in fake.requests if r.url.endswith("/messages")]
+    assert len(attempts) == 2  # refused once, sent on the retry
+    assert json.loads(attempts[-1].body)["text"]["body"] == "Entregamos sim, Maria Souza!"

@@ -273,3 +273,50 @@ def test_download_limits(adapter):
     with pytest.raises(MediaError) as gone:
         adapter.download(MediaRef("dialog360", "404404", "image"), 100_000)
     assert not gone.value.retryable  # 360dialog blocks callers that repeat 4xx downloads
+
+
+def graph_error(code: int, message: str, details: str) -> dict:
+    """A Graph API error body as Cloud API (and 360dialog, passing it on) answers a send it
+    refuses, shaped as error_response_invalid_parameter.json; codes and titles from Meta's
+    "WhatsApp error codes" page (developers.facebook.com/documentation/business-messaging/
+    whatsapp/support/error-codes)."""
+    return {"error": {"message": f"(#{code}) {message}", "type": "OAuthException",
+                      "code": code, "error_data": {"messaging_product": "whatsapp",
+                                                   "details": details},
+                      "fbtrace_id": "AbCdEfGhIjKlMnOpQrStUv1"}}
+
+
+@pytest.mark.parametrize("status,body,retryable", [
+    (400, graph_error(130429, "Rate limit hit", "Cloud API message throughput has been "
+                      "reached."), True),
+    (400, graph_error(131056, "(Business Account, Consumer Account) pair rate limit hit",
+                      "Message failed to send because there were too many messages sent "
+                      "from this phone number to the same phone number in a short period "
+                      "of time."), True),
+    (400, graph_error(131048, "Spam rate limit hit", "Message failed to send because there "
+                      "are restrictions on how many messages can be sent from this phone "
+                      "number."), True),
+    (400, graph_error(80007, "Rate limit issues", "The WhatsApp Business Account has "
+                      "reached its rate limit."), True),
+    (400, graph_error(131016, "Service unavailable", "A service is temporarily "
+                      "unavailable."), True),
+    # 360dialog's own refusal (docs.360dialog.com, "Error Code Reference")
+    (400, {"meta": {"success": False, "http_code": 400,
+                    "developer_message": "You have exceeded the endpoint rate limit."}}, True),
+    (400, graph_error(131026, "Message Undeliverable", "Unable to deliver message."), False),
+    (400, graph_error(131047, "Re-engagement message", "More than 24 hours have passed "
+                      "since the recipient last replied to the sender number."), False),
+    (400, graph_error(100, "Invalid parameter", 'Unexpected key "txt".'), False),
+    (401, {"meta": {"developer_message": "Invalid api_key"}}, False),
+])
+@responses.activate
+def test_rate_limits_and_temporary_errors_are_retryable_and_refusals_are_not(
+        adapter, status, body, retryable):
+    """Issue #17: a 360dialog rate-limit refusal is a 400 with a throttling code; it was
+    taken as permanent and the reply dropped. Invalid recipients and policy refusals stay
+    permanent (they are shown in Chatwoot as failed)."""
+    responses.post(f"{CLOUD}/messages", status=status, json=body)
+    with pytest.raises(ProviderError) as failed:
+        adapter.send_text(MARIA, "x")
+    assert failed.value.retryable is retryable
+    assert isinstance(failed.value, ProviderRejected) is not retryable
