@@ -87,6 +87,7 @@ class TypebotBot:
         text_format: str = "richText",
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (3.05, 20.0),
+        max_wait_seconds: float = 10.0,
     ) -> None:
         if not (base_url and public_id):
             raise ValueError("base_url and public_id are required (Typebot: Share > API)")
@@ -101,6 +102,9 @@ class TypebotBot:
         self.text_format = text_format
         self.http = _TypebotHttp(session=session, timeout=timeout)
         self.scope = f"{SCOPE}:{public_id}"
+        #: a paused Wait block waits at most this long before the flow goes on (the bot's
+        #: turn runs off the provider's request, but holds a delivery worker meanwhile)
+        self.max_wait_seconds = max_wait_seconds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *,
@@ -135,7 +139,10 @@ class TypebotBot:
                 self.store.delete_value(self.scope, key)
                 session_id = None
         if answer is None:
-            variables = {"phone": digits_of(event.contact), "name": event.name or ""}
+            phone, name = digits_of(event.contact), event.name or ""
+            # ours, and the names flows written for the Whaticket family (Z-PRO's Typebot
+            # integration) read (research/providers.md section 4.3)
+            variables = {"phone": phone, "name": name, "number": phone, "pushName": name}
             if self.prefilled is not None:
                 variables.update(self.prefilled(event))
             answer = self.http.call(
@@ -143,6 +150,8 @@ class TypebotBot:
                 {"message": {"type": "text", "text": text}, "prefilledVariables": variables,
                  "textBubbleContentFormat": self.text_format, "isStreamEnabled": False})
             session_id = answer.get("sessionId")
+        if session_id:
+            answer = self._after_waits(str(session_id), answer)
         reply, new_choices = render(answer)
         if reply.handoff or not _expects_input(answer) or not session_id:
             self.store.delete_value(self.scope, key)  # flow over: next message starts anew
@@ -151,6 +160,27 @@ class TypebotBot:
                 self.scope, key, json.dumps({"id": session_id, "choices": new_choices}),
                 expires_at=time.time() + self.session_minutes * 60)
         return reply
+
+    def _after_waits(self, session_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """A Wait block set to pause the flow answers with a ``wait`` client-side action
+        that ``expectsDedicatedReply``: the flow goes on only when the client, after the
+        wait, calls ``continueChat`` without a message. Do that (up to five waits in a row,
+        each at most ``max_wait_seconds``), and keep every bubble in order."""
+        bubbles = list(answer.get("messages") or [])
+        for _ in range(5):
+            paused = [a for a in answer.get("clientSideActions") or []
+                      if isinstance(a, dict) and a.get("type") == "wait"
+                      and a.get("expectsDedicatedReply")]
+            if not paused:
+                break
+            seconds = (paused[0].get("wait") or {}).get("secondsToWaitFor")
+            if isinstance(seconds, (int, float)) and seconds > 0:
+                time.sleep(min(float(seconds), self.max_wait_seconds))
+            answer = self.http.call(
+                "continue_chat", f"{self.api_url}/v1/sessions/{session_id}/continueChat",
+                {"textBubbleContentFormat": self.text_format})
+            bubbles += list(answer.get("messages") or [])
+        return {**answer, "messages": bubbles}
 
     def _load(self, key: str) -> dict[str, Any] | None:
         value = self.store.get_value(self.scope, key, time.time())

@@ -124,7 +124,9 @@ def test_a_whole_conversation(spec, tmp_path):
     sent = json.loads(responses.calls[0].request.body)
     request_schema(spec, "/v1/typebots/{publicId}/startChat").validate(sent)
     assert sent["message"] == {"type": "text", "text": "Oi"}
-    assert sent["prefilledVariables"] == {"phone": MARIA, "name": "Maria Souza"}
+    # ours, and Whaticket's (Z-PRO's Typebot integration): number, pushName (issue #17)
+    assert sent["prefilledVariables"] == {"phone": MARIA, "name": "Maria Souza",
+                                          "number": MARIA, "pushName": "Maria Souza"}
     assert json.loads(store.get_value("typebot:loja-flow", MARIA, 0))["id"] == SESSION
 
     second = bot(event("1"))  # a number picks the listed choice
@@ -203,3 +205,26 @@ def test_handoff_route_authenticates_and_hands_over():
     for bad in (b"nope", b"[]", b"{}", b'{"phone": ""}', b'{"phone": {"a": 1}}'):
         assert handler.handle(WebhookRequest({"Authorization": "Bearer tb-secret"},
                                              bad)).status == 400
+
+
+@responses.activate
+def test_a_paused_wait_block_goes_on_after_the_wait(spec):
+    """Issue #17: a Wait block set to pause the flow answers with a ``wait`` client-side
+    action that ``expectsDedicatedReply`` (typebot-chat-api-openapi.json, clientSideActions
+    of type wait); the flow continues only when the client calls continueChat without a
+    message after the wait, which the bot now does, keeping the bubbles in order."""
+    start = contract("typebot/typebot_startchat_response.json")
+    paused = {**start, "input": None, "clientSideActions": [{
+        "type": "wait", "wait": {"secondsToWaitFor": 0.01}, "expectsDedicatedReply": True,
+        "lastBubbleBlockId": "bubble-1"}]}
+    after = contract("typebot/typebot_continuechat_response_end.json")
+    responses.post(START, json=paused)
+    responses.post(CONTINUE, json=after)
+    reply = TypebotBot(VIEWER, "loja-flow")(event("Oi"))
+    assert [c.request.url for c in responses.calls] == [START, CONTINUE]
+    resumed = json.loads(responses.calls[1].request.body)
+    assert "message" not in resumed  # no customer text is spent on the wait
+    request_schema(spec, "/v1/sessions/{sessionId}/continueChat").validate(resumed)
+    first = render(paused)[0].messages
+    assert reply.messages[:len(first)] == first
+    assert reply.messages[len(first):] == render(after)[0].messages
