@@ -162,7 +162,10 @@ class Mirror:
 
     def identify(self, contact: object) -> ContactIdentity:
         """The stable identity this mirror uses for ``contact`` (phone, JID, wa_id, LID,
-        BSUID): under the key of the person it was linked to (see :mod:`.people`)."""
+        BSUID): under the key of the person it was linked to (see :mod:`.people`). An
+        identity this mirror made is returned as it is."""
+        if isinstance(contact, ContactIdentity):
+            return contact
         if self.enabled:
             return self._parts.people.identity(contact)
         return identify(contact, **naming(self.config))
@@ -257,7 +260,8 @@ class Mirror:
             return self._owner_message(contact, text, message_id, pause)
         if self.enabled:
             try:
-                self._parts.people.learn(contact, aliases)
+                # the learned identity serves the rest of this call: no second look-up
+                contact = self._parts.people.learn(contact, aliases)
             except ValueError:
                 pass  # not a contact: _queue says so below
         if channel is not None:
@@ -483,7 +487,7 @@ class Mirror:
         ``channel`` names the adapter to send through (see ``integrations``)."""
         if self._closed:
             return False
-        identity = contact if isinstance(contact, ContactIdentity) else self.identify(contact)
+        identity = self.identify(contact)
         media = tuple(media)
         relayed = self._enqueue_relay(
             AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
