@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chatwoot_mirror.identity import ContactIdentity
@@ -28,6 +28,19 @@ def load_json(body: bytes, provider: str) -> Any:
     except UntrustedInput as exc:
         log.warning("webhook skipped provider=%s reason=%s", provider, exc.reason)
         return None
+
+
+def other_names(contact: str, values: Iterable[Any]) -> tuple[str, ...]:
+    """The other names a provider gives the customer in one event
+    (:attr:`InboundEvent.aliases`): the distinct non-blank strings among ``values``, in
+    order, other than ``contact``."""
+    names: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            value = value.strip()
+            if value and value != contact and value not in names:
+                names.append(value)
+    return tuple(names)
 
 
 def skip(provider: str, reason: str) -> list[Any]:

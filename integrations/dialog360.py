@@ -37,7 +37,7 @@ from chatwoot_mirror.outbound import host_of
 from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
-from ._payload import digits_of, load_json, seconds, skip
+from ._payload import digits_of, load_json, other_names, seconds, skip
 from ._shared_secret import SharedSecretWebhooks
 from .base import MESSAGE, OWNER, STATUS, InboundEvent
 
@@ -169,9 +169,8 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
             event = self._message(MESSAGE, str(contact), message, names.get(str(contact)))
             if event is not None:
                 others = [str(message[k]) for k in ("from", "from_user_id") if message.get(k)]
-                aliases = dict.fromkeys([*same.get(str(contact), ()), *others])
-                aliases.pop(str(contact), None)
-                events.append(replace(event, aliases=tuple(aliases)))
+                events.append(replace(event, aliases=other_names(
+                    str(contact), [*same.get(str(contact), ()), *others])))
         for status in _dicts(value.get("statuses")):
             errors = _dicts(status.get("errors"))
             error = None

@@ -36,7 +36,7 @@ from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
-from ._payload import digits_of, load_json, seconds, skip
+from ._payload import digits_of, load_json, other_names, seconds, skip
 from .base import ECHO, MESSAGE, OWNER, STATUS, InboundEvent
 
 TRACK_SOURCE = "chatwoot-mirror"
@@ -292,8 +292,4 @@ def _aliases(chatid: str, message: dict[str, Any], chat: dict[str, Any],
     fields = [message.get("chatlid"), chat.get("wa_chatid"), chat.get("wa_chatlid")]
     if not from_me:
         fields += [message.get("sender_pn"), message.get("sender_lid"), message.get("sender")]
-    names: list[str] = []
-    for value in fields:
-        if isinstance(value, str) and value.strip() and value != chatid and value not in names:
-            names.append(value.strip())
-    return tuple(names)
+    return other_names(chatid, fields)

@@ -36,7 +36,7 @@ from chatwoot_mirror.scoped import ScopedValues
 from ._echoes import RecentSends
 from ._env import env_flag, env_value
 from ._http import HttpAdapter
-from ._payload import digits_of, load_json, skip
+from ._payload import digits_of, load_json, other_names, skip
 from ._shared_secret import SharedSecretWebhooks
 from .base import ECHO, MESSAGE, OWNER, STATUS, InboundEvent
 
@@ -191,11 +191,8 @@ def _aliases(contact: str, data: dict[str, Any], ticket: dict[str, Any]) -> tupl
     person in the Whaticket family, whatever WhatsApp calls them (INFERENCE, see
     research/providers.md section 4)."""
     person = ticket.get("contact") if isinstance(ticket.get("contact"), dict) else {}
-    names = []
-    number = person.get("number")
-    if isinstance(number, str) and number.strip() and number.strip() != contact:
-        names.append(number.strip())
     company, contact_id = data.get("companyId"), ticket.get("contactId") or person.get("id")
+    scoped = None
     if isinstance(contact_id, int) and not isinstance(contact_id, bool):
-        names.append(f"zpro:{company if isinstance(company, int) else 0}:{contact_id}")
-    return tuple(names)
+        scoped = f"zpro:{company if isinstance(company, int) else 0}:{contact_id}"
+    return other_names(contact, [person.get("number"), scoped])

@@ -23,17 +23,17 @@ from typing import Any
 import pytest
 from conftest import contract
 from fake_provider import FakeProvider
+from test_adapters_e2e import Host, dialog360, uazapi
 
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.identity import identify, legacy_key
-from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter, handle_inbound
+from chatwoot_mirror.integrations import handle_inbound
 from chatwoot_mirror.people import ALIASES, People
 from chatwoot_mirror.store import MemoryStore
 from chatwoot_mirror.testing import FakeChatwoot
 
 PHONE, LID = "5511988887777", "100000000000001"
 BSUID = "BR.1502576394655843"
-UAZ_TOKEN = "00000000-0000-4000-8000-000000000001"
 
 
 @pytest.fixture
@@ -81,15 +81,6 @@ def uazapi_message(variant: str, n: int) -> dict[str, Any]:
     return body
 
 
-def uazapi_adapter() -> tuple[UazapiAdapter, FakeProvider]:
-    adapter = UazapiAdapter("https://example.uazapi.com", UAZ_TOKEN)
-    fake = FakeProvider({
-        ("POST", "/send/text"): (200, contract("uazapi/uazapi_send_text_response.json"),
-                                 "application/json"),
-    }).mount_on(adapter.session, "https://example.uazapi.com")
-    return adapter, fake
-
-
 def deliver(mirror: Mirror, adapter, body: dict[str, Any]) -> None:
     for event in adapter.parse({}, json.dumps(body).encode()):
         handle_inbound(mirror, adapter, event, echo_bot)
@@ -105,7 +96,7 @@ def deliver(mirror: Mirror, adapter, body: dict[str, Any]) -> None:
 ])
 def test_uazapi_phone_and_lid_are_one_contact_in_any_order(chatwoot, order):
     cw, mirror = chatwoot
-    adapter, fake = uazapi_adapter()
+    adapter, fake, _ = uazapi()
     for n, variant in enumerate(order):
         deliver(mirror, adapter, uazapi_message(variant, n))
     assert len(cw.contacts()) == 1
@@ -122,17 +113,15 @@ def test_uazapi_phone_and_lid_are_one_contact_in_any_order(chatwoot, order):
 def test_without_a_pair_a_lid_cannot_be_told_from_a_stranger(chatwoot):
     """The limit, stated: a phone-only message and a LID-only one share no name."""
     cw, mirror = chatwoot
-    adapter, _ = uazapi_adapter()
+    adapter, _, _ = uazapi()
     deliver(mirror, adapter, uazapi_message("phone_only", 0))
     deliver(mirror, adapter, uazapi_message("lid_only", 1))
     assert len(cw.contacts()) == 2
 
 
 def test_an_agent_reply_goes_to_the_lid_the_customer_last_wrote_from(chatwoot):
-    from test_adapters_e2e import Host
-
     cw, mirror = chatwoot
-    adapter, fake = uazapi_adapter()
+    adapter, fake, _ = uazapi()
     host = Host(mirror, adapter, echo_bot)
     cw.webhook_url = host.chatwoot_url
     try:
@@ -160,15 +149,6 @@ def d360(name: str, n: int) -> dict[str, Any]:
     return body
 
 
-def d360_adapter() -> tuple[Dialog360Adapter, FakeProvider]:
-    adapter = Dialog360Adapter("d360-key")
-    fake = FakeProvider({
-        ("POST", "/messages"): (200, contract("dialog360/send_text_response.json"),
-                                "application/json"),
-    }).mount_on(adapter.session, "https://waba-v2.360dialog.io")
-    return adapter, fake
-
-
 @pytest.mark.parametrize("order", [
     ("cloud_text", "cloud_text_bsuid", "cloud_text_bsuid_no_phone"),
     ("cloud_text_bsuid_no_phone", "cloud_text_bsuid", "cloud_text"),
@@ -176,7 +156,7 @@ def d360_adapter() -> tuple[Dialog360Adapter, FakeProvider]:
 ])
 def test_360dialog_phone_withheld_later_is_the_same_contact(chatwoot, order):
     cw, mirror = chatwoot
-    adapter, fake = d360_adapter()
+    adapter, fake, _ = dialog360()
     for n, name in enumerate(order):
         deliver(mirror, adapter, d360(name, n))
     assert len(cw.contacts()) == 1 and len(cw.conversations()) == 1
@@ -301,7 +281,7 @@ def chatwoot_with(tmp_path):
 
 
 def two_people_then_the_link(cw, mirror) -> list[tuple[str, str, int]]:
-    adapter, _ = uazapi_adapter()
+    adapter, _, _ = uazapi()
     deliver(mirror, adapter, uazapi_message("phone_only", 0))
     deliver(mirror, adapter, uazapi_message("lid_only", 1))
     assert len(cw.contacts()) == 2  # nothing said they were one person
@@ -390,7 +370,7 @@ def test_zpro_sender_forms_of_one_ticket_contact_are_one_contact(chatwoot, order
 
 def test_messages_queued_before_a_merge_reach_the_older_contacts_conversation(chatwoot_with):
     cw, mirror = chatwoot_with(user_token=True)
-    adapter, _ = uazapi_adapter()
+    adapter, _, _ = uazapi()
     deliver(mirror, adapter, uazapi_message("phone_only", 0))
     deliver(mirror, adapter, uazapi_message("lid_only", 1))
     cw.faults.outage = True  # Chatwoot is down: what follows waits in the queue
