@@ -201,6 +201,13 @@ class Config:
     media_download_seconds: float = setting(
         120.0, "CHATWOOT_MEDIA_DOWNLOAD_SECONDS", "float",
         "total time budget of one file download")
+    media_wait_seconds: float = setting(
+        600.0, "CHATWOOT_MEDIA_WAIT_SECONDS", "float",
+        "how long a file that is not there yet (HTTP 404) is asked for again before a note "
+        "stands in for it")
+    message_ids_days: float = setting(
+        30.0, "CHATWOOT_MESSAGE_IDS_DAYS", "float",
+        "how long provider message ids are linked to Chatwoot's, for replies and receipts")
     media_allowed_hosts: tuple[str, ...] = setting(
         (), "CHATWOOT_MEDIA_ALLOWED_HOSTS", "words",
         "comma-separated private hosts files may be fetched from")
@@ -297,6 +304,9 @@ class Config:
         _check_range("CHATWOOT_MEDIA_MAX_MB", self.media_max_mb, 0, 2048,
                      hint="0 means never upload files")
         _check_range("CHATWOOT_MEDIA_DOWNLOAD_SECONDS", self.media_download_seconds, 1, 3600)
+        _check_range("CHATWOOT_MEDIA_WAIT_SECONDS", self.media_wait_seconds, 0, 86_400,
+                     hint="0 means never ask again")
+        _check_range("CHATWOOT_MESSAGE_IDS_DAYS", self.message_ids_days, 0.01, 3650)
         if self.store_url is not None:
             parse_store_url(self.store_url)  # a typo fails here, not at the first message
 

@@ -21,7 +21,15 @@ from typing import Any
 
 from .client import Attachment, ChatwootClient
 from .conversations import ConversationResolver, Target
-from .errors import AuthError, ChatwootError, Deferred, NotFound, Rejected, Unavailable
+from .errors import (
+    AuthError,
+    ChatwootError,
+    Deferred,
+    NotFound,
+    Rejected,
+    StoreError,
+    Unavailable,
+)
 from .handoff.rules import (
     LABEL,
     LOCAL_PAUSE,
@@ -33,7 +41,8 @@ from .handoff.rules import (
     UNASSIGN,
 )
 from .identity import ContactIdentity
-from .media import Fetcher, MediaError, MediaRef, MediaTooLarge
+from .media import Fetcher, MediaError, MediaNotReady, MediaRef, MediaTooLarge
+from .message_ids import Located, MessageIds
 from .relay import AgentMessage, RelayRejected, Sender
 from .texts import DEFAULTS
 
@@ -72,6 +81,9 @@ class MirroredMessage:
     ambiguous: bool = False
     relay: AgentMessage | None = None
     action: dict[str, Any] | None = None
+    #: the provider's id of the message this one replies to (or reacts to, edits,
+    #: deletes): shown in Chatwoot as a reply to that message when we know it
+    reply_to: str | None = None
 
 
 class Deliverer:
@@ -116,6 +128,10 @@ class Deliverer:
         self.bot_runner: Callable[[MirroredMessage], None] | None = None
         # Bots take seconds (an LLM): one worker is always kept for Chatwoot and relays.
         self._bot_slots = threading.BoundedSemaphore(media_slots)
+        #: provider ids <-> Chatwoot ids (replies, reactions, statuses); None: not kept
+        self.message_ids: MessageIds | None = None
+        #: how long a file that is not there yet is asked for again
+        self.media_wait_seconds = 600.0
 
     def deliver(self, message: MirroredMessage) -> dict[str, Any]:
         """Post ``message``; a 404 (conversation or contact deleted in Chatwoot) re-resolves once.
@@ -140,6 +156,7 @@ class Deliverer:
             self.resolver.forget(message.identity, target.conversation_id)
             target = self.resolver.resolve(message.identity, _display_name(message))
             result = self._post(target, message)
+        self._remember(message, target, result)
         log.debug(
             "message delivered contact=%s conversation=%s direction=%s key=%s",
             message.identity.key,
@@ -148,6 +165,22 @@ class Deliverer:
             message.key,
         )
         return result
+
+    def _remember(self, message: MirroredMessage, target: Target,
+                  result: dict[str, Any]) -> None:
+        """Note where ``message`` landed, for the replies and receipts that name it by the
+        provider's id. The message is in Chatwoot whatever happens here: a store failure
+        costs the link, never a second post."""
+        chatwoot_id = result.get("id")
+        if self.message_ids is None or not isinstance(chatwoot_id, int) or not chatwoot_id:
+            return
+        try:
+            self.message_ids.posted(
+                message.key, Located(message.identity.key, target.conversation_id, chatwoot_id),
+                provider_id=message.provider_message_id)
+        except StoreError as exc:
+            log.warning("message ids not recorded contact=%s chatwoot_message=%s error=%s",
+                        message.identity.key, chatwoot_id, exc)
 
     def find_delivered(self, message: MirroredMessage, *, max_pages: int = 5) -> int | None:
         """After an ambiguous failure: the id of ``message`` if Chatwoot already has it.
@@ -206,6 +239,8 @@ class Deliverer:
         action = message.action or {}
         if action.get("name") == "merge":
             return self._merge(str(action.get("base")), str(action.get("mergee")))
+        if action.get("name") == "status":
+            return self._status(message.identity.key, action)
         target = self.resolver.resolve(message.identity, _display_name(message))
         conversation = target.conversation_id
         # the decision's steps (chatwoot_mirror.handoff.rules); rows queued before
@@ -244,6 +279,41 @@ class Deliverer:
             )
         if self.on_handoff_done is not None:
             self.on_handoff_done(message.identity, conversation, reason)
+        return {"id": 0}
+
+    def _status(self, contact_key: str, action: dict[str, Any]) -> dict[str, Any]:
+        """A provider's receipt, shown on Chatwoot's copy of the message: its status
+        (user token), or, for a failure without one, a private note saying why. Receipts
+        that arrive late never move a message back (:meth:`MessageIds.advance`)."""
+        provider_id, status = str(action.get("provider_id")), str(action.get("status"))
+        error = action.get("error") if isinstance(action.get("error"), str) else None
+        where = None if self.message_ids is None else self.message_ids.find(provider_id)
+        if where is None:
+            log.debug("receipt for an unknown message contact=%s status=%s", contact_key,
+                      status)
+            return {"id": 0}
+        person = self.current_person or (lambda key: key)
+        if person(where.contact_key) != person(contact_key):
+            # the provider named another customer than the message's: touch neither
+            log.warning("receipt ignored, not this contact's message contact=%s "
+                        "chatwoot_message=%s", contact_key, where.message_id)
+            return {"id": 0}
+        assert self.message_ids is not None
+        if not self.message_ids.moves_forward(where.message_id, status):
+            return {"id": 0}  # it already went as far: a late or repeated receipt
+        reason = self.texts.failure(error) if status == "failed" else None
+        if self.report_status:
+            self.client.update_message_status(where.conversation_id, where.message_id,
+                                              status, external_error=reason)
+        elif status == "failed" and self.use_bot_token:
+            self.client.create_message(
+                where.conversation_id, self.texts.not_delivered.format(reason=reason),
+                private=True, content_attributes={"in_reply_to": where.message_id})
+        self.message_ids.advance(where.message_id, status)
+        if status == "failed":
+            log.info("message failed shown in chatwoot contact=%s conversation=%s "
+                     "chatwoot_message=%s", contact_key, where.conversation_id,
+                     where.message_id)
         return {"id": 0}
 
     def _merge(self, base: str, mergee: str) -> dict[str, Any]:
@@ -316,6 +386,7 @@ class Deliverer:
         if self.sender is None:
             raise Rejected("no channel sender registered (mirror.on_agent_message)",
                            operation="relay")
+        agent_message = self._quoting(agent_message)
         try:
             provider_id = self.sender(agent_message)
         except RelayRejected as exc:
@@ -328,7 +399,10 @@ class Deliverer:
                 raise Rejected(f"channel send failed {message.attempts + 1} times: {reason}",
                                operation="relay") from None
             raise Unavailable(f"channel send failed: {reason}", operation="relay") from None
-        self._report(agent_message, "delivered", None)
+        # Accepted is not delivered: Chatwoot shows "sent" until the provider's receipts
+        # say more (Mirror.message_status), or a failure that comes later.
+        if provider_id:
+            self._sent(agent_message, str(provider_id))
         if agent_message.chatwoot_message_id:  # an agent's (or Chatwoot's) message: news
             log.info("agent message relayed contact=%s conversation=%s chatwoot_message=%s",
                      agent_message.contact.key, agent_message.conversation_id,
@@ -337,6 +411,35 @@ class Deliverer:
             log.debug("%s sent to the customer contact=%s", agent_message.kind,
                       agent_message.contact.key)
         return {"id": 0, "provider_message_id": provider_id}
+
+    def _quoting(self, message: AgentMessage) -> AgentMessage:
+        """The agent quoted a message: the provider's id of it, so that the customer sees
+        a WhatsApp reply (only a message of this customer's conversation)."""
+        if message.in_reply_to is None or self.message_ids is None:
+            return message
+        try:
+            provider_id = self.message_ids.provider_id(message.in_reply_to)
+            where = None if provider_id is None else self.message_ids.find(provider_id)
+        except StoreError:
+            return message  # sent as a plain message rather than not at all
+        if where is None or where.conversation_id != message.conversation_id:
+            return message
+        return replace(message, reply_to=provider_id)
+
+    def _sent(self, message: AgentMessage, provider_id: str) -> None:
+        """The provider took ``message`` as ``provider_id``: link it to its Chatwoot
+        message for the receipts and quotes that will name it."""
+        if self.message_ids is None:
+            return
+        try:
+            if message.chatwoot_message_id:
+                self.message_ids.sent(provider_id, where=Located(
+                    message.contact.key, message.conversation_id, message.chatwoot_message_id))
+            elif message.mirror_key:
+                self.message_ids.sent(provider_id, key=message.mirror_key)
+        except StoreError as exc:
+            log.warning("message ids not recorded contact=%s error=%s", message.contact.key,
+                        exc)
 
     def _report(self, message: AgentMessage, status: str, error: str | None) -> None:
         """Tell Chatwoot what became of an agent's message (needs a user token)."""
@@ -402,16 +505,28 @@ class Deliverer:
             except MediaTooLarge as exc:
                 size_mb = f"{exc.size / 1_048_576:.1f}" if exc.size else "?"
                 notes.append(self.texts.media_too_large.format(kind=item.kind, size_mb=size_mb))
+                if item.source == "url":
+                    notes.append(self.texts.file_link.format(kind=item.kind, url=item.ref))
             except Exception as exc:
                 if not isinstance(exc, MediaError):  # a fetcher's bug: same fate as a hiccup
                     log.exception("media fetcher failed contact=%s", message.identity.key)
                     exc = MediaError(type(exc).__name__, retryable=True)
-                if exc.retryable and message.attempts < 2:
+                age = time.time() - message.created_at
+                if isinstance(exc, MediaNotReady) and age < self.media_wait_seconds:
+                    # still uploading: ask again, sooner at first, never counted as an
+                    # attempt (the contact's later messages wait behind it, in order)
+                    raise Deferred(f"file not there yet: {exc}"[:300],
+                                   delay=max(2.0, min(60.0, age / 2))) from None
+                if exc.retryable and not isinstance(exc, MediaNotReady) \
+                        and message.attempts < 2:
                     raise Unavailable(f"file not downloaded: {exc}"[:300],
                                       operation="download_media") from None
                 log.warning("file not mirrored contact=%s kind=%s error=%s",
                             message.identity.key, item.kind, exc)
-                notes.append(self.texts.media_unavailable.format(kind=item.kind))
+                if item.source == "url":  # the bot's file by URL: its link stands in
+                    notes.append(self.texts.file_link.format(kind=item.kind, url=item.ref))
+                else:
+                    notes.append(self.texts.media_unavailable.format(kind=item.kind))
         return files, notes
 
     def _post(self, target: Target, message: MirroredMessage) -> dict[str, Any]:
@@ -424,12 +539,17 @@ class Deliverer:
             marker: dict[str, Any] = {"key": message.key}
             if message.provider_message_id:
                 marker["provider_message_id"] = message.provider_message_id
+            attributes: dict[str, Any] = {MARKER: marker}
+            quoted = self._quoted(message, target)
+            if quoted is not None:
+                # Chatwoot's id, not its external-id form (chatwoot#10859)
+                attributes["in_reply_to"] = quoted
             return self.client.create_message(
                 target.conversation_id,
                 content,
                 message_type="outgoing" if message.direction == OUTGOING else "incoming",
                 source_id=SOURCE_ID_PREFIX + message.key,
-                content_attributes={MARKER: marker},
+                content_attributes=attributes,
                 attachments=attachments,
             )
         return self.client.create_incoming_message(
@@ -438,6 +558,20 @@ class Deliverer:
             content,
             attachments=attachments,
         )
+
+
+    def _quoted(self, message: MirroredMessage, target: Target) -> int | None:
+        """Chatwoot's id of the message ``message`` replies to, when it is in the same
+        conversation (a provider id never leads into another customer's)."""
+        if not message.reply_to or self.message_ids is None:
+            return None
+        try:
+            where = self.message_ids.find(message.reply_to)
+        except StoreError:
+            return None  # shown without the link rather than not at all
+        if where is None or where.conversation_id != target.conversation_id:
+            return None
+        return where.message_id
 
 
 def _display_name(message: MirroredMessage) -> str | None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,7 +23,9 @@ from .errors import ConfigError, Deferred, StoreError
 from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
-from .media import Fetcher, MediaRef
+from .kinds import QUIET, render
+from .media import Fetcher, MediaError, MediaRef, file_from
+from .message_ids import RANKS, MessageIds
 from .metrics import Metrics
 from .outbound import OutboundPolicy
 from .outbox import encode
@@ -37,6 +40,12 @@ log = logging.getLogger("chatwoot_mirror")
 
 #: ``fn(turn, identity)``: answer a queued customer message (see :meth:`Mirror.on_bot_turn`)
 TurnRunner = Callable[[Mapping[str, Any], ContactIdentity], None]
+#: :attr:`MediaRef.source` of a file the bot sent by URL (``ref`` is the URL)
+URL_FILE = "url"
+#: :attr:`MediaRef.source` of a small file made from the message itself (a vCard):
+#: ``ref`` is its text
+INLINE_FILE = "inline"
+INLINE_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,15 @@ class Mirror:
         self.handoff_state.executor = actions
         parts.people.on_merge = self._queue_merge
         self.deliverer.current_person = parts.people.current
+        #: provider ids <-> Chatwoot ids: replies, reactions, edits and receipts find
+        #: their message through it, on any host
+        self.message_ids = MessageIds(self.store, ttl=config.message_ids_days * 86400)
+        self.deliverer.message_ids = self.message_ids
+        self.deliverer.media_wait_seconds = config.media_wait_seconds
+        # files the bot sends by URL, fetched within the media rules; vCards built here
+        self._files = requests.Session()
+        self.on_media_download(URL_FILE, self._fetch_url)
+        self.on_media_download(INLINE_FILE, _inline_file)
         #: channel name -> runner of that channel's queued bot turns
         self._turn_runners: dict[str, TurnRunner] = {}
         self.deliverer.bot_runner = self._run_turn
@@ -232,6 +250,10 @@ class Mirror:
         pause: bool = True,
         turn: Mapping[str, Any] | None = None,
         aliases: Iterable[object] = (),
+        reply_to: str | None = None,
+        shown_as: str | None = None,
+        raw_type: str = "",
+        via: str = "phone",
     ) -> Received:
         """Mirror a message of the conversation and tell the bot whether to answer it.
 
@@ -254,10 +276,20 @@ class Mirror:
         phone beside a LID, a BSUID beside a ``wa_id``); they are linked to one person for
         good, and ``contact`` becomes where replies go (see :mod:`.people`).
 
+        ``reply_to``: the provider's id of the message this one quotes (or reacts to,
+        edits, deletes); with a bot token it shows as a reply to that message.
+        ``shown_as``: the kind of message (:mod:`.kinds`), worded for agents from ``text``
+        and ``raw_type``; reactions, edits and deletes fire no trigger and queue no turn.
+        ``via="api"`` with ``owner=True``: sent by another integration through the
+        provider's API (``texts.from_api`` prefix), not typed on the phone.
+
         Never raises; when the store fails the bot answers (mirroring must not silence
         it)."""
+        text = render(self.texts, shown_as, text, raw_type)
+        quiet = shown_as in QUIET
         if owner:
-            return self._owner_message(contact, text, message_id, pause)
+            return self._owner_message(contact, text, message_id, pause, tuple(attachments),
+                                       reply_to, via)
         if self.enabled:
             try:
                 # the learned identity serves the rest of this call: no second look-up
@@ -271,7 +303,8 @@ class Mirror:
                 pass  # not a contact: _queue says so below
         flags = self._queue(
             contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))],
-            turn=None if turn is None else {**turn, "channel": channel},
+            turn=None if turn is None or quiet else {**turn, "channel": channel},
+            triggers=not quiet, reply_to=reply_to,
         )
         duplicate = flags is not None and bool(flags) and not flags[0]
         return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
@@ -292,10 +325,12 @@ class Mirror:
         runner(turn, message.identity)
 
     def _owner_message(self, contact: object, text: str, message_id: str | None,
-                       pause: bool) -> Received:
+                       pause: bool, files: tuple[Attachment | MediaRef, ...] = (),
+                       reply_to: str | None = None, via: str = "phone") -> Received:
         paused = pause and self.human_replied(contact)  # first: not counted as a bot turn
-        flags = self._queue(contact, [(OUTGOING, self.texts.from_phone + text, None,
-                                       message_id, ())], triggers=False)
+        prefix = self.texts.from_api if via == "api" else self.texts.from_phone
+        flags = self._queue(contact, [(OUTGOING, prefix + text, None, message_id, files)],
+                            triggers=False, reply_to=reply_to)
         duplicate = flags is not None and bool(flags) and not flags[0]
         return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
                         paused=paused or (not duplicate and self.is_paused(contact)))
@@ -384,10 +419,13 @@ class Mirror:
         *,
         triggers: bool = True,
         turn: Mapping[str, Any] | None = None,
+        reply_to: str | None = None,
+        key: str | None = None,
     ) -> list[bool] | None:
         """Queue ``items`` in one transaction: one flag per item written (``False`` for a
         provider message id seen before), or ``None`` when nothing could be written.
-        ``turn``: a bot turn queued behind the (first) item, in the same transaction."""
+        ``turn``: a bot turn queued behind the (first) item, in the same transaction;
+        ``reply_to`` and ``key`` are the first item's."""
         if self._closed:
             return None
         try:
@@ -413,6 +451,9 @@ class Mirror:
             )
         if not messages:
             return []
+        if reply_to is not None or key is not None:
+            messages[0] = replace(messages[0], reply_to=reply_to,
+                                  key=messages[0].key if key is None else key)
         if turn is not None and not self.handoff_reason(identity.raw, messages[0].content):
             # (a trigger hands the contact over as soon as the message is queued: the bot
             # must not answer it meanwhile)
@@ -489,18 +530,68 @@ class Mirror:
             return False
         identity = self.identify(contact)
         media = tuple(media)
+        # the mirrored copy's key links the provider's id of the sent message to its
+        # Chatwoot message, for the receipts that follow (see .message_ids)
+        key = uuid.uuid4().hex
         relayed = self._enqueue_relay(
             AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
-                         attachments=media, kind=kind, channel=channel),
+                         attachments=media, kind=kind, channel=channel, mirror_key=key),
             dedupe_id=None,
         )
-        # Chatwoot takes files only as uploads; a file the bot sends by URL shows as its URL.
-        shown = "\n".join(filter(None, [text, *(f"[{m.file_type}] {m.url}" for m in media)]))
+        # Chatwoot takes files only as uploads: a file the bot sends by URL is fetched by
+        # the delivery worker (within the media rules) and uploaded; its link shows only
+        # when that fails.
+        files = tuple(MediaRef(source=URL_FILE, ref=m.url, kind=m.file_type,
+                               filename=m.filename) for m in media)
         mirrored = self._queue(identity.raw or identity.key,
-                               [(OUTGOING, shown, None, None, ())],
-                               triggers=kind == "bot") is not None
+                               [(OUTGOING, text, None, None, files)],
+                               triggers=kind == "bot", key=key) is not None
         # With no sender registered there is nothing to relay; the notice is still mirrored.
         return (relayed or self.deliverer.sender is None) and mirrored
+
+    def message_status(self, contact: object, provider_id: str, status: str, *,
+                       error: str | None = None) -> bool:
+        """A provider's receipt for a message we sent (a bot reply, a relayed agent
+        reply): ``status`` is sent, delivered, read (played) or failed, ``error`` the
+        provider's code and words. Queued behind the contact's messages; Chatwoot's copy
+        of the message gets the status (``PATCH .../messages/{id}``, which needs
+        ``CHATWOOT_API_TOKEN``), never backwards. Without a user token a failure becomes
+        a private note and ticks are skipped. ``True`` when queued."""
+        status = (status or "").lower()
+        status = "read" if status == "played" else status  # a voice note listened to
+        if status not in RANKS or not provider_id or self._closed:
+            return False
+        if status != "failed" and not self.deliverer.report_status:
+            return False  # ticks need a user token (doctor says so)
+        if status == "failed":
+            log.warning("message not delivered contact=%s provider_message=%s error=%s",
+                        _safe_key(self, contact), provider_id, (error or "?")[:200])
+            if not (self.deliverer.report_status or self.config.has_bot_token):
+                return False  # no token may show it: the log line above is all
+        try:
+            identity = self.identify(contact)
+        except ValueError:
+            return False
+        try:
+            queued = self.store.enqueue([encode(MirroredMessage(
+                identity=identity, direction=ACTION, content="status",
+                # a redelivered receipt is not queued twice
+                provider_message_id=f"status:{provider_id}:{status}",
+                action={"name": "status", "provider_id": provider_id, "status": status,
+                        "error": error}))])
+        except StoreError as exc:
+            log.error("message status not queued contact=%s error=%s", identity.key, exc)
+            return False
+        self.workers.wake()
+        return bool(queued and queued[0])
+
+    def _fetch_url(self, ref: MediaRef, max_bytes: int) -> Attachment:
+        """A file the bot sent by URL, for Chatwoot: fetched like customers' files (no
+        private target unless ``CHATWOOT_MEDIA_ALLOWED_HOSTS``, each redirect checked,
+        within the size and time limits)."""
+        data, content_type = self.outbound.fetch(
+            self._files, ref.ref, max_bytes=max_bytes, size=ref.size, operation="fetch_file")
+        return file_from(data, ref, content_type)
 
     # -- handoff ----------------------------------------------------------------------------
 
@@ -690,6 +781,7 @@ class Mirror:
         self._closed = True
         self.workers.stop()
         self.client.close()
+        self._files.close()
         self.store.close()
 
     def __enter__(self) -> Mirror:
@@ -723,7 +815,8 @@ class DisabledMirror(Mirror):
         return None
 
     def _queue(self, contact: object, items: list[Any], *, triggers: bool = True,
-               turn: Mapping[str, Any] | None = None) -> None:
+               turn: Mapping[str, Any] | None = None, reply_to: str | None = None,
+               key: str | None = None) -> None:
         return None
 
     def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
@@ -777,6 +870,10 @@ class DisabledMirror(Mirror):
     def relay(self, message: AgentMessage) -> bool:
         return False
 
+    def message_status(self, contact: object, provider_id: str, status: str, *,
+                       error: str | None = None) -> bool:
+        return False
+
     def webhook_handler(self) -> WebhookHandler:
         raise ConfigError("CHATWOOT_ENABLED", "is false: there is nothing to hand off")
 
@@ -794,3 +891,18 @@ class DisabledMirror(Mirror):
 
     def close(self, timeout: float | None = None) -> None:
         self._closed = True
+
+
+def _inline_file(ref: MediaRef, max_bytes: int) -> Attachment:
+    """A file made from the message itself (a contact card): its text is the file."""
+    data = ref.ref.encode("utf-8")[:INLINE_MAX]
+    if len(data) > max_bytes:
+        raise MediaError("inline file over the limit")
+    return Attachment(data, ref.filename or "file.txt", ref.mime_type or "text/plain")
+
+
+def _safe_key(mirror: Mirror, contact: object) -> str:
+    try:
+        return mirror.identify(contact).key
+    except ValueError:
+        return "?"

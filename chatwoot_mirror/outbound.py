@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from .media import MediaError, MediaTooLarge, read_limited
+from .media import MediaError, MediaNotReady, MediaTooLarge, read_limited
 
 #: How many redirects a download may follow.
 MAX_REDIRECTS = 5
@@ -148,6 +148,8 @@ class OutboundPolicy:
               deadline: float, operation: str) -> tuple[bytes, str | None]:
         with response:
             status = response.status_code
+            if status in (404, 410):
+                raise MediaNotReady(f"{operation}: HTTP {status}")
             if status >= 400:
                 raise MediaError(f"{operation}: HTTP {status}",
                                  retryable=status >= 500 or status == 429)

@@ -53,6 +53,8 @@ def encode(message: MirroredMessage) -> OutboxRow:
         payload["relay"] = message.relay.to_dict()
     if message.action is not None:
         payload["action"] = message.action
+    if message.reply_to is not None:
+        payload["reply_to"] = message.reply_to
     # Relays queue apart from mirroring: a slow provider never holds up Chatwoot, and back;
     # so do bot turns: a Chatwoot outage never keeps the bot from answering.
     prefix = _QUEUES.get(message.direction, "")
@@ -87,6 +89,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         ambiguous=row.uncertain,
         relay=AgentMessage.from_dict(payload["relay"]) if payload.get("relay") else None,
         action=payload.get("action"),
+        reply_to=payload.get("reply_to"),
     )
 
 

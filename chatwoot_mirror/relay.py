@@ -38,6 +38,14 @@ class AgentMessage:
     #: the channel adapter to send through (a bot's reply goes back the way the message
     #: came); ``None``: the channel the contact last wrote through
     channel: str | None = None
+    #: the Chatwoot message the agent quoted (``content_attributes.in_reply_to``)
+    in_reply_to: int | None = None
+    #: the provider's id of that quoted message, looked up just before sending: adapters
+    #: send the reply as a WhatsApp reply to it
+    reply_to: str | None = None
+    #: the key of the mirrored copy of a bot reply, which links its provider id to its
+    #: Chatwoot message (see :mod:`chatwoot_mirror.message_ids`)
+    mirror_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +57,8 @@ class AgentMessage:
             "agent_name": self.agent_name,
             "kind": self.kind,
             "channel": self.channel,
+            "in_reply_to": self.in_reply_to,
+            "mirror_key": self.mirror_key,
         }
 
     @classmethod
@@ -62,7 +72,13 @@ class AgentMessage:
             agent_name=data.get("agent_name"),
             kind=data.get("kind", "agent"),
             channel=data.get("channel"),
+            in_reply_to=_int(data.get("in_reply_to")),
+            mirror_key=data.get("mirror_key"),
         )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 #: ``fn(message) -> provider message id (or None)``; raise to fail the attempt.

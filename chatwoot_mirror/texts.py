@@ -23,14 +23,35 @@ class Texts:
     media_too_large: str  # shown to agents in place of a file; {kind}, {size_mb}
     media_unavailable: str  # {kind}
     from_phone: str  # prefix of messages typed on the business phone itself
+    #: prefix of messages another integration sent through the provider's API
+    from_api: str
     #: private note in a contact found to be another's, without a user token to merge them;
     #: {conversation}: the conversation the person's messages go to from now on
     same_person: str
     #: how the private note names each handoff reason (an unknown reason shows as it is)
     reasons: dict[str, str]
+    #: how a kind of WhatsApp message shows to agents (see :mod:`chatwoot_mirror.kinds`);
+    #: {text}: what the customer sent, {type}: the provider's name of the kind
+    kinds: dict[str, str]
+    #: a file the bot sent by URL that could not be copied into Chatwoot; {kind}, {url}
+    file_link: str
+    #: private note when the provider could not deliver a message; {reason}
+    not_delivered: str
+    #: provider failure codes (WhatsApp's, Z-PRO's) explained
+    failures: dict[str, str]
 
     def reason(self, code: str) -> str:
         return self.reasons.get(code, code)
+
+    def failure(self, error: str | None) -> str:
+        """A provider's failure (``"131047 Message failed..."``) as agents read it: the
+        known code explained, else the provider's own words."""
+        text = (error or "").strip()
+        code = text.split(" ", 1)[0]
+        explained = self.failures.get(code)
+        if explained:
+            return f"{explained} ({code})"
+        return text or "?"
 
 
 DEFAULTS: dict[str, Texts] = {
@@ -47,6 +68,7 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} de {size_mb} MB não copiado: acima do limite]",
         media_unavailable="[{kind} não copiado: o provedor não entregou o arquivo]",
         from_phone="[enviado pelo celular] ",
+        from_api="[enviado por outra integração] ",
         same_person="Esta pessoa é a mesma da conversa #{conversation} (o WhatsApp mudou o "
                     "identificador dela). As próximas mensagens vão para lá.",
         reasons={"keyword_detected": "o cliente pediu um atendente",
@@ -57,6 +79,30 @@ DEFAULTS: dict[str, Texts] = {
                  "agent_reply": "um atendente respondeu", "assigned": "atribuída a um atendente",
                  "taken_over": "assumida por um atendente",
                  "opened": "aberta por um atendente", "owner_reply": "respondido pelo celular"},
+        kinds={"reaction": "reagiu com {text}", "edit": "editou: {text}",
+               "delete": "apagou esta mensagem", "sticker": "[figurinha]",
+               "location": "Localização: {text}", "contacts": "Contato: {text}",
+               "order": "Pedido:\n{text}", "poll": "Voto na enquete: {text}",
+               "unsupported": "[mensagem do tipo {type}, que o WhatsApp não mostra aqui]"},
+        file_link="[{kind}] {url}",
+        not_delivered="Mensagem não entregue ao cliente: {reason}",
+        failures={
+            "131047": "mais de 24 h desde a última mensagem do cliente: é preciso um modelo "
+                      "(template) aprovado",
+            "131026": "o número não recebe mensagens (sem WhatsApp, versão antiga ou "
+                      "bloqueou a empresa)",
+            "131049": "o WhatsApp limitou mensagens de marketing para este cliente",
+            "131050": "o cliente pediu para não receber mensagens de marketing",
+            "131051": "tipo de mensagem não suportado",
+            "131052": "o arquivo do cliente não pôde ser baixado",
+            "131053": "o arquivo não pôde ser enviado (formato ou tamanho)",
+            "131042": "problema de pagamento na conta do WhatsApp Business",
+            "131031": "a conta do WhatsApp Business está bloqueada",
+            "130472": "o número do cliente faz parte de um experimento do WhatsApp",
+            "470": "mais de 24 h desde a última mensagem do cliente: é preciso um modelo",
+            "invalid_number": "número inválido no WhatsApp",
+            "session_error": "a conexão do WhatsApp está fora do ar",
+        },
     ),
     "es": Texts(
         handoff="¡Claro! Te paso con un agente. Espera un momento, por favor.",
@@ -71,6 +117,7 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} de {size_mb} MB no copiado: supera el límite]",
         media_unavailable="[{kind} no copiado: el proveedor no entregó el archivo]",
         from_phone="[enviado desde el teléfono] ",
+        from_api="[enviado por otra integración] ",
         same_person="Esta persona es la misma de la conversación #{conversation} (WhatsApp "
                     "cambió su identificador). Los próximos mensajes irán allí.",
         reasons={"keyword_detected": "el cliente pidió un agente",
@@ -81,6 +128,31 @@ DEFAULTS: dict[str, Texts] = {
                  "agent_reply": "un agente respondió", "assigned": "asignada a un agente",
                  "taken_over": "tomada por un agente",
                  "opened": "abierta por un agente", "owner_reply": "respondido desde el teléfono"},
+        kinds={"reaction": "reaccionó con {text}", "edit": "editó: {text}",
+               "delete": "eliminó este mensaje", "sticker": "[sticker]",
+               "location": "Ubicación: {text}", "contacts": "Contacto: {text}",
+               "order": "Pedido:\n{text}", "poll": "Voto en la encuesta: {text}",
+               "unsupported": "[mensaje de tipo {type}, que WhatsApp no muestra aquí]"},
+        file_link="[{kind}] {url}",
+        not_delivered="Mensaje no entregado al cliente: {reason}",
+        failures={
+            "131047": "pasaron más de 24 h desde el último mensaje del cliente: se necesita "
+                      "una plantilla aprobada",
+            "131026": "el número no recibe mensajes (sin WhatsApp, versión antigua o "
+                      "bloqueó a la empresa)",
+            "131049": "WhatsApp limitó los mensajes de marketing para este cliente",
+            "131050": "el cliente pidió no recibir mensajes de marketing",
+            "131051": "tipo de mensaje no soportado",
+            "131052": "no se pudo descargar el archivo del cliente",
+            "131053": "no se pudo enviar el archivo (formato o tamaño)",
+            "131042": "problema de pago en la cuenta de WhatsApp Business",
+            "131031": "la cuenta de WhatsApp Business está bloqueada",
+            "130472": "el número del cliente es parte de un experimento de WhatsApp",
+            "470": "pasaron más de 24 h desde el último mensaje del cliente: se necesita "
+                   "una plantilla",
+            "invalid_number": "número inválido en WhatsApp",
+            "session_error": "la conexión de WhatsApp está caída",
+        },
     ),
     "en": Texts(
         handoff="Sure! I'm passing you to a member of our team. Please hold on a moment.",
@@ -95,6 +167,7 @@ DEFAULTS: dict[str, Texts] = {
         media_too_large="[{kind} of {size_mb} MB not copied: over the limit]",
         media_unavailable="[{kind} not copied: the provider did not hand over the file]",
         from_phone="[sent from the phone] ",
+        from_api="[sent by another integration] ",
         same_person="This person is the one in conversation #{conversation} (WhatsApp changed "
                     "how it names them). Their next messages go there.",
         reasons={"keyword_detected": "the customer asked for a person",
@@ -105,6 +178,30 @@ DEFAULTS: dict[str, Texts] = {
                  "agent_reply": "an agent replied", "assigned": "assigned to an agent",
                  "taken_over": "taken over by an agent",
                  "opened": "opened by an agent", "owner_reply": "answered from the phone"},
+        kinds={"reaction": "reacted with {text}", "edit": "edited: {text}",
+               "delete": "deleted this message", "sticker": "[sticker]",
+               "location": "Location: {text}", "contacts": "Contact: {text}",
+               "order": "Order:\n{text}", "poll": "Poll vote: {text}",
+               "unsupported": "[a {type} message, which WhatsApp does not show here]"},
+        file_link="[{kind}] {url}",
+        not_delivered="Message not delivered to the customer: {reason}",
+        failures={
+            "131047": "more than 24 h since the customer's last message: a template is "
+                      "needed",
+            "131026": "the number cannot receive messages (no WhatsApp, an old version, or "
+                      "it blocked the business)",
+            "131049": "WhatsApp limited marketing messages to this customer",
+            "131050": "the customer asked not to get marketing messages",
+            "131051": "unsupported message type",
+            "131052": "the customer's file could not be downloaded",
+            "131053": "the file could not be sent (format or size)",
+            "131042": "a payment problem on the WhatsApp Business account",
+            "131031": "the WhatsApp Business account is locked",
+            "130472": "the customer's number is part of a WhatsApp experiment",
+            "470": "more than 24 h since the customer's last message: a template is needed",
+            "invalid_number": "not a valid WhatsApp number",
+            "session_error": "the WhatsApp connection is down",
+        },
     ),
 }
 

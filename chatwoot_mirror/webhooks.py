@@ -259,6 +259,7 @@ class WebhookHandler:
         if not content and not attachments:
             return False
         sender = _dict(payload.get("sender"))
+        quoted = _dict(payload.get("content_attributes")).get("in_reply_to")
         return self.relay(AgentMessage(
             contact=self._identity(key, conversation),
             text=content,
@@ -267,6 +268,8 @@ class WebhookHandler:
             attachments=tuple(attachments),
             agent_name=sender.get("name") if isinstance(sender.get("name"), str) else None,
             kind=kind,
+            in_reply_to=quoted if isinstance(quoted, int) and not isinstance(quoted, bool)
+            else None,
         ))
 
     def _file_url(self, data_url: str, conversation_id: int) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mimetypes
 
 from chatwoot_mirror.client import Attachment
-from chatwoot_mirror.media import MediaRef
+from chatwoot_mirror.media import MediaRef, file_from
 from chatwoot_mirror.relay import AgentAttachment
 
 CAPTIONED = {"image", "video", "document"}
@@ -32,5 +32,6 @@ def guess_filename(kind: str, mime_type: str | None, ref: str) -> str:
 
 
 def as_attachment(media: MediaRef, data: bytes, content_type: str | None) -> Attachment:
-    mime = (media.mime_type or content_type or "application/octet-stream").split(";")[0].strip()
-    return Attachment(data, media.filename or guess_filename(media.kind, mime, media.ref), mime)
+    """A downloaded file for Chatwoot: typed by its bytes when the provider's label is
+    wrong (see :func:`chatwoot_mirror.media.file_from`)."""
+    return file_from(data, media, content_type)

@@ -43,6 +43,39 @@ def other_names(contact: str, values: Iterable[Any]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def vcards(cards: Any) -> str:
+    """Cloud API ``contacts[]`` (name, phones, emails, org) as vCard 3.0 text, for
+    agents to save the card (RFC 2426; ``;``, ``,`` and newlines escaped)."""
+    out: list[str] = []
+    for card in cards if isinstance(cards, list) else []:
+        if not isinstance(card, dict):
+            continue
+        name = card.get("name") if isinstance(card.get("name"), dict) else {}
+        full = str(name.get("formatted_name") or name.get("first_name") or "")
+        lines = ["BEGIN:VCARD", "VERSION:3.0", f"FN:{_vtext(full)}",
+                 f"N:{_vtext(str(name.get('last_name') or ''))};"
+                 f"{_vtext(str(name.get('first_name') or full))};;;"]
+        for phone in card.get("phones") or []:
+            if isinstance(phone, dict) and phone.get("phone"):
+                wa_id = "".join(ch for ch in str(phone.get("wa_id") or "") if ch.isdigit())
+                lines.append(f"TEL;TYPE={_vtext(str(phone.get('type') or 'CELL'))}"
+                             f"{';waid=' + wa_id if wa_id else ''}:{_vtext(str(phone['phone']))}")
+        for email in card.get("emails") or []:
+            if isinstance(email, dict) and email.get("email"):
+                lines.append(f"EMAIL:{_vtext(str(email['email']))}")
+        org = card.get("org") if isinstance(card.get("org"), dict) else {}
+        if org.get("company"):
+            lines.append(f"ORG:{_vtext(str(org['company']))}")
+        lines.append("END:VCARD")
+        out.append("\r\n".join(lines))
+    return "\r\n".join(out)
+
+
+def _vtext(value: str) -> str:
+    return (value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
+            .replace("\r", "").replace("\n", "\\n"))[:500]
+
+
 def skip(provider: str, reason: str) -> list[Any]:
     log.info("webhook skipped provider=%s reason=%s", provider, reason)
     return []

@@ -36,6 +36,9 @@ from chatwoot_mirror.scoped import ScopedValues
 from ._files import CAPTIONED, kind_of, mime_for
 
 MESSAGE, STATUS, ECHO, OWNER = "message", "status", "echo", "owner"
+#: sent through the provider's API by another tool on the same number (a campaign
+#: sender, n8n): shown as the business's message, never taken for the customer
+INTEGRATION = "integration"
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ class InboundEvent:
     """One thing a provider told us, normalized.
 
     ``kind``: ``message`` (the customer wrote), ``status`` (a receipt for one of our
-    messages: ``status`` is sent/delivered/read/failed), ``echo`` (a message sent through
-    the provider's API, ours or another integration's), ``owner`` (typed by a person on the
+    messages: ``status`` is sent/delivered/read/failed, ``error`` the provider's code and
+    words), ``echo`` (our own message sent through the provider's API), ``integration``
+    (another tool's, sent through the same API), ``owner`` (typed by a person on the
     business phone itself). ``contact`` is the customer as the provider names them (phone
     digits, JID, BSUID), also for echoes and owner messages. ``timestamp`` is epoch seconds.
     """
@@ -64,6 +68,11 @@ class InboundEvent:
     #: other names the provider gave the same person in this event (the phone JID beside
     #: a LID chat, a BSUID beside a wa_id): the mirror links them to one person
     aliases: tuple[str, ...] = ()
+    #: the provider's id of the message this one quotes, reacts to, edits or deletes
+    reply_to: str | None = None
+    #: how agents should read it (:mod:`chatwoot_mirror.kinds`: reaction, edit, delete,
+    #: sticker, location, contacts, order, poll, unsupported); ``None``: as ``text`` says
+    shown_as: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON (a queued bot turn carries it), files as their references."""

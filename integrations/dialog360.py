@@ -31,13 +31,24 @@ import requests
 
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.kinds import (
+    CONTACTS,
+    DELETE,
+    EDIT,
+    LOCATION,
+    ORDER,
+    QUIET,
+    REACTION,
+    STICKER,
+    UNSUPPORTED,
+)
 from chatwoot_mirror.media import MediaError, MediaRef
 from chatwoot_mirror.outbound import host_of
 
 from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
-from ._payload import digits_of, load_json, other_names, seconds, skip
+from ._payload import digits_of, load_json, other_names, seconds, skip, vcards
 from ._shared_secret import SharedSecretWebhooks
 from .base import MESSAGE, OWNER, STATUS, InboundEvent
 
@@ -162,15 +173,15 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
                     names[one] = str(name)
         events = []
         for message in _dicts(value.get("messages")):
-            contact = message.get("from") or message.get("from_user_id")
-            if not contact:
+            sender = message.get("from") or message.get("from_user_id")
+            if not sender:
                 skip(self.name, "message_without_sender")
                 continue
-            event = self._message(MESSAGE, str(contact), message, names.get(str(contact)))
+            event = self._message(MESSAGE, str(sender), message, names.get(str(sender)))
             if event is not None:
                 others = [str(message[k]) for k in ("from", "from_user_id") if message.get(k)]
                 events.append(replace(event, aliases=other_names(
-                    str(contact), [*same.get(str(contact), ()), *others])))
+                    str(sender), [*same.get(str(sender), ()), *others])))
         for status in _dicts(value.get("statuses")):
             errors = _dicts(status.get("errors"))
             error = None
@@ -187,9 +198,9 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
                 status=_str(status.get("status")),
                 error=error,
             ))
-        for error in _dicts(value.get("errors")):
+        for problem in _dicts(value.get("errors")):
             log.warning("360dialog reported an error code=%s title=%s",
-                        error.get("code"), str(error.get("title"))[:100])
+                        problem.get("code"), str(problem.get("title"))[:100])
         return events
 
     def _echoes(self, value: dict[str, Any]) -> list[InboundEvent]:
@@ -206,40 +217,17 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
                  name: str | None) -> InboundEvent | None:
         raw_type = str(message.get("type") or "")
         body = _obj(message.get(raw_type))
-        text = ""
-        attachments: tuple[MediaRef, ...] = ()
-        expects_reply = True
-        if raw_type == "text":
-            text = str(body.get("body") or "")
-        elif raw_type in MEDIA_TYPES:
-            text = str(body.get("caption") or "")
-            if body.get("id"):
-                attachments = (MediaRef(
-                    source=self.name, ref=str(body["id"]),
-                    kind="audio" if raw_type == "audio" else raw_type,
-                    mime_type=_str(body.get("mime_type")), filename=_str(body.get("filename")),
-                ),)
-        elif raw_type == "location":
-            text = _location(body)
-        elif raw_type == "interactive":
-            reply = _obj(body.get(str(body.get("type"))))
-            text = str(reply.get("title") or reply.get("body") or reply.get("response_json")
-                       or "")
-        elif raw_type == "button":
-            text = str(body.get("text") or body.get("payload") or "")
-        elif raw_type == "reaction":
-            emoji = body.get("emoji")
-            if not emoji:
-                return None  # a reaction taken back: nothing to show
-            text, expects_reply = str(emoji), False
-        elif raw_type == "contacts":
-            text = _contacts(message.get("contacts"))
-        else:
-            text, expects_reply = f"[{raw_type or 'unknown'} message]", False
+        reply_to = _str(_obj(message.get("context")).get("id"))
+        shown = _shown(self.name, raw_type, body, message)
+        if shown is None:
+            return None  # a reaction taken back: nothing to show
+        text, shown_as, attachments, target = shown
         return InboundEvent(
             kind=kind, contact=contact, text=text, name=name,
             message_id=_str(message.get("id")), timestamp=seconds(message.get("timestamp")),
-            attachments=attachments, raw_type=raw_type, expects_reply=expects_reply,
+            attachments=attachments, raw_type=raw_type,
+            expects_reply=shown_as not in QUIET and shown_as != UNSUPPORTED,
+            reply_to=target or reply_to, shown_as=shown_as,
         )
 
     # -- outbound -----------------------------------------------------------------------------
@@ -353,6 +341,79 @@ def _obj(value: Any) -> dict[str, Any]:
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _shown(source: str, raw_type: str, body: dict[str, Any], message: dict[str, Any]
+           ) -> tuple[str, str | None, tuple[MediaRef, ...], str | None] | None:
+    """One Cloud API message object as (text, shown_as, files, the message it concerns),
+    from Meta's "Messages webhook reference" (one page per type); ``None`` for a
+    reaction taken back."""
+    if raw_type == "text":
+        return str(body.get("body") or ""), None, (), None
+    if raw_type in MEDIA_TYPES:
+        files: tuple[MediaRef, ...] = ()
+        if body.get("id"):
+            files = (MediaRef(source=source, ref=str(body["id"]), kind=raw_type,
+                              mime_type=_str(body.get("mime_type")),
+                              filename=_str(body.get("filename"))),)
+        return (str(body.get("caption") or ""), STICKER if raw_type == "sticker" else None,
+                files, None)
+    if raw_type == "location":
+        return _location(body), LOCATION, (), None
+    if raw_type == "contacts":
+        cards = message.get("contacts")
+        vcard = vcards(cards)
+        files = (MediaRef(source="inline", ref=vcard, kind="document",
+                          mime_type="text/vcard", filename="contact.vcf"),) if vcard else ()
+        return _contacts(cards), CONTACTS, files, None
+    if raw_type == "interactive":
+        reply = _obj(body.get(str(body.get("type"))))
+        return (str(reply.get("title") or reply.get("body") or reply.get("response_json")
+                    or ""), None, (), None)
+    if raw_type == "button":
+        return str(body.get("text") or body.get("payload") or ""), None, (), None
+    if raw_type == "order":
+        return _order(body), ORDER, (), None
+    if raw_type == "reaction":
+        if not body.get("emoji"):
+            return None
+        return str(body["emoji"]), REACTION, (), _str(body.get("message_id"))
+    if raw_type == "edit":  # Coexistence numbers: the customer edited a message
+        edited = _obj(body.get("message"))
+        inner = _obj(edited.get(str(edited.get("type") or "text")))
+        return (str(inner.get("body") or inner.get("caption") or ""), EDIT, (),
+                _str(body.get("original_message_id")))
+    if raw_type == "revoke":  # Coexistence numbers: the customer deleted a message
+        return "", DELETE, (), _str(body.get("original_message_id"))
+    if raw_type == "system":  # "user changed number" and the like: Meta's own words
+        return str(body.get("body") or ""), UNSUPPORTED if not body.get("body") else None, \
+            (), None
+    return "", UNSUPPORTED, (), None
+
+
+def _order(body: dict[str, Any]) -> str:
+    """A catalog order: one line per item, then the total per currency."""
+    lines: list[str] = []
+    totals: dict[str, float] = {}
+    for item in _dicts(body.get("product_items")):
+        quantity, price = _number(item.get("quantity")) or 0.0, _number(item.get("item_price"))
+        currency = str(item.get("currency") or "")
+        line = f"{quantity:g} × {item.get('product_retailer_id') or '?'}"
+        if price is not None:
+            line += f" — {currency} {price:.2f}".rstrip()
+            totals[currency] = totals.get(currency, 0.0) + price * quantity
+        lines.append(line)
+    lines += [f"Total: {currency} {total:.2f}" for currency, total in totals.items()]
+    if body.get("text"):
+        lines.append(str(body["text"]))
+    return "\n".join(lines)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _location(body: dict[str, Any]) -> str:

@@ -28,7 +28,17 @@ from chatwoot_mirror.relay import AgentAttachment
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
-from .base import ECHO, MESSAGE, OWNER, STATUS, BotFunction, BotReply, ChannelAdapter, InboundEvent
+from .base import (
+    ECHO,
+    INTEGRATION,
+    MESSAGE,
+    OWNER,
+    STATUS,
+    BotFunction,
+    BotReply,
+    ChannelAdapter,
+    InboundEvent,
+)
 
 log = logging.getLogger("chatwoot_mirror.integrations.inbound")
 
@@ -52,6 +62,7 @@ def handle_inbound(
     *,
     handoff_on_error: bool = True,
     pause_on_owner: bool = True,
+    pause_on_integration: bool = False,
 ) -> str:
     """Mirror ``event`` and, when the bot has the contact, answer it with ``bot_fn``.
 
@@ -61,25 +72,38 @@ def handle_inbound(
       reply is queued to the customer through ``adapter`` and mirrored as the bot's.
     * an exception in ``bot_fn`` hands the contact to humans (reason ``ai_failure``)
       instead of leaving the customer without an answer (``handoff_on_error``).
-    * ``owner`` (typed on the business phone): mirrored, and the bot pauses like after
-      an agent's reply (``pause_on_owner``). ``echo`` and ``status``: nothing to do.
+    * ``owner`` (typed on the business phone): mirrored as the business's message, and
+      the bot pauses like after an agent's reply (``pause_on_owner``). ``integration``
+      (another tool sent it through the provider's API): mirrored the same way, and the
+      bot goes on unless ``pause_on_integration``. Neither is ever relayed back.
+    * ``status``: the receipt updates Chatwoot's copy of the message
+      (:meth:`Mirror.message_status`). ``echo`` (our own send): nothing to do.
 
     Returns what happened: ``answered``, ``no_reply``, ``duplicate``, ``paused``,
-    ``handed_off``, ``bot_failed``, ``owner``, ``echo`` or ``status``. Never raises for
-    mirroring trouble. It uses only the mirror's public API: connect, receive, answer.
+    ``handed_off``, ``bot_failed``, ``owner``, ``integration``, ``echo`` or ``status``.
+    Never raises for mirroring trouble. It uses only the mirror's public API: connect,
+    receive, answer, message_status.
     """
     mirror.connect(adapter)
-    if event.kind in (STATUS, ECHO):
-        return event.kind
-    if event.kind not in (MESSAGE, OWNER):
+    if event.kind == STATUS:
+        if event.message_id and event.status:
+            mirror.message_status(event.contact, event.message_id, event.status,
+                                  error=event.error)
+        return STATUS
+    if event.kind == ECHO:
+        return ECHO  # our own send, already mirrored
+    if event.kind not in (MESSAGE, OWNER, INTEGRATION):
         return "ignored"
-    owner = event.kind == OWNER
+    owner = event.kind in (OWNER, INTEGRATION)
     received = mirror.receive(
         event.contact, event.text, sender_name=None if owner else event.name,
-        message_id=event.message_id, attachments=() if owner else event.attachments,
-        channel=adapter.name, owner=owner, pause=pause_on_owner, aliases=event.aliases)
+        message_id=event.message_id, attachments=event.attachments,
+        channel=adapter.name, owner=owner,
+        pause=pause_on_integration if event.kind == INTEGRATION else pause_on_owner,
+        aliases=event.aliases, reply_to=event.reply_to, shown_as=event.shown_as,
+        raw_type=event.raw_type, via="api" if event.kind == INTEGRATION else "phone")
     if owner:
-        return OWNER
+        return event.kind
     if received.duplicate:
         return "duplicate"
     if received.paused:
@@ -97,6 +121,7 @@ def queue_inbound(
     *,
     handoff_on_error: bool = True,
     pause_on_owner: bool = True,
+    pause_on_integration: bool = False,
 ) -> str:
     """Like :func:`handle_inbound`, but the bot answers later, off the caller's thread.
 
@@ -110,12 +135,14 @@ def queue_inbound(
     mirror.connect(adapter)
     if not mirror.enabled or event.kind != MESSAGE or not event.expects_reply:
         return handle_inbound(mirror, adapter, event, bot_fn,
-                              handoff_on_error=handoff_on_error, pause_on_owner=pause_on_owner)
+                              handoff_on_error=handoff_on_error, pause_on_owner=pause_on_owner,
+                              pause_on_integration=pause_on_integration)
     register_bot(mirror, adapter, bot_fn, handoff_on_error=handoff_on_error)
     received = mirror.receive(
         event.contact, event.text, sender_name=event.name, message_id=event.message_id,
         attachments=event.attachments, channel=adapter.name,
-        turn={"event": event.to_dict()}, aliases=event.aliases)
+        turn={"event": event.to_dict()}, aliases=event.aliases, reply_to=event.reply_to,
+        shown_as=event.shown_as, raw_type=event.raw_type)
     if received.duplicate:
         return "duplicate"
     if received.paused:

@@ -29,6 +29,16 @@ import requests
 
 from chatwoot_mirror.client import Attachment
 from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.kinds import (
+    CONTACTS,
+    EDIT,
+    LOCATION,
+    POLL,
+    QUIET,
+    REACTION,
+    STICKER,
+    UNSUPPORTED,
+)
 from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
 from chatwoot_mirror.outbound import host_of
 from chatwoot_mirror.untrusted import UntrustedInput, parse_json
@@ -37,7 +47,7 @@ from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
 from ._payload import digits_of, load_json, other_names, seconds, skip
-from .base import ECHO, MESSAGE, OWNER, STATUS, InboundEvent
+from .base import ECHO, INTEGRATION, MESSAGE, OWNER, STATUS, InboundEvent
 
 TRACK_SOURCE = "chatwoot-mirror"
 _MEDIA_KINDS = {
@@ -143,10 +153,14 @@ class UazapiAdapter(HttpAdapter):
             log.debug("uazapi group message skipped")
             return None
         from_me = bool(message.get("fromMe"))
-        if from_me:
-            kind = ECHO if message.get("wasSentByApi") else OWNER
-        else:
+        if not from_me:
             kind = MESSAGE
+        elif not message.get("wasSentByApi"):
+            kind = OWNER  # typed on the phone or WhatsApp Web
+        elif message.get("track_source") == self.track_source:
+            kind = ECHO  # our own /send/* call, mirrored when we sent it
+        else:
+            kind = INTEGRATION  # another tool on this instance (a campaign sender, n8n)
         content = message.get("content")
         content = content if isinstance(content, dict) else {"text": content}
         text = str(message.get("text") or content.get("text") or "")
@@ -154,35 +168,48 @@ class UazapiAdapter(HttpAdapter):
         message_type = str(message.get("messageType") or "")
         raw_type = media_type or str(message.get("type") or message_type)
         attachments: tuple[MediaRef, ...] = ()
-        expects_reply = True
         message_id = str(message.get("messageid") or message.get("id") or "") or None
+        reply_to = _id(message.get("quoted"))
+        shown_as: str | None = None
+        sticker = "sticker" in media_type.lower() or "sticker" in message_type.lower()
         if message.get("type") == "reaction":
             if not text:
                 return None  # a reaction taken back
-            expects_reply = False
-        elif message.get("edited"):
-            text, expects_reply = f"(edited) {text}", False
-        elif media_type in _MEDIA_KINDS and message_id:
+            shown_as, reply_to = REACTION, _id(message.get("reaction"))
+        elif _id(message.get("edited")):
+            shown_as, reply_to = EDIT, _id(message.get("edited"))
+        elif (media_type in _MEDIA_KINDS or sticker) and message_id:
             text = str(content.get("caption") or text)
             size = content.get("fileLength")
             attachments = (MediaRef(
-                source=self.name, ref=message_id, kind=_MEDIA_KINDS[media_type],
+                source=self.name, ref=message_id,
+                kind="sticker" if sticker else _MEDIA_KINDS[media_type],
                 mime_type=_str(content.get("mimetype")), filename=_str(content.get("fileName")),
                 size=int(size) if isinstance(size, (int, float)) else None,
             ),)
+            shown_as = STICKER if sticker else None
         elif media_type == "location":
             lat, lng = content.get("degreesLatitude"), content.get("degreesLongitude")
             text = "\n".join(filter(None, [
                 str(content.get("name") or ""), str(content.get("address") or ""),
                 f"https://maps.google.com/?q={lat},{lng}" if lat is not None else ""]))
+            shown_as = LOCATION
+        elif message_type == "PollUpdateMessage" or (message.get("type") == "poll"
+                                                      and message.get("vote")):
+            text, shown_as = str(message.get("vote") or ""), POLL
         elif media_type in ("list_response", "buttons_response") or message_type in (
                 "ListResponseMessage", "ButtonsResponseMessage"):
             text = str(message.get("vote") or content.get("title") or text
                        or message.get("buttonOrListid") or "")
-        elif media_type == "vcard":
-            text = text or str(content.get("displayName") or "")
+        elif media_type == "vcard" or message_type in ("ContactMessage",
+                                                        "ContactsArrayMessage"):
+            text, shown_as = text or str(content.get("displayName") or ""), CONTACTS
+            card = content.get("vcard")
+            if isinstance(card, str) and card.startswith("BEGIN:VCARD"):
+                attachments = (MediaRef(source="inline", ref=card[:65536], kind="document",
+                                        mime_type="text/vcard", filename="contact.vcf"),)
         elif not text:
-            text, expects_reply = f"[{raw_type or 'unknown'} message]", False
+            shown_as = UNSUPPORTED
         sender_name = message.get("senderName")
         if is_group and kind == MESSAGE and sender_name:
             text = f"{sender_name}: {text}"  # the group is the contact; say who spoke
@@ -193,8 +220,10 @@ class UazapiAdapter(HttpAdapter):
         return InboundEvent(
             kind=kind, contact=chatid, text=text, name=_str(name) or None,
             message_id=message_id, timestamp=_ms(message.get("messageTimestamp")),
-            attachments=attachments, raw_type=raw_type, expects_reply=expects_reply,
+            attachments=attachments, raw_type=raw_type or message_type,
+            expects_reply=shown_as not in QUIET and shown_as != UNSUPPORTED,
             aliases=() if is_group else _aliases(chatid, message, chat, from_me),
+            reply_to=reply_to, shown_as=shown_as,
         )
 
     def _receipts(self, data: dict[str, Any]) -> list[InboundEvent]:
@@ -275,6 +304,11 @@ class UazapiAdapter(HttpAdapter):
 
 def _str(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
+
+
+def _id(value: Any) -> str | None:
+    """A WhatsApp message id in ``quoted``/``reaction``/``edited`` (``""`` when none)."""
+    return value if isinstance(value, str) and value and " " not in value else None
 
 
 def _ms(value: Any) -> float | None:

@@ -111,12 +111,15 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
             return [] if data is None else skip(self.name, "not_an_object")
         kind = data.get("type")
         if kind == "hookMessageStatus":
-            ack = data.get("ack")
+            ack = data.get("ack") if isinstance(data.get("ack"), int) else 99
+            # Izing's negative acks, as codes the mirror explains to agents
+            code = {-1: "invalid_number", -2: "session_error"}.get(ack)
+            words = str(data["error"])[:200] if data.get("error") else ""
             return [InboundEvent(
                 kind=STATUS, contact=str(data.get("number") or ""),
                 message_id=str(data.get("externalKey") or data.get("messageId") or "") or None,
-                raw_type=kind, status=ACKS.get(ack if isinstance(ack, int) else 99, "unknown"),
-                error=str(data["error"])[:200] if data.get("error") else None,
+                raw_type=kind, status=ACKS.get(ack, "unknown"),
+                error=" ".join(filter(None, [code, words])) or None,
             )]
         if kind == "hookSessionStatus":
             log.info("zpro session status=%s", str(data.get("status"))[:30])

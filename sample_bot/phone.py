@@ -48,6 +48,26 @@ class DemoPhone:
                                  headers={"Content-Type": "application/json"}, timeout=30)
         return {"status": answer.status_code, "result": answer.json()}
 
+    def _delivered(self, message_id: str) -> None:
+        """The phone got a message: its ``messages_update`` receipt goes to the bot's
+        webhook, after the send was answered (as uazapi does), off the request."""
+        chat_id = f"{self.number}@s.whatsapp.net"
+        body = {"BaseUrl": "http://demo-phone", "EventType": "messages_update",
+                "type": "ReadReceipt", "state": "Delivered", "instanceName": "demo",
+                "owner": OWNER, "token": self.token,
+                "event": {"MessageIDs": [message_id], "Chat": chat_id, "IsFromMe": "False",
+                          "IsGroup": "False", "Timestamp": str(int(time.time())),
+                          "Type": "Delivered"}}
+
+        def post() -> None:
+            time.sleep(0.05)
+            try:
+                self._http.post(self.webhook_url, data=json.dumps(body), timeout=30,
+                                headers={"Content-Type": "application/json"})
+            except requests.RequestException:
+                pass  # a receipt lost: the message stays "sent" in Chatwoot
+        threading.Thread(target=post, daemon=True).start()
+
     def _webhook(self, text: str, entry: dict[str, Any]) -> dict[str, Any]:
         message_id = "DEMO" + entry["id"].upper()
         chat_id = f"{self.number}@s.whatsapp.net"
@@ -89,6 +109,7 @@ class DemoPhone:
                 return jsonify({"error": "Invalid token"}), 401
             body = request.get_json(force=True)
             entry = self._add("business", str(body.get("text") or ""))
+            self._delivered("3EB0" + entry["id"].upper())
             return jsonify({"messageid": "3EB0" + entry["id"].upper(), "status": "pending",
                             "response": {"status": "success",
                                          "message": "Message sent successfully"}})
@@ -99,6 +120,7 @@ class DemoPhone:
                 return jsonify({"error": "Invalid token"}), 401
             body = request.get_json(force=True)
             entry = self._add("business", str(body.get("text") or ""), str(body.get("file")))
+            self._delivered("3EB0" + entry["id"].upper())
             return jsonify({"messageid": "3EB0" + entry["id"].upper(),
                             "response": {"status": "success",
                                          "message": "Media sent successfully"}})

@@ -37,6 +37,17 @@ UAZ_TOKEN = "00000000-0000-4000-8000-000000000001"
 
 
 
+def numbered(answer: dict[str, Any], put_id: Any, prefix: str, ids: list[str]) -> Any:
+    """A send route answering ``answer`` with a fresh message id each time (kept in
+    ``ids``), as the provider gives every message its own."""
+    def route(request: Any) -> tuple[int, Any, str]:
+        ids.append(f"{prefix}{len(ids) + 1:04d}")
+        body = json.loads(json.dumps(answer))
+        put_id(body, ids[-1])
+        return 200, body, "application/json"
+    return route
+
+
 def faq_bot(event: InboundEvent) -> str:
     return f"Entregamos sim, {event.name}!"
 
@@ -47,9 +58,17 @@ def faq_bot(event: InboundEvent) -> str:
 def dialog360() -> tuple[Dialog360Adapter, FakeProvider, dict[str, Any]]:
     adapter = Dialog360Adapter("d360-key", webhook_secret="hook-secret")
     info = contract("dialog360/media_url_response.json")
+    ids: list[str] = []
+
+    def receipt(provider_id: str, status: str) -> dict[str, Any]:
+        body = contract("dialog360/cloud_status_delivered.json")
+        body["entry"][0]["changes"][0]["value"]["statuses"][0].update(id=provider_id,
+                                                                      status=status)
+        return body
     fake = FakeProvider({
-        ("POST", "/messages"): (200, contract("dialog360/send_text_response.json"),
-                                "application/json"),
+        ("POST", "/messages"): numbered(
+            contract("dialog360/send_text_response.json"),
+            lambda body, i: body["messages"][0].update(id=i), "wamid.TEST", ids),
         ("GET", "/1234567890123456"): (200, info, "application/json"),
         ("GET", "/whatsapp_business/attachments/"): (200, b"\xff\xd8jpeg", "image/jpeg"),
     }).mount_on(adapter.session, "https://waba-v2.360dialog.io")
@@ -59,15 +78,24 @@ def dialog360() -> tuple[Dialog360Adapter, FakeProvider, dict[str, Any]]:
         "owner": contract("dialog360/cloud_smb_message_echo.json"),
         "headers": {"X-Webhook-Secret": "hook-secret"}, "query": "",
         "send_path": "/messages", "text_of": lambda body: body.get("text", {}).get("body"),
+        "ids": ids, "receipt": receipt,
     }
 
 
 def uazapi() -> tuple[UazapiAdapter, FakeProvider, dict[str, Any]]:
     adapter = UazapiAdapter("https://example.uazapi.com", UAZ_TOKEN)
     download = contract("uazapi/uazapi_message_download_response.json")
+    ids: list[str] = []
+
+    def receipt(provider_id: str, status: str) -> dict[str, Any]:
+        body = contract("uazapi/uazapi_messages_update.json")
+        body["state"] = body["event"]["Type"] = status.capitalize()
+        body["event"]["MessageIDs"] = [provider_id]
+        return body
     fake = FakeProvider({
-        ("POST", "/send/text"): (200, contract("uazapi/uazapi_send_text_response.json"),
-                                 "application/json"),
+        ("POST", "/send/text"): numbered(
+            contract("uazapi/uazapi_send_text_response.json"),
+            lambda body, i: body.update(messageid=i, id=f"5511900001111:{i}"), "3EB0TEST", ids),
         ("POST", "/send/media"): (200, contract("uazapi/uazapi_send_media_response.json"),
                                   "application/json"),
         ("POST", "/message/download"): (200, download, "application/json"),
@@ -80,6 +108,7 @@ def uazapi() -> tuple[UazapiAdapter, FakeProvider, dict[str, Any]]:
         "owner": contract("uazapi/uazapi_fromme.json"),
         "headers": {}, "query": "",
         "send_path": "/send/text", "text_of": lambda body: body.get("text"),
+        "ids": ids, "receipt": receipt,
     }
 
 
@@ -93,11 +122,30 @@ def zpro() -> tuple[ZproAdapter, FakeProvider, dict[str, Any]]:
     }).mount_on(adapter.session, "https://api.zpro.example.com")
     owner = contract("zpro/whaticket_saas_connection_webhook_message.json")
     owner.update(fromMe=True, mensagem="Oi Maria, aqui é a Bia da loja")
+    acks = {"sent": 1, "delivered": 2, "read": 3, "failed": -1}
+
+    def receipt(provider_id: str, status: str) -> dict[str, Any]:
+        return {**contract("zpro/izing_hook_message_status.json"), "externalKey": provider_id,
+                "ack": acks[status]}
     return adapter, fake, {
         "text": contract("zpro/whaticket_saas_connection_webhook_message.json"),
         "image": None, "owner": owner, "headers": {}, "query": "?token=zz",
         "send_path": "/v2/api/external/api-1", "text_of": lambda body: body.get("body"),
+        # Z-PRO answers no id: the externalKey we send is the id its callbacks carry
+        "ids": fake_keys(fake), "receipt": receipt,
     }
+
+
+class fake_keys(list):  # noqa: N801 - reads like the list it is
+    """The ``externalKey`` of each message sent to a fake Z-PRO, in order."""
+
+    def __init__(self, fake: FakeProvider) -> None:
+        super().__init__()
+        self.fake = fake
+
+    def __getitem__(self, index: Any) -> Any:
+        return [body["externalKey"] for body in self.fake.sent(
+            "POST", "/v2/api/external/api-1")][index]
 
 
 PROVIDERS = {"dialog360": dialog360, "uazapi": uazapi, "zpro": zpro}
@@ -167,8 +215,24 @@ def test_customer_bot_agent_loop(chatwoot, provider):
         assert eventually(lambda: mirror.is_paused(MARIA))
         assert eventually(lambda: len(fake.sent("POST", case["send_path"])) == 2)
         assert case["text_of"](fake.sent("POST", case["send_path"])[1]) == "Olá, sou a Ana"
-        assert eventually(lambda: [m["status"] for m in cw.messages(conv["id"])
-                                   if m["content"] == "Olá, sou a Ana"] == ["delivered"])
+        # accepted is not delivered: Chatwoot shows "sent" until the provider's receipt
+        assert [m["status"] for m in cw.messages(conv["id"])
+                if m["content"] == "Olá, sou a Ana"] == ["sent"]
+        agent_id = case["ids"][1]
+        # out of order: late receipts after "read" (Chatwoot itself only refuses
+        # read -> delivered; read -> sent it would take)
+        for status in ("read", "delivered", "sent"):
+            assert post(case["receipt"](agent_id, status)).json()["events"] == ["status"]
+        assert mirror.flush()
+        assert [m["status"] for m in cw.messages(conv["id"])
+                if m["content"] == "Olá, sou a Ana"] == ["read"]
+        # the bot's own reply is found by its provider id too
+        assert post(case["receipt"](case["ids"][0], "failed")).status_code == 200
+        assert mirror.flush()
+        bot_reply = next(m for m in cw.messages(conv["id"])
+                         if m["content"] == "Entregamos sim, Maria Souza!")
+        assert bot_reply["status"] == "failed"
+        assert bot_reply["content_attributes"]["external_error"]
 
         again = dict(case["text"])
         again = json.loads(json.dumps(again, ensure_ascii=False).replace(customer_text,

@@ -142,9 +142,10 @@ def test_unknown_shapes_are_skipped_not_raised(adapter, body):
 def test_unsupported_message_types_are_shown_but_not_answered(adapter):
     body = contract("dialog360/cloud_text.json")
     message = body["entry"][0]["changes"][0]["value"]["messages"][0]
-    message["type"] = "order"
+    message["type"] = "unsupported"  # Meta's type for what Cloud API cannot carry
     [event] = adapter.parse({}, json.dumps(body).encode())
-    assert (event.text, event.expects_reply) == ("[order message]", False)
+    assert (event.shown_as, event.raw_type, event.expects_reply) == (
+        "unsupported", "unsupported", False)
 
 
 def test_verify_with_header_or_url_token(adapter):

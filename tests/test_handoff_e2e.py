@@ -73,6 +73,9 @@ def test_customer_agent_takeover_silence_and_resolve(loop):
     assert eventually(lambda: len(sent) == 1)
     assert sent[0].text == "Olá, sou a Ana" and sent[0].agent_name == "Ana Agente"
     assert sent[0].contact.phone_number == "+5511987654321"
+    assert mirror.flush()
+    # the provider took it ("sent"); its receipt, through the host, says more
+    assert mirror.message_status(PHONE, "wamid.1", "delivered")
     assert eventually(lambda: [m["status"] for m in cw.messages(conv["id"])
                                if m["content"] == "Olá, sou a Ana"] == ["delivered"])
 

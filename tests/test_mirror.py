@@ -248,6 +248,7 @@ def test_disabled_is_a_noop_returning_false(rsps, db_path, tmp_path, monkeypatch
         "human_replied": ((phone,), False),
         "resume": ((phone,), False),
         "relay": ((message,), False),
+        "message_status": (("5511988887777", "wamid.1", "read"), False),
         "flush": ((), True),
         "dead_letters": ((), []),
         "retry_dead": ((), 0),

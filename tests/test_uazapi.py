@@ -43,19 +43,31 @@ WEBHOOKS = {
                              "user_created_sticker", ["sticker"], True)],
     "uazapi_location.json": [(MESSAGE, CHAT, "https://maps.google.com/?q=-8.0342513,-34.8921449",
                               "ACB8C2F16A8BC25A41D600B47924061A", "location", [], True)],
-    "uazapi_contact_vcard.json": [(MESSAGE, CHAT, "Carlos Lima\nPhone (Celular): +55 11 96666-5555",
-                                   "ACE22A6BF48566AFCFF27BFC5B42B85C", "vcard", [], True)],
+    "uazapi_contact_vcard.json": [(MESSAGE, CHAT,
+                                   "Carlos Lima\nPhone (Celular): +55 11 96666-5555",
+                                   "ACE22A6BF48566AFCFF27BFC5B42B85C", "vcard", ["document"],
+                                   True)],
     "uazapi_reaction.json": [(MESSAGE, CHAT, "❤️", "ACA560BBE49219D22145948EA04BADDE",
                               "reaction", [], False)],
     "uazapi_list_response.json": [(MESSAGE, CHAT, "Fones", "AC733E28316A85E2435B1A9D4B6C39F7",
                                    "list_response", [], True)],
-    "uazapi_text_edited.json": [(MESSAGE, CHAT, "(edited) Oi2",
+    "uazapi_text_edited.json": [(MESSAGE, CHAT, "Oi2",
                                  "ACF9A02835425A416EFC8AEDFCF1DD48", "text", [], False)],
     "uazapi_messages_update.json": [
         (STATUS, CHAT, "", "3EB0A1B2C3D4E5F6A7B8C9", "receipt", [], True),
         (STATUS, CHAT, "", "3EB0D4C3B2A1F6E5D4C3B2", "receipt", [], True)],
     "uazapi_connection_connected.json": [],
     "uazapi_connection_disconnected.json": [],
+}
+# file -> (shown_as, reply_to) of each event: how agents read it, and which message it
+# concerns (the captures' own ids: quoted, reaction, edited)
+SHOWN = {
+    "uazapi_contact_vcard.json": [("contacts", None)],
+    "uazapi_location.json": [("location", None)],
+    "uazapi_sticker.json": [("sticker", None)],
+    "uazapi_reaction.json": [("reaction", "AC24A7E68360C7E9A54F64AB85FAECE2")],
+    "uazapi_text_edited.json": [("edit", "AC98212CD4909DE6799E78D93A824A3F")],
+    "uazapi_list_response.json": [(None, "3EB00EB51811DEDC4195E4")],
 }
 API_FILES = {
     "uazapi-openapi.json", "uazapi_send_text_request.json", "uazapi_send_text_response.json",
@@ -100,6 +112,8 @@ def test_webhook_parsed(adapter, name):
         assert event.timestamp is not None and 1.7e9 < event.timestamp < 1.8e9  # ms -> s
         if event.kind in (MESSAGE, OWNER, ECHO):
             assert event.name == "Maria Souza"  # the customer, never the instance owner
+    assert [(e.shown_as, e.reply_to) for e in events] == SHOWN.get(
+        name, [(None, None)] * len(events))
 
 
 def test_receipts_carry_the_state(adapter):
