@@ -559,7 +559,6 @@ class Deliverer:
             attachments=attachments,
         )
 
-
     def _quoted(self, message: MirroredMessage, target: Target) -> int | None:
         """Chatwoot's id of the message ``message`` replies to, when it is in the same
         conversation (a provider id never leads into another customer's)."""

@@ -125,9 +125,12 @@ class ChannelAdapter(abc.ABC):
         """Normalize a webhook body; unknown shapes give ``[]`` and one log line."""
 
     @abc.abstractmethod
-    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+    def send_text(
+        self, contact: str | ContactIdentity, text: str, *, reply_to: str | None = None
+    ) -> str | None:
         """Send ``text`` to ``contact``; the provider's message id (``None`` if it gives
-        none). Raises :class:`ProviderError`."""
+        none). ``reply_to`` is the provider's id of a message to quote, where the provider
+        can quote. Raises :class:`ProviderError`."""
 
     @abc.abstractmethod
     def send_media(
@@ -137,8 +140,11 @@ class ChannelAdapter(abc.ABC):
         mime_type: str,
         caption: str | None = None,
         filename: str | None = None,
+        *,
+        reply_to: str | None = None,
     ) -> str | None:
-        """Send a file (a public URL, or the bytes) with an optional caption."""
+        """Send a file (a public URL, or the bytes) with an optional caption, quoting
+        ``reply_to`` where the provider can."""
 
     @abc.abstractmethod
     def verify(
@@ -175,11 +181,15 @@ class ChannelAdapter(abc.ABC):
         files = list(message.attachments)
         text = message.text.strip()
         last: str | None = None
+        # only the first message sent quotes: one reply on the phone, as the agent wrote it
+        quote = message.reply_to
         caption_taken = len(files) == 1 and kind_of(mime_for(files[0])) in CAPTIONED and text
         if text and not caption_taken:
-            last = self.send_text(message.contact, text)
+            last = self.send_text(message.contact, text, reply_to=quote)
+            quote = None
         for item in files:
             last = self.send_media(message.contact, item.url, mime_for(item),
                                    caption=text if caption_taken else None,
-                                   filename=item.filename)
+                                   filename=item.filename, reply_to=quote)
+            quote = None
         return last

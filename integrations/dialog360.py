@@ -254,12 +254,14 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
             return _str(messages[0].get("id"))
         return None
 
-    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+    def send_text(
+        self, contact: str | ContactIdentity, text: str, *, reply_to: str | None = None
+    ) -> str | None:
         body = self._envelope(contact)
         # On-Premise takes the bare body (as Chatwoot's own 360dialog provider sends it)
         content = {"body": text} if self.on_premise else {"body": text, "preview_url": False}
         body.update(type="text", text=content)
-        return self._send("send_text", body)
+        return self._send("send_text", _quoting(body, reply_to))
 
     def send_media(
         self,
@@ -268,6 +270,8 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         mime_type: str,
         caption: str | None = None,
         filename: str | None = None,
+        *,
+        reply_to: str | None = None,
     ) -> str | None:
         kind = kind_of(mime_type)
         if isinstance(url_or_bytes, bytes):
@@ -280,7 +284,7 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
             media["filename"] = filename
         body = self._envelope(contact)
         body.update({"type": kind, kind: media})
-        return self._send("send_media", body)
+        return self._send("send_media", _quoting(body, reply_to))
 
     def upload(self, data: bytes, mime_type: str, filename: str | None = None) -> str:
         """Upload a file to 360dialog; its media id."""
@@ -430,3 +434,10 @@ def _contacts(value: Any) -> str:
         phones = ", ".join(str(p.get("phone")) for p in _dicts(card.get("phones")))
         lines.append(" ".join(filter(None, [name, phones])))
     return "\n".join(lines)
+
+
+def _quoting(body: dict[str, Any], reply_to: str | None) -> dict[str, Any]:
+    """A reply on the phone: Cloud API's (and On-Premise's) ``context.message_id``."""
+    if reply_to:
+        body["context"] = {"message_id": reply_to}
+    return body

@@ -245,13 +245,17 @@ class UazapiAdapter(HttpAdapter):
         return self._json(operation, "POST", self.base_url + path, json=body,
                           headers=self._headers())
 
-    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+    def send_text(
+        self, contact: str | ContactIdentity, text: str, *, reply_to: str | None = None
+    ) -> str | None:
         body: dict[str, Any] = {
             "number": digits_of(contact), "text": text,
             "track_source": self.track_source, "track_id": uuid.uuid4().hex,
         }
         if self.typing_delay_ms:
             body["delay"] = self.typing_delay_ms
+        if reply_to:
+            body["replyid"] = reply_to
         return _str(self._post("send_text", "/send/text", body).get("messageid"))
 
     def send_media(
@@ -261,6 +265,8 @@ class UazapiAdapter(HttpAdapter):
         mime_type: str,
         caption: str | None = None,
         filename: str | None = None,
+        *,
+        reply_to: str | None = None,
     ) -> str | None:
         kind = kind_of(mime_type)
         file = (base64.b64encode(url_or_bytes).decode("ascii")
@@ -273,6 +279,8 @@ class UazapiAdapter(HttpAdapter):
             body["text"] = caption
         if filename and kind == "document":
             body["docName"] = filename
+        if reply_to:
+            body["replyid"] = reply_to
         return _str(self._post("send_media", "/send/media", body).get("messageid"))
 
     def download(self, media: MediaRef, max_bytes: int) -> Attachment:

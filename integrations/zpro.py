@@ -156,7 +156,11 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
         # an echo may reach another host than the one that sent the message
         self.recent.share(values(f"echo:{self.name}"))
 
-    def send_text(self, contact: str | ContactIdentity, text: str) -> str | None:
+    def send_text(
+        self, contact: str | ContactIdentity, text: str, *, reply_to: str | None = None
+    ) -> str | None:
+        # Z-PRO's send API has no quote field (its API docs): a reply goes out as a plain
+        # message, and Chatwoot still shows the agent's quote
         number = digits_of(contact)
         key = f"chatwoot-mirror-{uuid.uuid4().hex[:16]}"
         self.recent.add(number, text)
@@ -172,6 +176,8 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
         mime_type: str,
         caption: str | None = None,
         filename: str | None = None,
+        *,
+        reply_to: str | None = None,
     ) -> str | None:
         number = digits_of(contact)
         key = f"chatwoot-mirror-{uuid.uuid4().hex[:16]}"

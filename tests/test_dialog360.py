@@ -45,6 +45,17 @@ WEBHOOKS = {
                                         True)],
     "cloud_smb_message_echo.json": [(OWNER, MARIA, "Oi Maria, já vi seu pedido", "text", [],
                                      True)],
+    # issue #17: written from Meta's messages webhook reference (fixtures README)
+    "cloud_edit.json": [(MESSAGE, MARIA, "Quero 3 camisetas, não 2", "edit", [], False)],
+    "cloud_revoke.json": [(MESSAGE, MARIA, "", "revoke", [], False)],
+    "cloud_order.json": [(MESSAGE, MARIA, "2 × camiseta-azul-m — BRL 59.90\n1 × bone-preto — "
+                          "BRL 39.50\nTotal: BRL 159.30\nEntrega no sábado?", "order", [],
+                          True)],
+    "cloud_contacts.json": [(MESSAGE, MARIA, "Carlos Lima +55 11 96666-5555", "contacts",
+                             ["document"], True)],
+    "cloud_unsupported.json": [(MESSAGE, MARIA, "", "unsupported", [], False)],
+    "cloud_smb_echo_image.json": [(OWNER, MARIA, "Seu pedido, embalado", "image", ["image"],
+                                   True)],
     "cloud_status_sent.json": [(STATUS, MARIA, "", "status", [], True)],
     "cloud_status_sent_cbp_legacy.json": [(STATUS, MARIA, "", "status", [], True)],
     "cloud_status_delivered.json": [(STATUS, MARIA, "", "status", [], True)],

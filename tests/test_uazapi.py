@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from responses import matchers
 
 from chatwoot_mirror.integrations import ProviderRejected
-from chatwoot_mirror.integrations.base import ECHO, MESSAGE, OWNER, STATUS
+from chatwoot_mirror.integrations.base import ECHO, INTEGRATION, MESSAGE, OWNER, STATUS
 from chatwoot_mirror.integrations.uazapi import UazapiAdapter
 from chatwoot_mirror.media import MediaRef, MediaTooLarge
 
@@ -53,6 +53,11 @@ WEBHOOKS = {
                                    "list_response", [], True)],
     "uazapi_text_edited.json": [(MESSAGE, CHAT, "Oi2",
                                  "ACF9A02835425A416EFC8AEDFCF1DD48", "text", [], False)],
+    "uazapi_poll_vote.json": [(MESSAGE, CHAT, "Sábado de manhã",
+                               "AC1A4B00110B41F932AE961FB23E1353", "poll", [], True)],
+    "uazapi_fromme_other_integration.json": [
+        (INTEGRATION, CHAT, "Black Friday: 20% em tudo até domingo!", "3EB0C0FFEE0000000000AA",
+         "text", [], True)],
     "uazapi_messages_update.json": [
         (STATUS, CHAT, "", "3EB0A1B2C3D4E5F6A7B8C9", "receipt", [], True),
         (STATUS, CHAT, "", "3EB0D4C3B2A1F6E5D4C3B2", "receipt", [], True)],
@@ -68,6 +73,7 @@ SHOWN = {
     "uazapi_reaction.json": [("reaction", "AC24A7E68360C7E9A54F64AB85FAECE2")],
     "uazapi_text_edited.json": [("edit", "AC98212CD4909DE6799E78D93A824A3F")],
     "uazapi_list_response.json": [(None, "3EB00EB51811DEDC4195E4")],
+    "uazapi_poll_vote.json": [("poll", "AC80C0232690BC1ADD4D087D31ED59B3")],
 }
 API_FILES = {
     "uazapi-openapi.json", "uazapi_send_text_request.json", "uazapi_send_text_response.json",

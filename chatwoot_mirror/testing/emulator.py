@@ -1092,6 +1092,9 @@ class Emulator:
                 attrs = json.loads(attrs)
             except ValueError:
                 attrs = {}
+        if not isinstance(attrs, dict):
+            attrs = {}
+        attrs = self._in_reply_to(conv, dict(attrs))
         private = str(body.get("private")).lower() == "true"
         if message_type != "outgoing":
             # MessageBuilder#sender: anything not outgoing (incoming, template) is the contact's
@@ -1118,6 +1121,22 @@ class Emulator:
             if exc.reply.status != 422 or "message" not in problem:
                 raise
             raise ApiError(422, {"error": f"Validation failed: {problem['message']}"}) from None
+
+    def _in_reply_to(self, conv: Conversation, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Messages::InReplyToMessageBuilder: ``in_reply_to`` is looked up among *this
+        conversation's* messages; found, it keeps the id and adds the quoted message's
+        ``source_id`` as ``in_reply_to_external_id``; not found, both become null. An
+        ``in_reply_to_external_id`` alone is not looked up (chatwoot#10859)."""
+        if attrs.get("in_reply_to") in (None, ""):
+            return attrs
+        try:
+            wanted = int(attrs["in_reply_to"])
+        except (TypeError, ValueError):
+            wanted = -1
+        quoted = next((m for m in self._messages_of(conv) if m.id == wanted), None)
+        attrs["in_reply_to"] = quoted.id if quoted else None
+        attrs["in_reply_to_external_id"] = quoted.source_id if quoted else None
+        return attrs
 
     def _message_status(
         self, conv: Conversation, message_id: int, body: dict[str, Any]
@@ -1219,11 +1238,16 @@ class Emulator:
         *,
         agent_id: int = 3,
         attachments: list[dict[str, Any]] | None = None,
+        in_reply_to: int | None = None,
     ) -> Message:
+        """An agent's reply from the dashboard; ``in_reply_to``: the message it quotes
+        (the dashboard's "reply to"), resolved as Chatwoot resolves it."""
         with self.lock:
             conv = self._conversation(conversation_id)
+            attrs = {} if in_reply_to is None else self._in_reply_to(
+                conv, {"in_reply_to": in_reply_to})
             return self._create_message(conv, text, "outgoing", ("User", agent_id),
-                                        attachments=attachments)
+                                        attachments=attachments, content_attributes=attrs)
 
     def private_note(self, conversation_id: int, text: str, *, agent_id: int = 3) -> Message:
         with self.lock:

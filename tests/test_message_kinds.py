@@ -1,0 +1,453 @@
+"""Issue #17: every kind of WhatsApp message, and what became of it, as agents see it in
+Chatwoot. End to end on the emulator: a provider webhook (payloads written from each
+provider's documentation, see tests/fixtures/contracts/*/README.md) -> the Chatwoot
+messages, replies and statuses it makes; an agent's quote -> the provider request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from conftest import contract, eventually
+from freezegun import freeze_time
+from test_adapters_e2e import MARIA, Host, dialog360, faq_bot, uazapi, zpro
+
+from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.integrations import handle_inbound
+from chatwoot_mirror.integrations.base import BotReply
+from chatwoot_mirror.message_ids import Located, MessageIds
+from chatwoot_mirror.relay import AgentAttachment
+from chatwoot_mirror.store import open_store
+from chatwoot_mirror.testing import FakeChatwoot
+
+#: the customer's message every 360dialog case below concerns (cloud_edit.json etc.)
+ORIGINAL = "wamid.HBgNNTUxMTk4ODg4Nzc3NxUCABIYFjNFQjAORIG0001AAAA="
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 50
+#: an MP3 frame's first bytes, behind an ID3 tag
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + b"\x00" * 40
+
+
+def make_config(cw: FakeChatwoot, tmp_path, **overrides: Any) -> Config:
+    values: dict[str, Any] = dict(
+        url=cw.url, inbox_identifier=cw.inbox_identifier, account_id=cw.account_id,
+        bot_token=cw.bot_token, api_token=cw.user_token, webhook_secret="inbox-secret",
+        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0,
+        retry_base_seconds=0.02, retry_max_seconds=0.1)
+    values.update(overrides)
+    return Config(**values)
+
+
+@pytest.fixture
+def chatwoot(tmp_path):
+    with FakeChatwoot(webhook_secret="inbox-secret") as cw:
+        mirror = Mirror(make_config(cw, tmp_path, handoff_keywords=("atendente",)))
+        yield cw, mirror
+        mirror.close(timeout=1)
+
+
+def parsed(adapter, body: dict[str, Any]):
+    [event] = adapter.parse({}, json.dumps(body).encode())
+    return event
+
+
+def original_text() -> dict[str, Any]:
+    body = contract("dialog360/cloud_text.json")
+    message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+    message.update(id=ORIGINAL, text={"body": "Quero 2 camisetas, quero falar com atendente?"})
+    return body
+
+
+def reaction_to_original() -> dict[str, Any]:
+    body = contract("dialog360/cloud_reaction.json")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["reaction"]["message_id"] = ORIGINAL
+    return body
+
+
+CASES = {
+    # fixture: (what the agent reads, quotes the original, the bot answers it)
+    "cloud_edit.json": ("editou: Quero 3 camisetas, não 2", True, False),
+    "cloud_revoke.json": ("apagou esta mensagem", True, False),
+    "reaction": ("reagiu com 👍", True, False),
+    "cloud_order.json": ("Pedido:\n2 × camiseta-azul-m — BRL 59.90\n"
+                         "1 × bone-preto — BRL 39.50\nTotal: BRL 159.30\nEntrega no sábado?",
+                         False, True),
+    "cloud_location.json": (None, False, True),
+    "cloud_contacts.json": ("Contato: Carlos Lima +55 11 96666-5555", False, True),
+    "cloud_unsupported.json": ("[mensagem do tipo unsupported, que o WhatsApp não mostra aqui]",
+                               False, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_360dialog_kinds_show_as_agents_read_them(chatwoot, case):
+    cw, mirror = chatwoot
+    adapter, fake, _ = dialog360()
+    calls = []
+    first = handle_inbound(mirror, adapter, parsed(adapter, original_text()), calls.append)
+    assert first == "paused"  # "atendente" hands over; resume so the bot has the contact
+    mirror.resume(MARIA)
+    assert mirror.flush()
+    body = reaction_to_original() if case == "reaction" else contract(f"dialog360/{case}")
+    if case == "cloud_edit.json":  # the edit repeats the keyword: no second handoff
+        body["entry"][0]["changes"][0]["value"]["messages"][0]["edit"]["message"]["text"][
+            "body"] = "Quero 3 camisetas, não 2"
+    outcome = handle_inbound(mirror, adapter, parsed(adapter, body), calls.append)
+    assert mirror.flush()
+    expected, quotes, answered = CASES[case]
+    # a bot that answers nothing: "no_reply" either way; quiet kinds never reach it
+    assert outcome == "no_reply" and (len(calls) == 1) == answered
+    assert not mirror.is_paused(MARIA)
+    [conv] = cw.conversations()
+    messages = [m for m in cw.messages(conv["id"]) if not m["private"]]
+    original, shown = messages[0], messages[-1]
+    assert original["content"] == "Quero 2 camisetas, quero falar com atendente?"
+    assert shown["message_type"] == 0 and shown["sender"]["type"] == "contact"
+    if expected is None:  # location: its name, address and a maps link
+        assert shown["content"].startswith("Localização: ")
+        assert "https://maps.google.com/?q=" in shown["content"]
+    else:
+        assert shown["content"] == expected
+    if quotes:  # Chatwoot's own id of the customer's message, from our map
+        assert shown["content_attributes"]["in_reply_to"] == original["id"]
+        assert shown["content_attributes"]["in_reply_to_external_id"] == original["source_id"]
+    else:
+        assert not shown["content_attributes"].get("in_reply_to")
+    if case == "cloud_contacts.json":
+        [card] = shown["attachments"]
+        assert cw.blob(card["data_url"])["filename"] == "contact.vcf"
+        assert cw.blob(card["data_url"])["content_type"] == "text/vcard"
+    # a delete never loses what the customer wrote
+    assert original["content"] == cw.messages(conv["id"])[0]["content"]
+
+
+def test_a_reaction_or_edit_fires_no_trigger_and_is_no_bot_turn(tmp_path):
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path, handoff_keywords=("atendente",),
+                                    max_bot_turns=2))
+        try:
+            adapter, fake, _ = dialog360()
+            original = original_text()
+            original["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "Oi"
+            assert handle_inbound(mirror, adapter, parsed(adapter, original),
+                                  faq_bot) == "answered"
+            edit = contract("dialog360/cloud_edit.json")
+            edit["entry"][0]["changes"][0]["value"]["messages"][0]["edit"]["message"]["text"][
+                "body"] = "Oi, quero um atendente"
+            for body in (edit, reaction_to_original()):
+                assert handle_inbound(mirror, adapter, parsed(adapter, body),
+                                      faq_bot) == "no_reply"
+            assert mirror.flush() and not mirror.is_paused(MARIA)
+            assert len(fake.sent("POST", "/messages")) == 1  # the bot answered "Oi" only
+        finally:
+            mirror.close(timeout=1)
+
+
+def test_a_customer_reply_to_the_bot_quotes_the_bot_message(chatwoot):
+    cw, mirror = chatwoot
+    adapter, fake, case = dialog360()
+    assert handle_inbound(mirror, adapter, parsed(adapter, case["text"]), faq_bot) == "answered"
+    assert mirror.flush() and mirror.flush()
+    [bot_provider_id] = case["ids"]
+    reply = contract("dialog360/cloud_text_reply_context.json")
+    reply["entry"][0]["changes"][0]["value"]["messages"][0]["context"]["id"] = bot_provider_id
+    handle_inbound(mirror, adapter, parsed(adapter, reply), lambda e: None)
+    assert mirror.flush()
+    [conv] = cw.conversations()
+    bot, quoted = cw.messages(conv["id"])[1:3]
+    assert bot["content"] == "Entregamos sim, Maria Souza!"
+    assert quoted["content"] == "Sim, pode ser às 10h"
+    assert quoted["content_attributes"]["in_reply_to"] == bot["id"]
+
+
+def test_a_quote_from_another_customer_conversation_is_not_followed(chatwoot, monkeypatch):
+    """A provider id names a message of Maria's; João's message quoting it shows without
+    the link, and never in Maria's conversation. (Chatwoot would drop a foreign id too:
+    what we ask it is checked, not only what it keeps.)"""
+    cw, mirror = chatwoot
+    asked = []
+    resolve = cw.emulator._in_reply_to
+    monkeypatch.setattr(cw.emulator, "_in_reply_to", lambda conv, attrs: (
+        asked.append(attrs.get("in_reply_to")), resolve(conv, attrs))[1])
+    adapter, fake, _ = dialog360()
+    maria = original_text()
+    maria["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "Quero 2"
+    handle_inbound(mirror, adapter, parsed(adapter, maria), lambda e: None)
+    assert mirror.flush()  # Maria's message is in Chatwoot, its id in the map
+    joao = contract("dialog360/cloud_text_reply_context.json")
+    value = joao["entry"][0]["changes"][0]["value"]
+    value["contacts"][0].update(wa_id="5521977776666", profile={"name": "João"})
+    value["messages"][0].update({"from": "5521977776666", "context": {"id": ORIGINAL}})
+    handle_inbound(mirror, adapter, parsed(adapter, joao), lambda e: None)
+    assert mirror.flush()
+    conversations = {c["meta"]["sender"]["name"]: c["id"] for c in cw.conversations()}
+    [his] = cw.messages(conversations["João"])
+    assert his["content"] == "Sim, pode ser às 10h"
+    assert his["content_attributes"].get("in_reply_to") is None
+    assert asked == [None, None]  # neither message asked Chatwoot for a quote
+    assert len(cw.messages(conversations["Maria Souza"])) == 1
+
+
+@pytest.mark.parametrize("provider", ["dialog360", "uazapi", "zpro"])
+def test_an_agent_quote_goes_out_as_a_provider_reply(chatwoot, provider):
+    cw, mirror = chatwoot
+    adapter, fake, case = {"dialog360": dialog360, "uazapi": uazapi, "zpro": zpro}[provider]()
+    host = Host(mirror, adapter, lambda e: None)
+    cw.webhook_url = host.chatwoot_url
+    try:
+        event = parsed(adapter, case["text"])
+        handle_inbound(mirror, adapter, event, lambda e: None)
+        assert mirror.flush()
+        [conv] = cw.conversations()
+        [customer] = cw.messages(conv["id"])
+        cw.agent_reply(conv["id"], "Sim, no sábado até 12h", in_reply_to=customer["id"])
+        assert eventually(lambda: fake.sent("POST", case["send_path"]))
+        [sent] = fake.sent("POST", case["send_path"])
+        assert case["text_of"](sent) == "Sim, no sábado até 12h"
+        if provider == "dialog360":  # Cloud API's reply: context.message_id
+            assert sent["context"] == {"message_id": event.message_id}
+        elif provider == "uazapi":   # uazapi /send/text: replyid
+            assert sent["replyid"] == event.message_id
+        else:  # Z-PRO's send API has no quote: a plain message, never a failure
+            assert set(sent) == {"body", "number", "externalKey", "isClosed"}
+    finally:
+        host.close()
+
+
+def test_uazapi_poll_vote_shows_the_chosen_option(chatwoot):
+    cw, mirror = chatwoot
+    adapter, fake, _ = uazapi()
+    event = parsed(adapter, contract("uazapi/uazapi_poll_vote.json"))
+    assert handle_inbound(mirror, adapter, event, lambda e: None) == "no_reply"
+    assert mirror.flush()
+    [conv] = cw.conversations()
+    [message] = cw.messages(conv["id"])
+    assert message["content"] == "Voto na enquete: Sábado de manhã"
+    assert message["message_type"] == 0
+
+
+@pytest.mark.parametrize("pause", [False, True])
+def test_another_integration_on_the_number_shows_as_outgoing(chatwoot, pause):
+    """uazapi ``wasSentByApi`` with a ``track_source`` that is not ours: a campaign
+    sender. Outgoing, never the customer, never relayed; no pause unless configured."""
+    cw, mirror = chatwoot
+    adapter, fake, _ = uazapi()
+    event = parsed(adapter, contract("uazapi/uazapi_fromme_other_integration.json"))
+    assert handle_inbound(mirror, adapter, event, faq_bot,
+                          pause_on_integration=pause) == "integration"
+    assert mirror.flush() and mirror.flush()
+    assert mirror.is_paused(MARIA) == pause
+    [conv] = cw.conversations()
+    assert conv["meta"]["sender"]["phone_number"] == "+" + MARIA
+    [message] = cw.messages(conv["id"])
+    assert message["content"] == ("[enviado por outra integração] "
+                                  "Black Friday: 20% em tudo até domingo!")
+    assert message["message_type"] == 1
+    assert fake.requests == []  # nothing went back to the provider
+    # and our own echo (track_source ours) is still only an echo
+    ours = parsed(adapter, contract("uazapi/uazapi_fromme_api.json"))
+    assert handle_inbound(mirror, adapter, ours, faq_bot) == "echo"
+
+
+def test_a_photo_from_the_business_app_keeps_its_photo(chatwoot):
+    cw, mirror = chatwoot
+    adapter, fake, _ = dialog360()
+    fake.routes[("GET", "/whatsapp_business/attachments/")] = (200, JPEG, "image/jpeg")
+    event = parsed(adapter, contract("dialog360/cloud_smb_echo_image.json"))
+    assert handle_inbound(mirror, adapter, event, faq_bot) == "owner"
+    assert mirror.flush()
+    [conv] = cw.conversations()
+    [message] = cw.messages(conv["id"])
+    assert message["message_type"] == 1
+    assert message["content"] == "[enviado pelo celular] Seu pedido, embalado"
+    [photo] = message["attachments"]
+    assert photo["file_type"] == "image"
+    assert cw.blob(photo["data_url"])["content_type"] == "image/jpeg"
+
+
+def test_a_voice_note_labelled_ogg_with_mp3_bytes_plays_as_mp3(chatwoot):
+    cw, mirror = chatwoot
+    adapter, fake, _ = uazapi()
+    fake.routes[("POST", "/message/download")] = (200, {
+        "fileURL": "https://example.uazapi.com/files/voice.ogg", "mimetype": "audio/ogg"},
+        "application/json")
+    fake.routes[("GET", "/files/voice.ogg")] = (200, MP3, "audio/ogg")
+    event = parsed(adapter, contract("uazapi/uazapi_audio_ptt.json"))
+    handle_inbound(mirror, adapter, event, lambda e: None)
+    assert mirror.flush()
+    [conv] = cw.conversations()
+    [voice] = cw.messages(conv["id"])[0]["attachments"]
+    blob = cw.blob(voice["data_url"])
+    assert blob["content_type"] == "audio/mpeg" and blob["filename"].endswith(".mp3")
+    assert voice["file_type"] == "audio"
+
+
+class Files:
+    """A file server on loopback (a private address: allowed only when configured)."""
+
+    def __init__(self, answers: list[tuple[int, bytes, str]]) -> None:
+        self.answers, self.hits = answers, 0
+        files = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                status, body, kind = files.answers[min(files.hits, len(files.answers) - 1)]
+                files.hits += 1
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/catalogo.jpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_a_bot_file_by_url_is_uploaded_or_linked(tmp_path, allowed):
+    files = Files([(200, JPEG, "application/octet-stream")])
+    with FakeChatwoot() as cw:
+        hosts = ("127.0.0.1",) if allowed else ()
+        mirror = Mirror(make_config(cw, tmp_path, media_allowed_hosts=hosts))
+        try:
+            adapter, fake, case = uazapi()
+            reply = BotReply(messages=["Veja o catálogo",
+                                       AgentAttachment(files.url, "image")])
+            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), lambda e: reply)
+            assert mirror.flush() and mirror.flush()
+            [conv] = cw.conversations()
+            shown = cw.messages(conv["id"])[-1]
+            assert [b["file"] for b in fake.sent("POST", "/send/media")] == [files.url]
+            if allowed:  # fetched and uploaded: the agent sees the picture, not a link
+                [picture] = shown["attachments"]
+                assert cw.blob(picture["data_url"])["content_type"] == "image/jpeg"
+                assert not shown["content"]
+                assert files.hits == 1
+            else:  # a private target is refused: the link stands in, nothing fetched
+                assert shown["content"] == f"[image] {files.url}"
+                assert not shown.get("attachments") and files.hits == 0
+        finally:
+            mirror.close(timeout=1)
+            files.close()
+
+
+def test_late_media_is_asked_again_until_it_is_there(tmp_path):
+    """waha#1445: the file 404s while its upload finishes. Asked again (the first retry
+    after 2 s), then uploaded; the customer's next message waits behind it, in order."""
+    files = Files([(404, b"not yet", "text/plain"), (200, JPEG, "image/jpeg")])
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path, media_allowed_hosts=("127.0.0.1",)))
+        try:
+            adapter, fake, case = uazapi()
+            fake.routes[("POST", "/message/download")] = (
+                200, {"fileURL": files.url, "mimetype": "image/jpeg"}, "application/json")
+            handle_inbound(mirror, adapter, parsed(adapter, case["image"]), lambda e: None)
+            after = parsed(adapter, case["text"])
+            handle_inbound(mirror, adapter, after, lambda e: None)
+            assert mirror.flush(timeout=20)
+            [conv] = cw.conversations()
+            photo, text = cw.messages(conv["id"])
+            assert photo["content"] == "Foto do produto com defeito"
+            assert [a["file_type"] for a in photo["attachments"]] == ["image"]
+            assert text["content"] == "Oi, vocês entregam no sábado?"
+            assert files.hits == 2
+        finally:
+            mirror.close(timeout=1)
+            files.close()
+
+
+def test_media_still_missing_after_the_wait_becomes_a_note(tmp_path):
+    files = Files([(404, b"gone", "text/plain")])
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path, media_allowed_hosts=("127.0.0.1",),
+                                    media_wait_seconds=0))
+        try:
+            adapter, fake, case = uazapi()
+            fake.routes[("POST", "/message/download")] = (
+                200, {"fileURL": files.url, "mimetype": "image/jpeg"}, "application/json")
+            handle_inbound(mirror, adapter, parsed(adapter, case["image"]), lambda e: None)
+            assert mirror.flush()
+            [conv] = cw.conversations()
+            [message] = cw.messages(conv["id"])
+            assert message["content"] == ("Foto do produto com defeito\n"
+                                          "[image não copiado: o provedor não entregou o "
+                                          "arquivo]")
+        finally:
+            mirror.close(timeout=1)
+            files.close()
+
+
+@pytest.mark.parametrize("provider", ["dialog360", "zpro"])
+def test_without_a_user_token_a_failure_is_a_private_note(tmp_path, provider):
+    """Agent Bot tokens may not PATCH a message's status: ticks are skipped, and a failure
+    becomes a private note, explained, quoting the message that did not go out."""
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path, api_token=None))
+        try:
+            adapter, fake, case = {"dialog360": dialog360, "zpro": zpro}[provider]()
+            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), faq_bot)
+            assert mirror.flush() and mirror.flush()
+            [bot_id] = case["ids"][:]  # the one message sent: the bot's reply
+            for status in ("sent", "delivered"):
+                handle_inbound(mirror, adapter, parsed(adapter, case["receipt"](bot_id, status)),
+                               faq_bot)
+            if provider == "dialog360":
+                failed = contract("dialog360/cloud_status_failed.json")
+                failed["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = bot_id
+            else:
+                failed = {**contract("zpro/izing_hook_message_status_invalid_number.json"),
+                          "externalKey": bot_id}
+            assert handle_inbound(mirror, adapter, parsed(adapter, failed), faq_bot) == "status"
+            assert mirror.flush()
+            [conv] = cw.conversations()
+            bot, note = cw.messages(conv["id"])[1:]
+            assert bot["status"] == "sent"  # nothing could change it
+            assert note["private"] and note["content_attributes"]["in_reply_to"] == bot["id"]
+            reason = {"dialog360": "mais de 24 h desde a última mensagem do cliente",
+                      "zpro": "número inválido no WhatsApp"}[provider]
+            assert note["content"].startswith(
+                "Mensagem não entregue ao cliente: " + reason), note["content"]
+            assert not [r for r in cw.requests if r[0] == "PATCH"]
+        finally:
+            mirror.close(timeout=1)
+
+
+def test_a_provider_id_map_links_in_either_order_and_expires():
+    store = open_store("memory://")
+    ids = MessageIds(store, ttl=60)
+    where = Located("wa:5511988887777", 7, 70)
+    # posted to Chatwoot first, then the provider answers
+    ids.posted("k1", where)
+    assert ids.find("wamid.1") is None
+    ids.sent("wamid.1", key="k1")
+    assert ids.find("wamid.1") == where and ids.provider_id(70) == "wamid.1"
+    # sent first, then posted
+    other = Located("wa:5511988887777", 7, 71)
+    ids.sent("wamid.2", key="k2")
+    ids.posted("k2", other)
+    assert ids.find("wamid.2") == other and ids.provider_id(71) == "wamid.2"
+    # statuses only move forward; failed ends it
+    assert ids.moves_forward(70, "read")
+    ids.advance(70, "read")
+    assert not ids.moves_forward(70, "delivered") and not ids.moves_forward(70, "sent")
+    assert ids.moves_forward(70, "failed") and not ids.moves_forward(70, "bogus")
+    with freeze_time(after_seconds(61)):
+        assert ids.find("wamid.1") is None and ids.provider_id(70) is None
+    store.close()
+
+
+def after_seconds(seconds: float):
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
