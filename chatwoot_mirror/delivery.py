@@ -132,6 +132,10 @@ class Deliverer:
         self.message_ids: MessageIds | None = None
         #: how long a file that is not there yet is asked for again
         self.media_wait_seconds = 600.0
+        #: ``fn(contact, provider_id, "failed", reason)`` queues a failure to be shown on
+        #: Chatwoot's copy of a message, behind the contact's messages
+        #: (:meth:`Mirror.message_status`)
+        self.on_failure: Callable[..., object] | None = None
 
     def deliver(self, message: MirroredMessage) -> dict[str, Any]:
         """Post ``message``; a 404 (conversation or contact deleted in Chatwoot) re-resolves once.
@@ -390,12 +394,12 @@ class Deliverer:
         try:
             provider_id = self.sender(agent_message)
         except RelayRejected as exc:
-            self._report(agent_message, "failed", str(exc))
+            self._refused(agent_message, str(exc)[:300])
             raise Rejected(f"channel refused: {exc}"[:300], operation="relay") from None
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:300]
             if message.attempts + 1 >= self.relay_max_attempts:
-                self._report(agent_message, "failed", reason)
+                self._refused(agent_message, reason)
                 raise Rejected(f"channel send failed {message.attempts + 1} times: {reason}",
                                operation="relay") from None
             raise Unavailable(f"channel send failed: {reason}", operation="relay") from None
@@ -440,6 +444,21 @@ class Deliverer:
         except StoreError as exc:
             log.warning("message ids not recorded contact=%s error=%s", message.contact.key,
                         exc)
+
+    def _refused(self, message: AgentMessage, reason: str) -> None:
+        """The channel will not take ``message``: show it on Chatwoot's copy. An agent's
+        message is marked at once (user token); the bot's reply (whose Chatwoot post may
+        still be queued), or any message without a user token, gets a stand-in provider id
+        and goes the way of an asynchronous failure: queued behind the contact's
+        messages, then a failed status or a private note."""
+        if self.report_status and message.chatwoot_message_id:
+            self._report(message, "failed", self.texts.failure(reason))
+            return
+        if self.on_failure is None or not (message.chatwoot_message_id or message.mirror_key):
+            return  # a notice of ours: nothing in Chatwoot to mark
+        stand_in = f"refused:{uuid.uuid4().hex}"
+        self._sent(message, stand_in)
+        self.on_failure(message.contact, stand_in, "failed", reason)
 
     def _report(self, message: AgentMessage, status: str, error: str | None) -> None:
         """Tell Chatwoot what became of an agent's message (needs a user token)."""

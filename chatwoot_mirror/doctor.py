@@ -91,6 +91,12 @@ def run(
         checks.append(Check("inbox", True, f"inbox {inbox.get('name')!r} found"))
     checks.append(_bot_token(client, config))
     if not config.api_token:
+        # Agent Bot tokens may not PATCH a message's status (Chatwoot's
+        # MessagesController#update): what the receipts can still say is a note
+        checks.append(Check(
+            "delivery status", True, "without CHATWOOT_API_TOKEN delivery ticks (delivered, "
+            "read) are skipped, and a message the provider could not deliver is shown as a "
+            "private note instead of a failed status", warning=True))
         checks.append(Check(
             "inbox settings", True, "not checked: set CHATWOOT_API_TOKEN (a user's access "
             "token, Profile settings) to check the webhook URL, secret and conversation lock",

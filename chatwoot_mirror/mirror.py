@@ -117,6 +117,7 @@ class Mirror:
         self.message_ids = MessageIds(self.store, ttl=config.message_ids_days * 86400)
         self.deliverer.message_ids = self.message_ids
         self.deliverer.media_wait_seconds = config.media_wait_seconds
+        self.deliverer.on_failure = self._refused
         # files the bot sends by URL, fetched within the media rules; vCards built here
         self._files = requests.Session()
         self.on_media_download(URL_FILE, self._fetch_url)
@@ -533,19 +534,21 @@ class Mirror:
         # the mirrored copy's key links the provider's id of the sent message to its
         # Chatwoot message, for the receipts that follow (see .message_ids)
         key = uuid.uuid4().hex
-        relayed = self._enqueue_relay(
-            AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
-                         attachments=media, kind=kind, channel=channel, mirror_key=key),
-            dedupe_id=None,
-        )
         # Chatwoot takes files only as uploads: a file the bot sends by URL is fetched by
         # the delivery worker (within the media rules) and uploaded; its link shows only
         # when that fails.
         files = tuple(MediaRef(source=URL_FILE, ref=m.url, kind=m.file_type,
                                filename=m.filename) for m in media)
+        # The copy is queued before the send: whatever the send's outcome queues for the
+        # contact (a refusal shown on the copy, receipts) then finds the copy ahead of it.
         mirrored = self._queue(identity.raw or identity.key,
                                [(OUTGOING, text, None, None, files)],
                                triggers=kind == "bot", key=key) is not None
+        relayed = self._enqueue_relay(
+            AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
+                         attachments=media, kind=kind, channel=channel, mirror_key=key),
+            dedupe_id=None,
+        )
         # With no sender registered there is nothing to relay; the notice is still mirrored.
         return (relayed or self.deliverer.sender is None) and mirrored
 
@@ -584,6 +587,11 @@ class Mirror:
             return False
         self.workers.wake()
         return bool(queued and queued[0])
+
+    def _refused(self, contact: ContactIdentity, provider_id: str, status: str,
+                 reason: str) -> None:
+        """A send the channel refused for good, shown like a failure receipt."""
+        self.message_status(contact, provider_id, status, error=reason)
 
     def _fetch_url(self, ref: MediaRef, max_bytes: int) -> Attachment:
         """A file the bot sent by URL, for Chatwoot: fetched like customers' files (no

@@ -6,6 +6,7 @@ turns that message off.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 LANGUAGES = ("pt-BR", "es", "en")
@@ -47,10 +48,12 @@ class Texts:
         """A provider's failure (``"131047 Message failed..."``) as agents read it: the
         known code explained, else the provider's own words."""
         text = (error or "").strip()
-        code = text.split(" ", 1)[0]
-        explained = self.failures.get(code)
-        if explained:
-            return f"{explained} ({code})"
+        # the code leads a receipt's error; a refused send names it inside the provider's
+        # words ("send_text: HTTP 400 (#131026) Message undeliverable")
+        for code in re.findall(r"[A-Za-z0-9_]+", text):
+            explained = self.failures.get(code)
+            if explained:
+                return f"{explained} ({code})"
         return text or "?"
 
 

@@ -109,8 +109,12 @@ def _problem(response: requests.Response) -> str:
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict):
-            details = (error.get("error_data") or {}).get("details")
-            return str(details or error.get("message") or "")[:200]
+            data_ = error.get("error_data")
+            details = data_.get("details") if isinstance(data_, dict) else None
+            text = str(details or error.get("message") or "")[:200]
+            # Graph's code first, as receipts carry it: the mirror explains known codes
+            code = error.get("code")
+            return f"{code} {text}" if isinstance(code, (int, str)) and code != "" else text
         if error:
             return str(error)[:200]
         return str(data.get("message") or "")[:200]

@@ -134,6 +134,9 @@ def test_doctor_without_api_token_says_what_it_did_not_check(healthy, tmp_path):
     checks = doctor.run(environ, dotenv=False)
     assert all(c.ok for c in checks)
     assert "CHATWOOT_API_TOKEN" in checks[-1].detail
+    # issue #17: what the provider's receipts cannot do without it
+    [status] = [c for c in checks if c.name == "delivery status"]
+    assert status.warning and "ticks" in status.detail and "private note" in status.detail
 
 
 def test_status_flush_and_retry_dead(tmp_path, monkeypatch):

@@ -451,3 +451,37 @@ def after_seconds(seconds: float):
     import datetime
 
     return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("user_token", [True, False])
+def test_a_send_refused_for_good_is_shown_on_the_bot_reply(tmp_path, user_token):
+    """Issue #17 item 4: an invalid recipient is permanent (not retried) and shown in
+    Chatwoot. Meta's error object for 131026 ("Message undeliverable"), as the Graph API
+    answers a send it refuses (Meta's "WhatsApp error codes")."""
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path,
+                                    api_token=cw.user_token if user_token else None))
+        try:
+            adapter, fake, case = dialog360()
+            fake.routes[("POST", "/messages")] = (400, {"error": {
+                "message": "(#131026) Message undeliverable", "type": "OAuthException",
+                "code": 131026, "error_data": {"messaging_product": "whatsapp",
+                                               "details": "Message undeliverable"}}},
+                "application/json")
+            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), faq_bot)
+            assert mirror.flush() and mirror.flush() and mirror.flush()
+            assert len([r for r in fake.requests if r.url.endswith("/messages")]) == 1
+            [conv] = cw.conversations()
+            messages = cw.messages(conv["id"])
+            bot = next(m for m in messages if m["content"] == "Entregamos sim, Maria Souza!")
+            explained = ("o número não recebe mensagens (sem WhatsApp, versão antiga ou "
+                         "bloqueou a empresa) (131026)")
+            if user_token:
+                assert bot["status"] == "failed"
+                assert bot["content_attributes"]["external_error"] == explained
+            else:
+                [note] = [m for m in messages if m["private"]]
+                assert note["content"] == "Mensagem não entregue ao cliente: " + explained
+                assert note["content_attributes"]["in_reply_to"] == bot["id"]
+        finally:
+            mirror.close(timeout=1)
