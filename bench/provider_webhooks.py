@@ -14,6 +14,7 @@ The provider's API is a local stand-in.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import tempfile
@@ -35,13 +36,21 @@ CONTRACTS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "con
 TOKEN = "00000000-0000-4000-8000-000000000001"
 
 
-class _Provider(BaseAdapter):
-    """uazapi's /send/text, answering at once."""
+class UazapiStandIn(BaseAdapter):
+    """uazapi's /send/text, answering at once with a fresh message id; ``sent`` holds
+    (message id, the chat it went to), as receipts name them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids = (f"3EB0BENCH{i:08d}" for i in itertools.count())
+        self.sent: list[tuple[str, str]] = []
 
     def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        number = json.loads(request.body or b"{}").get("number")
+        self.sent.append((next(self.ids), f"{number}@s.whatsapp.net"))
         response = requests.Response()
         response.status_code = 200
-        response._content = b'{"messageid": "3EB0BENCH"}'
+        response._content = json.dumps({"messageid": self.sent[-1][0]}).encode()
         response.headers["Content-Type"] = "application/json"
         response.request = request
         return response
@@ -60,7 +69,7 @@ def run(bodies: list[bytes], tmp: str, url: str, workers: bool) -> str:
                     db_path=f"{tmp}/{'w' if workers else 's'}.db", max_requests_per_minute=0)
     mirror = Mirror(config, start=workers)
     adapter = UazapiAdapter("https://example.uazapi.com", TOKEN)
-    adapter.session.mount("https://example.uazapi.com", _Provider())
+    adapter.session.mount("https://example.uazapi.com", UazapiStandIn())
     handler = InboundHandler(mirror, adapter, lambda event: f"Recebido: {event.text}")
     latencies = []
     started = time.perf_counter()

@@ -12,7 +12,6 @@ requests per receipt, and the statuses Chatwoot ends with (all must be ``read``)
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 import tempfile
@@ -20,45 +19,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import requests
-from requests.adapters import BaseAdapter
-
 from chatwoot_mirror import Config, Mirror
 from chatwoot_mirror.integrations import InboundHandler, UazapiAdapter
 from chatwoot_mirror.testing import FakeChatwoot
 from chatwoot_mirror.webhooks import WebhookRequest
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provider_webhooks import UazapiStandIn, percentile  # noqa: E402
+
 CONTRACTS = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "contracts"
 TOKEN = "00000000-0000-4000-8000-000000000001"
 ORDER = ("delivered", "read", "delivered", "sent", "read")
-
-
-class _Provider(BaseAdapter):
-    """uazapi's /send/text, answering at once with a fresh message id."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids = (f"3EB0BENCH{i:08d}" for i in itertools.count())
-        #: (message id, the chat it went to), as the receipts will name them
-        self.sent: list[tuple[str, str]] = []
-
-    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
-        number = json.loads(request.body or b"{}")["number"]
-        self.sent.append((next(self.ids), f"{number}@s.whatsapp.net"))
-        response = requests.Response()
-        response.status_code = 200
-        response._content = json.dumps({"messageid": self.sent[-1][0]}).encode()
-        response.headers["Content-Type"] = "application/json"
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        pass
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run(count: int, user_token: bool) -> str:
@@ -71,7 +42,7 @@ def run(count: int, user_token: bool) -> str:
                         db_path=f"{tmp}/m.db", max_requests_per_minute=0)
         mirror = Mirror(config)
         adapter = UazapiAdapter("https://example.uazapi.com", TOKEN)
-        provider = _Provider()
+        provider = UazapiStandIn()
         adapter.session.mount("https://example.uazapi.com", provider)
         handler = InboundHandler(mirror, adapter, lambda event: "Recebido!", mode="sync")
         for i in range(count):
