@@ -15,16 +15,26 @@ from .texts import Texts
 REACTION, EDIT, DELETE = "reaction", "edit", "delete"
 STICKER, LOCATION, CONTACTS, ORDER, POLL, UNSUPPORTED = (
     "sticker", "location", "contacts", "order", "poll", "unsupported")
+#: a message the provider's webhook names without its content (Z-PRO's webhook carries
+#: no file, and no text for a photo without a caption)
+WITHHELD = "withheld"
 KINDS = frozenset({REACTION, EDIT, DELETE, STICKER, LOCATION, CONTACTS, ORDER, POLL,
-                   UNSUPPORTED})
+                   UNSUPPORTED, WITHHELD})
 #: shown to agents, never answered, never a trigger
 QUIET = frozenset({REACTION, EDIT, DELETE})
 
 
-def render(texts: Texts, shown_as: str | None, text: str, raw_type: str = "") -> str:
-    """What the agent reads for a message of kind ``shown_as`` (``None``: as it is)."""
+def render(texts: Texts, shown_as: str | None, text: str, raw_type: str = "", *,
+           files: bool = False) -> str:
+    """What the agent reads for a message of kind ``shown_as`` (``None``: as it is).
+
+    Never nothing: a message with neither words nor ``files`` is shown as
+    :data:`UNSUPPORTED` (a customer's message dropped for being empty would be one the
+    agent never knew was sent)."""
     if not shown_as:
-        return text
+        if text.strip() or files:
+            return text
+        shown_as = UNSUPPORTED
     template = texts.kinds.get(shown_as)
     if template is None:
         return text or f"[{raw_type or shown_as}]"

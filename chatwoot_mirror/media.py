@@ -45,6 +45,14 @@ class MediaRef:
         return cls(**data)
 
 
+#: :attr:`MediaRef.source` of a file the bot sent by URL (``ref`` is the URL)
+URL_FILE = "url"
+#: :attr:`MediaRef.source` of a small file made from the message itself (a vCard):
+#: ``ref`` is its text
+INLINE_FILE = "inline"
+INLINE_MAX = 64 * 1024
+
+
 class MediaError(MirrorError):
     """A file could not be fetched. ``retryable`` is False when asking again cannot help
     (the provider answered 4xx; 360dialog also blocks callers after 20 such errors)."""

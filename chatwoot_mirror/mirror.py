@@ -24,7 +24,7 @@ from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
 from .kinds import QUIET, render
-from .media import Fetcher, MediaError, MediaRef, file_from
+from .media import INLINE_FILE, INLINE_MAX, URL_FILE, Fetcher, MediaError, MediaRef, file_from
 from .message_ids import RANKS, MessageIds
 from .metrics import Metrics
 from .outbound import OutboundPolicy
@@ -40,12 +40,6 @@ log = logging.getLogger("chatwoot_mirror")
 
 #: ``fn(turn, identity)``: answer a queued customer message (see :meth:`Mirror.on_bot_turn`)
 TurnRunner = Callable[[Mapping[str, Any], ContactIdentity], None]
-#: :attr:`MediaRef.source` of a file the bot sent by URL (``ref`` is the URL)
-URL_FILE = "url"
-#: :attr:`MediaRef.source` of a small file made from the message itself (a vCard):
-#: ``ref`` is its text
-INLINE_FILE = "inline"
-INLINE_MAX = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -286,10 +280,11 @@ class Mirror:
 
         Never raises; when the store fails the bot answers (mirroring must not silence
         it)."""
-        text = render(self.texts, shown_as, text, raw_type)
+        attachments = tuple(attachments)
+        text = render(self.texts, shown_as, text, raw_type, files=bool(attachments))
         quiet = shown_as in QUIET
         if owner:
-            return self._owner_message(contact, text, message_id, pause, tuple(attachments),
+            return self._owner_message(contact, text, message_id, pause, attachments,
                                        reply_to, via)
         if self.enabled:
             try:

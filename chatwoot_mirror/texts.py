@@ -86,7 +86,9 @@ DEFAULTS: dict[str, Texts] = {
                "delete": "apagou esta mensagem", "sticker": "[figurinha]",
                "location": "Localização: {text}", "contacts": "Contato: {text}",
                "order": "Pedido:\n{text}", "poll": "Voto na enquete: {text}",
-               "unsupported": "[mensagem do tipo {type}, que o WhatsApp não mostra aqui]"},
+               "unsupported": "[mensagem do tipo {type}, que o WhatsApp não mostra aqui]",
+               "withheld": "[mensagem sem texto (arquivo, figurinha ou outro tipo): o "
+                           "provedor não repassa o conteúdo; veja no WhatsApp]"},
         file_link="[{kind}] {url}",
         not_delivered="Mensagem não entregue ao cliente: {reason}",
         failures={
@@ -135,7 +137,9 @@ DEFAULTS: dict[str, Texts] = {
                "delete": "eliminó este mensaje", "sticker": "[sticker]",
                "location": "Ubicación: {text}", "contacts": "Contacto: {text}",
                "order": "Pedido:\n{text}", "poll": "Voto en la encuesta: {text}",
-               "unsupported": "[mensaje de tipo {type}, que WhatsApp no muestra aquí]"},
+               "unsupported": "[mensaje de tipo {type}, que WhatsApp no muestra aquí]",
+               "withheld": "[mensaje sin texto (archivo, sticker u otro tipo): el "
+                           "proveedor no envía el contenido; véalo en WhatsApp]"},
         file_link="[{kind}] {url}",
         not_delivered="Mensaje no entregado al cliente: {reason}",
         failures={
@@ -185,7 +189,9 @@ DEFAULTS: dict[str, Texts] = {
                "delete": "deleted this message", "sticker": "[sticker]",
                "location": "Location: {text}", "contacts": "Contact: {text}",
                "order": "Order:\n{text}", "poll": "Poll vote: {text}",
-               "unsupported": "[a {type} message, which WhatsApp does not show here]"},
+               "unsupported": "[a {type} message, which WhatsApp does not show here]",
+               "withheld": "[a message without text (a file, sticker or other kind): the "
+                           "provider does not pass its content on; see it in WhatsApp]"},
         file_link="[{kind}] {url}",
         not_delivered="Message not delivered to the customer: {reason}",
         failures={

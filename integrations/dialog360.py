@@ -48,7 +48,17 @@ from chatwoot_mirror.outbound import host_of
 from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
-from ._payload import digits_of, load_json, other_names, seconds, skip, vcards
+from ._payload import (
+    dicts,
+    digits_of,
+    load_json,
+    obj,
+    other_names,
+    seconds,
+    skip,
+    vcard_file,
+    vcards,
+)
 from ._shared_secret import SharedSecretWebhooks
 from .base import MESSAGE, OWNER, STATUS, InboundEvent
 
@@ -143,7 +153,7 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         if isinstance(data.get("entry"), list):
             events: list[InboundEvent] = []
             for entry in data["entry"]:
-                for change in _dicts(entry.get("changes") if isinstance(entry, dict) else None):
+                for change in dicts(entry.get("changes") if isinstance(entry, dict) else None):
                     value = change.get("value")
                     if not isinstance(value, dict):
                         continue
@@ -164,15 +174,15 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         #: each id of a contacts[] entry -> all of that entry's ids (wa_id, user_id): the
         #: same person, whichever the message is from
         same: dict[str, tuple[str, ...]] = {}
-        for contact in _dicts(value.get("contacts")):
-            name = _obj(contact.get("profile")).get("name")
+        for contact in dicts(value.get("contacts")):
+            name = obj(contact.get("profile")).get("name")
             ids = tuple(str(contact[key]) for key in ("wa_id", "user_id") if contact.get(key))
             for one in ids:
                 same[one] = ids
                 if name:
                     names[one] = str(name)
         events = []
-        for message in _dicts(value.get("messages")):
+        for message in dicts(value.get("messages")):
             sender = message.get("from") or message.get("from_user_id")
             if not sender:
                 skip(self.name, "message_without_sender")
@@ -182,12 +192,12 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
                 others = [str(message[k]) for k in ("from", "from_user_id") if message.get(k)]
                 events.append(replace(event, aliases=other_names(
                     str(sender), [*same.get(str(sender), ()), *others])))
-        for status in _dicts(value.get("statuses")):
-            errors = _dicts(status.get("errors"))
+        for status in dicts(value.get("statuses")):
+            errors = dicts(status.get("errors"))
             error = None
             if errors:
                 first = errors[0]
-                details = _obj(first.get("error_data")).get("details")
+                details = obj(first.get("error_data")).get("details")
                 error = f"{first.get('code')} {details or first.get('title') or ''}".strip()
             events.append(InboundEvent(
                 kind=STATUS,
@@ -198,14 +208,14 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
                 status=_str(status.get("status")),
                 error=error,
             ))
-        for problem in _dicts(value.get("errors")):
+        for problem in dicts(value.get("errors")):
             log.warning("360dialog reported an error code=%s title=%s",
                         problem.get("code"), str(problem.get("title"))[:100])
         return events
 
     def _echoes(self, value: dict[str, Any]) -> list[InboundEvent]:
         events = []
-        for echo in _dicts(value.get("message_echoes")):
+        for echo in dicts(value.get("message_echoes")):
             contact = echo.get("to") or echo.get("to_user_id")
             if contact:
                 event = self._message(OWNER, str(contact), echo, None)
@@ -216,8 +226,8 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
     def _message(self, kind: str, contact: str, message: dict[str, Any],
                  name: str | None) -> InboundEvent | None:
         raw_type = str(message.get("type") or "")
-        body = _obj(message.get(raw_type))
-        reply_to = _str(_obj(message.get("context")).get("id"))
+        body = obj(message.get(raw_type))
+        reply_to = _str(obj(message.get("context")).get("id"))
         shown = _shown(self.name, raw_type, body, message)
         if shown is None:
             return None  # a reaction taken back: nothing to show
@@ -335,14 +345,6 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
 
 
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -366,12 +368,9 @@ def _shown(source: str, raw_type: str, body: dict[str, Any], message: dict[str, 
         return _location(body), LOCATION, (), None
     if raw_type == "contacts":
         cards = message.get("contacts")
-        vcard = vcards(cards)
-        files = (MediaRef(source="inline", ref=vcard, kind="document",
-                          mime_type="text/vcard", filename="contact.vcf"),) if vcard else ()
-        return _contacts(cards), CONTACTS, files, None
+        return _contacts(cards), CONTACTS, vcard_file(vcards(cards)), None
     if raw_type == "interactive":
-        reply = _obj(body.get(str(body.get("type"))))
+        reply = obj(body.get(str(body.get("type"))))
         return (str(reply.get("title") or reply.get("body") or reply.get("response_json")
                     or ""), None, (), None)
     if raw_type == "button":
@@ -383,8 +382,8 @@ def _shown(source: str, raw_type: str, body: dict[str, Any], message: dict[str, 
             return None
         return str(body["emoji"]), REACTION, (), _str(body.get("message_id"))
     if raw_type == "edit":  # Coexistence numbers: the customer edited a message
-        edited = _obj(body.get("message"))
-        inner = _obj(edited.get(str(edited.get("type") or "text")))
+        edited = obj(body.get("message"))
+        inner = obj(edited.get(str(edited.get("type") or "text")))
         return (str(inner.get("body") or inner.get("caption") or ""), EDIT, (),
                 _str(body.get("original_message_id")))
     if raw_type == "revoke":  # Coexistence numbers: the customer deleted a message
@@ -399,7 +398,7 @@ def _order(body: dict[str, Any]) -> str:
     """A catalog order: one line per item, then the total per currency."""
     lines: list[str] = []
     totals: dict[str, float] = {}
-    for item in _dicts(body.get("product_items")):
+    for item in dicts(body.get("product_items")):
         quantity, price = _number(item.get("quantity")) or 0.0, _number(item.get("item_price"))
         currency = str(item.get("currency") or "")
         line = f"{quantity:g} × {item.get('product_retailer_id') or '?'}"
@@ -429,9 +428,9 @@ def _location(body: dict[str, Any]) -> str:
 
 def _contacts(value: Any) -> str:
     lines = []
-    for card in _dicts(value):
-        name = _obj(card.get("name")).get("formatted_name") or ""
-        phones = ", ".join(str(p.get("phone")) for p in _dicts(card.get("phones")))
+    for card in dicts(value):
+        name = str(obj(card.get("name")).get("formatted_name") or "")
+        phones = ", ".join(str(p["phone"]) for p in dicts(card.get("phones")) if p.get("phone"))
         lines.append(" ".join(filter(None, [name, phones])))
     return "\n".join(lines)
 

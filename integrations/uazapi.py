@@ -46,7 +46,7 @@ from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
-from ._payload import digits_of, load_json, other_names, seconds, skip
+from ._payload import digits_of, load_json, obj, other_names, seconds, skip, vcard_file
 from .base import ECHO, INTEGRATION, MESSAGE, OWNER, STATUS, InboundEvent
 
 TRACK_SOURCE = "chatwoot-mirror"
@@ -131,7 +131,7 @@ class UazapiAdapter(HttpAdapter):
             return [] if data is None else skip(self.name, "not_an_object")
         event_type = data.get("EventType")
         if event_type == "messages" and isinstance(data.get("message"), dict):
-            event = self._message(data["message"], data.get("chat") or {})
+            event = self._message(data["message"], obj(data.get("chat")))
             return [event] if event is not None else []
         if event_type == "messages_update":
             return self._receipts(data)
@@ -205,9 +205,7 @@ class UazapiAdapter(HttpAdapter):
                                                         "ContactsArrayMessage"):
             text, shown_as = text or str(content.get("displayName") or ""), CONTACTS
             card = content.get("vcard")
-            if isinstance(card, str) and card.startswith("BEGIN:VCARD"):
-                attachments = (MediaRef(source="inline", ref=card[:65536], kind="document",
-                                        mime_type="text/vcard", filename="contact.vcf"),)
+            attachments = vcard_file(card) if isinstance(card, str) else ()
         elif not text:
             shown_as = UNSUPPORTED
         sender_name = message.get("senderName")

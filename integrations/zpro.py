@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,12 +32,14 @@ from typing import Any
 import requests
 
 from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.kinds import CONTACTS, LOCATION, UNSUPPORTED, WITHHELD
+from chatwoot_mirror.media import MediaRef
 from chatwoot_mirror.scoped import ScopedValues
 
 from ._echoes import RecentSends
 from ._env import env_flag, env_value
 from ._http import HttpAdapter
-from ._payload import digits_of, load_json, other_names, skip
+from ._payload import digits_of, load_json, obj, other_names, skip, vcard_file, vcard_summary
 from ._shared_secret import SharedSecretWebhooks
 from .base import ECHO, MESSAGE, OWNER, STATUS, InboundEvent
 
@@ -111,7 +114,8 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
             return [] if data is None else skip(self.name, "not_an_object")
         kind = data.get("type")
         if kind == "hookMessageStatus":
-            ack = data.get("ack") if isinstance(data.get("ack"), int) else 99
+            given = data.get("ack")
+            ack = given if isinstance(given, int) else 99
             # Izing's negative acks, as codes the mirror explains to agents
             code = {-1: "invalid_number", -2: "session_error"}.get(ack)
             words = str(data["error"])[:200] if data.get("error") else ""
@@ -124,7 +128,9 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
         if kind == "hookSessionStatus":
             log.info("zpro session status=%s", str(data.get("status"))[:30])
             return []
-        if "mensagem" in data and data.get("sender"):
+        # Whaticket leaves ``mensagem`` out when the message has no text (a photo without
+        # a caption): the ticket's id still says a message came
+        if data.get("sender") and ("mensagem" in data or "chamadoId" in data):
             return self._message(data)
         return skip(self.name, f"unknown_shape_{str(kind)[:30]}")
 
@@ -132,21 +138,25 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
         if data.get("isGroup"):
             return skip(self.name, "group_message")
         contact = str(data["sender"])
-        text = str(data.get("mensagem") or "")
-        ticket = data.get("ticketData") if isinstance(data.get("ticketData"), dict) else {}
+        said = data.get("mensagem")
+        text = said if isinstance(said, str) else ""
+        ticket = obj(data.get("ticketData"))
         if data.get("fromMe"):
             kind = ECHO if self.recent.pop(digits_of(contact), text) else OWNER
         else:
             kind = MESSAGE
+        shown, shown_as, files = _shown(text)
         # No message id in this webhook: the ticket, its update time and the text make one,
         # so a redelivered webhook is recognised.
         fingerprint = hashlib.sha256(
             json.dumps([data.get("chamadoId"), ticket.get("updatedAt"), text]).encode()
         ).hexdigest()[:24]
         return [InboundEvent(
-            kind=kind, contact=contact, text=text,
+            kind=kind, contact=contact, text=shown,
             name=str(data.get("name") or "") or None,
             message_id=f"zpro-{fingerprint}", raw_type="message",
+            attachments=files, shown_as=shown_as,
+            expects_reply=shown_as not in (WITHHELD, UNSUPPORTED),
             aliases=_aliases(contact, data, ticket),
         )]
 
@@ -193,13 +203,36 @@ class ZproAdapter(SharedSecretWebhooks, HttpAdapter):
         return key
 
 
+#: Whaticket's rendering of a location (``getBodyMessage``'s ``msgLocation``: a base64
+#: thumbnail, then a Maps link) and of a live location
+_MAPS = re.compile(r"https://maps\.google\.com/maps\?q=(-?[\d.]+)%2C(-?[\d.]+)")
+_LIVE = re.compile(r"^Latitude: (-?[\d.]+) - Longitude: (-?[\d.]+)$")
+
+
+def _shown(text: str) -> tuple[str, str | None, tuple[MediaRef, ...]]:
+    """What a Whaticket-family ``mensagem`` is, as :func:`getBodyMessage` wrote it
+    (INFERENCE for Z-PRO: Whaticket SaaS's ``wbotMessageListener.ts``): a contact card is
+    its raw vCard, a location a data-URL thumbnail and a Maps link, a message without text
+    (a photo without caption, a sticker's file) no ``mensagem`` at all. The webhook never
+    carries files."""
+    if not text.strip():
+        return "", WITHHELD, ()
+    if text.lstrip().upper().startswith("BEGIN:VCARD"):
+        return vcard_summary(text), CONTACTS, vcard_file(text)
+    found = _MAPS.search(text) or _LIVE.match(text.strip())
+    if found:
+        # the thumbnail (kilobytes of base64) is of no use to an agent: the link is
+        return f"https://maps.google.com/?q={found[1]},{found[2]}", LOCATION, ()
+    return text, None, ()
+
+
 def _aliases(contact: str, data: dict[str, Any], ticket: dict[str, Any]) -> tuple[str, ...]:
     """The customer's other names in a Whaticket-style webhook: the ticket contact's
     number when it differs from ``sender`` (a LID beside the phone), and the provider's
     own contact id, scoped by company (``zpro:<company>:<contact>``): one record per
     person in the Whaticket family, whatever WhatsApp calls them (INFERENCE, see
     research/providers.md section 4)."""
-    person = ticket.get("contact") if isinstance(ticket.get("contact"), dict) else {}
+    person = obj(ticket.get("contact"))
     company, contact_id = data.get("companyId"), ticket.get("contactId") or person.get("id")
     scoped = None
     if isinstance(contact_id, int) and not isinstance(contact_id, bool):

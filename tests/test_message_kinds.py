@@ -485,3 +485,52 @@ def test_a_send_refused_for_good_is_shown_on_the_bot_reply(tmp_path, user_token)
                 assert note["content_attributes"]["in_reply_to"] == bot["id"]
         finally:
             mirror.close(timeout=1)
+
+
+ZPRO_CASES = {
+    # fixture: (what the agent reads, a vCard file, the bot is asked)
+    "whaticket_message_vcard.json": ("Contato: Carlos Lima +55 11 96666-5555", True, True),
+    "whaticket_message_location.json": (
+        "Localização: https://maps.google.com/?q=-23.5613991,-46.6565712", False, True),
+    "whaticket_message_without_text.json": (
+        "[mensagem sem texto (arquivo, figurinha ou outro tipo): o provedor não repassa o "
+        "conteúdo; veja no WhatsApp]", False, False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ZPRO_CASES))
+def test_zpro_kinds_show_as_agents_read_them(chatwoot, case):
+    """Z-PRO's webhook carries only ``mensagem`` as Whaticket's getBodyMessage words it
+    (tests/fixtures/contracts/zpro/README.md): a raw vCard, a base64 thumbnail before a
+    Maps link, or no key at all for a photo without a caption."""
+    cw, mirror = chatwoot
+    adapter, fake, _ = zpro()
+    asked = []
+    handle_inbound(mirror, adapter, parsed(adapter, contract(f"zpro/{case}")), asked.append)
+    assert mirror.flush()
+    expected, card, answered = ZPRO_CASES[case]
+    [conv] = cw.conversations()
+    [shown] = cw.messages(conv["id"])
+    assert shown["content"] == expected and shown["message_type"] == 0
+    assert "base64" not in shown["content"]
+    assert bool(asked) == answered
+    if card:
+        [vcf] = shown["attachments"]
+        blob = cw.blob(vcf["data_url"])
+        assert blob["filename"] == "contact.vcf" and blob["content_type"] == "text/vcard"
+    else:
+        assert not shown.get("attachments")
+
+
+def test_a_message_with_nothing_to_show_is_labelled_not_dropped(chatwoot):
+    """A text message whose body is empty (Cloud API sends what the phone sent) still tells
+    the agent something arrived: never an empty message, never a silent drop."""
+    cw, mirror = chatwoot
+    adapter, fake, case = dialog360()
+    body = case["text"]
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "  "
+    handle_inbound(mirror, adapter, parsed(adapter, body), lambda e: None)
+    assert mirror.flush()
+    [conv] = cw.conversations()
+    [shown] = cw.messages(conv["id"])
+    assert shown["content"] == "[mensagem do tipo text, que o WhatsApp não mostra aqui]"

@@ -21,6 +21,12 @@ WEBHOOKS = {
     "izing_hook_message_status.json": [(STATUS, "5511988887777", "", "read")],
     "izing_hook_message_status_invalid_number.json": [(STATUS, "5511988887777", "", "failed")],
     "izing_hook_session_status.json": [],
+    # issue #17's kinds, as Whaticket's getBodyMessage words them (see test_message_kinds)
+    "whaticket_message_vcard.json": [(MESSAGE, "5511988887777", "Carlos Lima +55 11 96666-5555",
+                                      None)],
+    "whaticket_message_location.json": [
+        (MESSAGE, "5511988887777", "https://maps.google.com/?q=-23.5613991,-46.6565712", None)],
+    "whaticket_message_without_text.json": [(MESSAGE, "5511988887777", "", None)],
 }
 API_FILES = {
     "zpro_api_send_text_request.json", "zpro_api_send_text_response_izing.json",
