@@ -41,7 +41,7 @@ from .handoff.rules import (
     UNASSIGN,
 )
 from .identity import ContactIdentity
-from .media import Fetcher, MediaError, MediaNotReady, MediaRef, MediaTooLarge
+from .media import Fetcher, MediaError, MediaNotReady, MediaRef, MediaTooLarge, url_name
 from .message_ids import Located, MessageIds
 from .relay import AgentMessage, RelayRejected, Sender
 from .texts import DEFAULTS
@@ -132,6 +132,9 @@ class Deliverer:
         self.message_ids: MessageIds | None = None
         #: how long a file that is not there yet is asked for again
         self.media_wait_seconds = 600.0
+        #: ``fn(url) -> bool | None``: whether a file the provider will fetch by URL is
+        #: there (``False``: 404, not yet; ``None``: cannot tell); None: never asked
+        self.file_ready: Callable[[str], bool | None] | None = None
         #: ``fn(contact, provider_id, "failed", reason)`` queues a failure to be shown on
         #: Chatwoot's copy of a message, behind the contact's messages
         #: (:meth:`Mirror.message_status`)
@@ -391,6 +394,10 @@ class Deliverer:
             raise Rejected("no channel sender registered (mirror.on_agent_message)",
                            operation="relay")
         agent_message = self._quoting(agent_message)
+        ready = self._ready_files(message, agent_message)
+        if ready is None:
+            return {"id": 0}  # nothing left to send; the agent was told
+        agent_message = ready
         try:
             provider_id = self.sender(agent_message)
         except RelayRejected as exc:
@@ -415,6 +422,58 @@ class Deliverer:
             log.debug("%s sent to the customer contact=%s", agent_message.kind,
                       agent_message.contact.key)
         return {"id": 0, "provider_message_id": provider_id}
+
+    def _wait_for_late_file(self, message: MirroredMessage, what: str) -> None:
+        """A file that is not there yet (HTTP 404: an upload still under way) is asked for
+        again, sooner at first (2 s, then half its age, at most a minute), never counted
+        as an attempt, until ``media_wait_seconds`` have passed; the contact's later
+        messages wait behind it, in order. Returns once that time is over."""
+        age = time.time() - message.created_at
+        if age < self.media_wait_seconds:
+            raise Deferred(f"file not there yet: {what}"[:300],
+                           delay=max(2.0, min(60.0, age / 2)))
+
+    def _ready_files(self, message: MirroredMessage,
+                     agent_message: AgentMessage) -> AgentMessage | None:
+        """``agent_message`` with the files the provider can fetch now. The provider
+        fetches each by its URL, and with S3 direct uploads Chatwoot's webhook can come
+        before the file is stored (waha#1445): a file answering 404 is waited for
+        (:meth:`_wait_for_late_file`); after that the message goes without it and the
+        agent is told. ``None``: nothing is left to send. Only files in Chatwoot are asked
+        for (an agent's); the bot's own files by URL are its host's business."""
+        if self.file_ready is None or not agent_message.attachments \
+                or not agent_message.chatwoot_message_id:
+            return agent_message
+        missing = [f for f in agent_message.attachments if self.file_ready(f.url) is False]
+        if not missing:
+            return agent_message
+        names = ", ".join((f.filename or url_name(f.url))[:120] or "?" for f in missing)
+        self._wait_for_late_file(message, names)
+        log.warning("agent file never available, not relayed contact=%s conversation=%s "
+                    "chatwoot_message=%s files=%d", agent_message.contact.key,
+                    agent_message.conversation_id, agent_message.chatwoot_message_id,
+                    len(missing))
+        reason = self.texts.file_not_ready.format(name=names)
+        rest = replace(agent_message, attachments=tuple(
+            f for f in agent_message.attachments if f not in missing))
+        if not rest.text.strip() and not rest.attachments:
+            self._refused(agent_message, reason)
+            return None
+        self._note(agent_message, self.texts.sent_without_file.format(reason=reason))
+        return rest
+
+    def _note(self, message: AgentMessage, text: str) -> None:
+        """A private note replying to ``message`` in Chatwoot (needs the bot token: the
+        public API cannot write private notes). Best effort: the relay goes on."""
+        if not (self.use_bot_token and message.chatwoot_message_id):
+            return
+        try:
+            self.client.create_message(
+                message.conversation_id, text, private=True,
+                content_attributes={"in_reply_to": message.chatwoot_message_id})
+        except ChatwootError as exc:
+            log.warning("note not written contact=%s conversation=%s error=%s",
+                        message.contact.key, message.conversation_id, exc)
 
     def _quoting(self, message: AgentMessage) -> AgentMessage:
         """The agent quoted a message: the provider's id of it, so that the customer sees
@@ -530,12 +589,8 @@ class Deliverer:
                 if not isinstance(exc, MediaError):  # a fetcher's bug: same fate as a hiccup
                     log.exception("media fetcher failed contact=%s", message.identity.key)
                     exc = MediaError(type(exc).__name__, retryable=True)
-                age = time.time() - message.created_at
-                if isinstance(exc, MediaNotReady) and age < self.media_wait_seconds:
-                    # still uploading: ask again, sooner at first, never counted as an
-                    # attempt (the contact's later messages wait behind it, in order)
-                    raise Deferred(f"file not there yet: {exc}"[:300],
-                                   delay=max(2.0, min(60.0, age / 2))) from None
+                if isinstance(exc, MediaNotReady):
+                    self._wait_for_late_file(message, str(exc))
                 if exc.retryable and not isinstance(exc, MediaNotReady) \
                         and message.attempts < 2:
                     raise Unavailable(f"file not downloaded: {exc}"[:300],

@@ -172,11 +172,17 @@ _ALIASES = {"audio/ogg": (".ogg", ".oga", ".opus"), "image/jpeg": (".jpg", ".jpe
             "audio/mp4": (".m4a", ".mp4"), "text/vcard": (".vcf", ".vcard")}
 
 
+def url_name(url: str) -> str:
+    """The last part of a URL's path, unquoted (``""`` when none): the file's name in
+    most file URLs, ActiveStorage's included."""
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+
+
 def _name_of(ref: MediaRef) -> str:
     """A name for a file that came without one: the last part of its URL path, else its
     kind and the end of its reference."""
     if ref.ref.startswith(("http://", "https://")):
-        last = unquote(urlsplit(ref.ref).path.rsplit("/", 1)[-1])
+        last = url_name(ref.ref)
         if last and len(last) <= 120:
             return last
     safe = "".join(ch for ch in ref.ref[-12:] if ch.isalnum())

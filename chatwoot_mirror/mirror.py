@@ -24,10 +24,20 @@ from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
 from .kinds import QUIET, render
-from .media import INLINE_FILE, INLINE_MAX, URL_FILE, Fetcher, MediaError, MediaRef, file_from
+from .media import (
+    INLINE_FILE,
+    INLINE_MAX,
+    URL_FILE,
+    Fetcher,
+    MediaError,
+    MediaNotReady,
+    MediaRef,
+    MediaTooLarge,
+    file_from,
+)
 from .message_ids import RANKS, MessageIds
 from .metrics import Metrics
-from .outbound import OutboundPolicy
+from .outbound import OutboundPolicy, host_of
 from .outbox import encode
 from .relay import AgentAttachment, AgentMessage, Sender
 from .scoped import ScopedValues
@@ -112,6 +122,7 @@ class Mirror:
         self.deliverer.message_ids = self.message_ids
         self.deliverer.media_wait_seconds = config.media_wait_seconds
         self.deliverer.on_failure = self._refused
+        self.deliverer.file_ready = self._file_ready
         # files the bot sends by URL, fetched within the media rules; vCards built here
         self._files = requests.Session()
         self.on_media_download(URL_FILE, self._fetch_url)
@@ -595,6 +606,24 @@ class Mirror:
         data, content_type = self.outbound.fetch(
             self._files, ref.ref, max_bytes=max_bytes, size=ref.size, operation="fetch_file")
         return file_from(data, ref, content_type)
+
+    def _file_ready(self, url: str) -> bool | None:
+        """Whether a file the provider is about to fetch by ``url`` is there: ``False``
+        while it answers 404 or 410 (Chatwoot's S3 direct upload still under way),
+        ``None`` when we cannot tell (a target the policy refuses, no answer), when the
+        provider is left to try. Reads one chunk at most; Chatwoot's own host is trusted,
+        as it is for the relay itself."""
+        trusted = (host_of(self.config.url),) if self.config.url else ()
+        try:
+            self.outbound.fetch(self._files, url, max_bytes=1, trusted=trusted,
+                                operation="probe_file")
+        except MediaTooLarge:
+            return True  # it has bytes
+        except MediaNotReady:
+            return False
+        except MediaError:
+            return None
+        return True
 
     # -- handoff ----------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ class Texts:
     not_delivered: str
     #: provider failure codes (WhatsApp's, Z-PRO's) explained
     failures: dict[str, str]
+    #: an agent's file the provider could not be given: Chatwoot never served it; {name}
+    file_not_ready: str
+    #: private note when an agent's text went out but a file of it could not; {reason}
+    sent_without_file: str
 
     def reason(self, code: str) -> str:
         return self.reasons.get(code, code)
@@ -91,6 +95,8 @@ DEFAULTS: dict[str, Texts] = {
                            "provedor não repassa o conteúdo; veja no WhatsApp]"},
         file_link="[{kind}] {url}",
         not_delivered="Mensagem não entregue ao cliente: {reason}",
+        file_not_ready="o arquivo {name} não ficou disponível no Chatwoot a tempo",
+        sent_without_file="Texto enviado ao cliente, sem o arquivo: {reason}",
         failures={
             "131047": "mais de 24 h desde a última mensagem do cliente: é preciso um modelo "
                       "(template) aprovado",
@@ -142,6 +148,8 @@ DEFAULTS: dict[str, Texts] = {
                            "proveedor no envía el contenido; véalo en WhatsApp]"},
         file_link="[{kind}] {url}",
         not_delivered="Mensaje no entregado al cliente: {reason}",
+        file_not_ready="el archivo {name} no estuvo disponible en Chatwoot a tiempo",
+        sent_without_file="Texto enviado al cliente, sin el archivo: {reason}",
         failures={
             "131047": "pasaron más de 24 h desde el último mensaje del cliente: se necesita "
                       "una plantilla aprobada",
@@ -194,6 +202,8 @@ DEFAULTS: dict[str, Texts] = {
                            "provider does not pass its content on; see it in WhatsApp]"},
         file_link="[{kind}] {url}",
         not_delivered="Message not delivered to the customer: {reason}",
+        file_not_ready="the file {name} was not available in Chatwoot in time",
+        sent_without_file="Text sent to the customer, without the file: {reason}",
         failures={
             "131047": "more than 24 h since the customer's last message: a template is "
                       "needed",

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 from .delivery import MARKER, SOURCE_ID_PREFIX
 from .errors import ConfigError, StoreError
 from .handoff import Handoff
 from .handoff.rules import CHATWOOT, CHATWOOT_BOT_ERROR
 from .identity import ContactIdentity, identify
+from .media import url_name
 from .outbound import OutboundPolicy, RefusedTarget, host_of
 from .people import People
 from .relay import AgentAttachment, AgentMessage
@@ -440,5 +441,5 @@ def _url_filename(url: str) -> str | None:
     """The file's name from its URL. Chatwoot renders no name for an uploaded file
     (Attachment#file_metadata has none; ``fallback_title`` is for locations and contacts),
     but its ActiveStorage URL ends with the blob's filename."""
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    name = url_name(url)
     return name if "." in name.strip(".") else None

@@ -42,7 +42,7 @@ from chatwoot_mirror.kinds import (
     STICKER,
     UNSUPPORTED,
 )
-from chatwoot_mirror.media import MediaError, MediaRef
+from chatwoot_mirror.media import MediaError, MediaNotReady, MediaRef
 from chatwoot_mirror.outbound import host_of
 
 from ._env import env_flag, env_value
@@ -314,6 +314,14 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         shape = _ONPREM_MEDIA_ID if self.on_premise else _CLOUD_MEDIA_ID
         if not shape.fullmatch(media.ref):
             raise MediaError("download_media: the media id is not of the documented shape")
+        try:
+            return self._download(media, max_bytes)
+        except MediaNotReady as exc:
+            # Meta has the file before it sends the webhook, so a 404 means gone, not late;
+            # and 360dialog blocks callers after 20 4xx downloads in an hour: never again
+            raise MediaError(str(exc), retryable=False) from None
+
+    def _download(self, media: MediaRef, max_bytes: int) -> Attachment:
         trusted = (host_of(self.base_url),)
         if self.on_premise:
             data, content_type = self._fetch("download_media",

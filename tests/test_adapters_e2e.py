@@ -312,15 +312,14 @@ def test_agent_attachment_is_sent_as_media(chatwoot):
         [conv] = cw.conversations()
         # as Attachment#push_event_data renders an upload: no name beside the file, which
         # the ActiveStorage URL ends with
-        url = ("https://chat.example.com/rails/active_storage/blobs/redirect/eyJf/"
-               "boleto%20mar%C3%A7o.pdf")
-        cw.agent_reply(conv["id"], "Segue o boleto", attachments=[{
-            "file_type": "file", "data_url": url, "extension": "pdf", "thumb_url": "",
-            "file_size": 1024}])
+        upload = cw.upload(b"%PDF-1.4 boleto", "boleto março.pdf", "application/pdf")
+        assert upload["data_url"].endswith("/boleto%20mar%C3%A7o.pdf")
+        cw.agent_reply(conv["id"], "Segue o boleto", attachments=[upload])
         assert eventually(lambda: fake.sent("POST", "/send/media"))
         [media] = fake.sent("POST", "/send/media")
         assert media["type"] == "document" and media["text"] == "Segue o boleto"
-        assert media["file"] == url and media["docName"] == "boleto março.pdf"
+        assert media["file"] == cw.url + upload["data_url"]
+        assert media["docName"] == "boleto março.pdf"
         assert media["number"] == MARIA
     finally:
         host.close()

@@ -13,7 +13,7 @@ from chatwoot_mirror.identity import identify
 from chatwoot_mirror.integrations import ProviderError, ProviderRejected
 from chatwoot_mirror.integrations.base import MESSAGE, OWNER, STATUS
 from chatwoot_mirror.integrations.dialog360 import Dialog360Adapter
-from chatwoot_mirror.media import MediaError, MediaRef, MediaTooLarge
+from chatwoot_mirror.media import MediaError, MediaNotReady, MediaRef, MediaTooLarge
 
 CLOUD = "https://waba-v2.360dialog.io"
 KEY = "d360-test-key"
@@ -285,6 +285,13 @@ def test_download_limits(adapter):
     with pytest.raises(MediaError) as gone:
         adapter.download(MediaRef("dialog360", "404404", "image"), 100_000)
     assert not gone.value.retryable  # 360dialog blocks callers that repeat 4xx downloads
+    # the file itself gone (Meta's copy expired): not "late media" either, never asked again
+    responses.get(f"{CLOUD}/555", json={**info, "url": info["url"].replace(
+        "attachments/", "attachments/gone")})
+    responses.get(f"{CLOUD}/whatsapp_business/attachments/gone", status=404)
+    with pytest.raises(MediaError) as expired:
+        adapter.download(MediaRef("dialog360", "555", "image"), 100_000)
+    assert not expired.value.retryable and not isinstance(expired.value, MediaNotReady)
 
 
 def graph_error(code: int, message: str, details: str) -> dict:

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 from conftest import contract, eventually
 from freezegun import freeze_time
 from test_adapters_e2e import MARIA, Host, dialog360, faq_bot, uazapi, zpro
@@ -534,3 +535,75 @@ def test_a_message_with_nothing_to_show_is_labelled_not_dropped(chatwoot):
     [conv] = cw.conversations()
     [shown] = cw.messages(conv["id"])
     assert shown["content"] == "[mensagem do tipo text, que o WhatsApp não mostra aqui]"
+
+
+def fetching_provider(fake, path: str, answer: tuple[int, Any, str]) -> list[int]:
+    """Make ``path`` of a fake provider fetch the ``file`` it is given, as uazapi does
+    before it answers: the statuses it got are returned (a 404 is a file it never sends)."""
+    fetched: list[int] = []
+
+    def route(request: Any) -> tuple[int, Any, str]:
+        fetched.append(requests.get(json.loads(request.body)["file"], timeout=5).status_code)
+        return answer
+    fake.routes[("POST", path)] = route
+    return fetched
+
+
+@pytest.mark.parametrize("text", ["Segue o boleto", ""])
+def test_an_agent_file_still_uploading_is_sent_once_it_is_there(chatwoot, text):
+    """waha#1445: with S3 direct uploads Chatwoot's webhook comes before the file is
+    stored, and a provider fetching it then gets a 404. The relay waits for the file (the
+    emulator serves it 404 for 2.5 s), so the provider's only fetch finds it."""
+    cw, mirror = chatwoot
+    adapter, fake, case = uazapi()
+    fetched = fetching_provider(fake, "/send/media", fake.routes[("POST", "/send/media")])
+    host = Host(mirror, adapter, lambda e: None)
+    cw.webhook_url = host.chatwoot_url
+    try:
+        handle_inbound(mirror, adapter, parsed(adapter, case["text"]), lambda e: None)
+        assert mirror.flush()
+        [conv] = cw.conversations()
+        upload = cw.upload(b"%PDF-1.4 boleto", "boleto.pdf", "application/pdf",
+                           ready_after=2.5)
+        cw.agent_reply(conv["id"], text, attachments=[upload])
+        assert eventually(lambda: fake.sent("POST", "/send/media"), timeout=15)
+        assert fetched == [200]
+        [media] = fake.sent("POST", "/send/media")
+        assert media["file"] == cw.url + upload["data_url"] and media.get("text", "") == text
+        assert not [m for m in cw.messages(conv["id"]) if m["private"]]
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize("text", ["Segue o boleto", ""])
+def test_an_agent_file_never_there_goes_without_it_and_the_agent_is_told(tmp_path, text):
+    with FakeChatwoot(webhook_secret="inbox-secret") as cw:
+        mirror = Mirror(make_config(cw, tmp_path, media_wait_seconds=0))
+        adapter, fake, case = uazapi()
+        host = Host(mirror, adapter, lambda e: None)
+        cw.webhook_url = host.chatwoot_url
+        try:
+            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), lambda e: None)
+            assert mirror.flush()
+            [conv] = cw.conversations()
+            upload = cw.upload(b"%PDF-1.4", "boleto.pdf", "application/pdf",
+                               ready_after=3600)
+            agent = cw.agent_reply(conv["id"], text, attachments=[upload])
+            reason = "o arquivo boleto.pdf não ficou disponível no Chatwoot a tempo"
+            if text:  # the words go; the note says what did not
+                assert eventually(lambda: fake.sent("POST", "/send/text"))
+                assert [b["text"] for b in fake.sent("POST", "/send/text")] == [text]
+                assert eventually(lambda: [m for m in cw.messages(conv["id"]) if m["private"]])
+                [note] = [m for m in cw.messages(conv["id"]) if m["private"]]
+                assert note["content"] == "Texto enviado ao cliente, sem o arquivo: " + reason
+                assert note["content_attributes"]["in_reply_to"] == agent["id"]
+            else:  # nothing could go: the agent's message shows failed, with the reason
+                def shown() -> dict[str, Any]:
+                    return next(m for m in cw.messages(conv["id"]) if m["id"] == agent["id"])
+                assert eventually(lambda: shown()["status"] == "failed")
+                assert shown()["content_attributes"]["external_error"] == reason
+                assert not fake.sent("POST", "/send/text")
+            assert not fake.sent("POST", "/send/media")
+        finally:
+            host.close()
+            mirror.close(timeout=1)

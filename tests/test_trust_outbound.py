@@ -183,19 +183,19 @@ def test_agent_files_at_private_targets_are_not_passed_to_the_provider(tmp_path)
             try:
                 assert mirror.log_incoming(MARIA, "oi") and mirror.flush()
                 [conv] = cw.conversations()
+                stored = cw.upload(b"%PDF-1.4", "recibo.pdf", "application/pdf")["data_url"]
                 agent_reply_with_files(cw, conv["id"], [
                     "file:///etc/passwd",
                     "http://169.254.169.254/latest/meta-data/",
                     "http://10.0.0.5/admin",
                     "https://files.example.com/boleto.pdf",
-                    "/rails/active_storage/blobs/abc/recibo.pdf",
+                    stored,
                 ])
                 assert eventually(lambda: len(sent) == 1)
             finally:
                 server.shutdown()
         urls = [a.url for a in sent[0].attachments]
-        assert urls == ["https://files.example.com/boleto.pdf",
-                        f"{cw.url}/rails/active_storage/blobs/abc/recibo.pdf"]
+        assert urls == ["https://files.example.com/boleto.pdf", f"{cw.url}{stored}"]
 
 
 # -- the time budget ------------------------------------------------------------------------

@@ -239,6 +239,8 @@ class Emulator:
 
     def _route(self, r: Request) -> Reply:
         path = r.path.rstrip("/") or "/"
+        if path.startswith("/rails/active_storage/") and r.method == "GET":
+            return self._blob(path)
         m = re.match(r"^/public/api/v1/inboxes/([^/]+)(/.*)?$", path)
         if m:
             if m.group(1) != self.inbox_identifier:
@@ -255,6 +257,23 @@ class Emulator:
                 raise ApiError(401, BOT_REFUSED)
             raise ApiError(404, NOT_FOUND_APP)
         raise ApiError(404, NOT_FOUND_PUBLIC)
+
+    def _blob(self, path: str) -> Reply:
+        """A stored file, by its ``data_url`` (the real one redirects to its storage
+        service first; what a fetcher gets at the end is the same)."""
+        blob = self.blobs.get(path)
+        if blob is None or time.time() < blob["_ready_at"]:
+            return Reply(404, "Not Found", "text/plain")
+        return Reply(200, blob["_data"], blob["content_type"])
+
+    def upload(self, data: bytes, filename: str, content_type: str, *,
+               ready_after: float = 0.0) -> dict[str, Any]:
+        """A file an agent attached in the dashboard, for :meth:`agent_reply`'s
+        ``attachments``; ``ready_after`` seconds pass before it can be fetched (an S3
+        direct upload finishing after the webhook)."""
+        with self.lock:
+            return _store_blob(self.blobs, data, filename, content_type,
+                               time.time() + ready_after)
 
     # -- public client API ------------------------------------------------------------------
 
@@ -1382,19 +1401,27 @@ def _content_and_files(
         for upload in uploads:
             if upload.name != "attachments[]":
                 continue
-            name = upload.filename
-            data_url = f"/rails/active_storage/blobs/{uuid.uuid4().hex}/{quote(name)}"
-            blobs[data_url] = {"filename": name, "content_type": upload.content_type,
-                               "byte_size": len(upload.data)}
-            files.append({
-                "file_type": _file_type(upload.content_type),
-                "extension": name.rsplit(".", 1)[-1] if "." in name else None,
-                "data_url": data_url,
-                "thumb_url": "",
-                "file_size": len(upload.data),
-            })
+            files.append(_store_blob(blobs, upload.data, upload.filename,
+                                     upload.content_type))
     content = body.get("content")
     return (None if content is None else str(content)), files
+
+
+def _store_blob(blobs: dict[str, dict[str, Any]], data: bytes, name: str,
+                content_type: str, ready_at: float = 0.0) -> dict[str, Any]:
+    """Keep an upload as ActiveStorage does and render it as ``Attachment#push_event_data``
+    (no name beside the file: the URL ends with it). ``ready_at``: before that time the
+    file answers 404, as an S3 direct upload still under way does (waha#1445)."""
+    data_url = f"/rails/active_storage/blobs/{uuid.uuid4().hex}/{quote(name)}"
+    blobs[data_url] = {"filename": name, "content_type": content_type,
+                       "byte_size": len(data), "_data": data, "_ready_at": ready_at}
+    return {
+        "file_type": _file_type(content_type),
+        "extension": name.rsplit(".", 1)[-1] if "." in name else None,
+        "data_url": data_url,
+        "thumb_url": "",
+        "file_size": len(data),
+    }
 
 
 def _check_attributes(attributes: dict[str, Any]) -> None:

@@ -358,7 +358,15 @@ class FakeChatwoot:
         """What Chatwoot stored for an uploaded attachment (``filename``, ``content_type``,
         ``byte_size``), which its JSON does not show; KeyError for an unknown URL."""
         with self.emulator.lock:
-            return dict(self.emulator.blobs[data_url])
+            return {k: v for k, v in self.emulator.blobs[data_url].items()
+                    if not k.startswith("_")}
+
+    def upload(self, data: bytes, filename: str, content_type: str, *,
+               ready_after: float = 0.0) -> dict[str, Any]:
+        """An agent's file for :meth:`agent_reply` (``attachments=[cw.upload(...)]``),
+        served at its ``data_url``; 404 for ``ready_after`` seconds (a direct upload
+        still under way)."""
+        return self.emulator.upload(data, filename, content_type, ready_after=ready_after)
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:
