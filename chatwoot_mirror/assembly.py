@@ -110,7 +110,7 @@ def assemble(
         report_status=bool(config.api_token and config.account_id),
         relay_max_attempts=config.relay_max_attempts,
         media_max_bytes=int(config.media_max_mb * 1024 * 1024),
-        language=config.language,
+        texts=config.texts,
         media_slots=max(1, config.workers - 1),
         can_merge=bool(config.api_token and config.account_id),
     )

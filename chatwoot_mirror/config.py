@@ -19,7 +19,14 @@ from urllib.parse import urlsplit
 from ._notice import tell_operator
 from .errors import ConfigError
 from .store import parse_store_url, sqlite_url
-from .texts import DEFAULTS, LANGUAGES
+from .texts import (
+    DEFAULTS,
+    LANGUAGES,
+    Texts,
+    check_placeholders,
+    load_overrides,
+    with_overrides,
+)
 from .triggers import BusinessHours
 
 PREFIX = "CHATWOOT_"
@@ -188,6 +195,9 @@ class Config:
     text_no_agent: str | None = setting(
         None, "CHATWOOT_TEXT_NO_AGENT", "raw",
         "text when no agent is online; {protocol} = conversation number")
+    texts_file: str | None = setting(
+        None, "CHATWOOT_TEXTS_FILE", "str",
+        "JSON file replacing any default text: agents' notes, message kinds, failure reasons")
     handoff_label: str = setting(
         "bot-handoff", "CHATWOOT_HANDOFF_LABEL", "str",
         "label put on conversations the bot hands over")
@@ -293,6 +303,19 @@ class Config:
                      86_400, low_open=True)
         if self.language not in LANGUAGES:
             raise ConfigError("CHATWOOT_LANGUAGE", f"must be one of {', '.join(LANGUAGES)}")
+        texts = DEFAULTS[self.language]
+        try:
+            if self.texts_file:
+                texts = with_overrides(texts, load_overrides(self.texts_file))
+        except ValueError as exc:
+            raise ConfigError("CHATWOOT_TEXTS_FILE", str(exc)) from None
+        if self.text_no_agent:
+            try:
+                check_placeholders("no_agent", self.text_no_agent)
+            except ValueError as exc:
+                raise ConfigError("CHATWOOT_TEXT_NO_AGENT", str(exc)) from None
+        # not a field: derived from two of them, once, at start-up
+        object.__setattr__(self, "_texts", texts)
         _check_range("CHATWOOT_TRANSCRIPT_MESSAGES", self.transcript_messages, 0, 20)
         _check_range("CHATWOOT_MAX_BOT_TURNS", self.max_bot_turns, 0, 10_000,
                      hint="0 means never")
@@ -373,11 +396,20 @@ class Config:
             )
         return cls(**values)
 
+    @property
+    def texts(self) -> Texts:
+        """Every default text of ``CHATWOOT_LANGUAGE``, with ``CHATWOOT_TEXTS_FILE``'s laid
+        over them (the four ``CHATWOOT_TEXT_*`` customer texts: :meth:`text`)."""
+        # set in __post_init__ beside the fields, not one of them (no variable of its own);
+        # a disabled mirror's configuration is not checked, and gets the defaults
+        texts: Texts | None = getattr(self, "_texts", None)
+        return texts or DEFAULTS.get(self.language, DEFAULTS["pt-BR"])
+
     def text(self, name: str) -> str:
         """The customer text ``name`` (handoff, after_hours, resume, no_agent): override or
         default."""
         override = getattr(self, f"text_{name}")
-        return getattr(DEFAULTS[self.language], name) if override is None else override
+        return getattr(self.texts, name) if override is None else override
 
 
 #: The alias some users know from Chatwoot's own wording.

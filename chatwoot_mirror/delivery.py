@@ -44,7 +44,7 @@ from .identity import ContactIdentity
 from .media import Fetcher, MediaError, MediaNotReady, MediaRef, MediaTooLarge, url_name
 from .message_ids import Located, MessageIds
 from .relay import AgentMessage, RelayRejected, Sender
-from .texts import DEFAULTS
+from .texts import DEFAULTS, Texts
 
 log = logging.getLogger("chatwoot_mirror.delivery")
 
@@ -99,7 +99,7 @@ class Deliverer:
         report_status: bool = False,
         relay_max_attempts: int = 5,
         media_max_bytes: int = 40 * 1024 * 1024,
-        language: str = "pt-BR",
+        texts: Texts | None = None,
         media_slots: int = 3,
         can_merge: bool = False,
     ) -> None:
@@ -112,7 +112,7 @@ class Deliverer:
         # Downloads may take up to CHATWOOT_MEDIA_DOWNLOAD_SECONDS; with one worker kept
         # out of them, a slow file host never holds up every contact's texts.
         self._media_slots = threading.BoundedSemaphore(media_slots)
-        self.texts = DEFAULTS[language]
+        self.texts = texts or DEFAULTS["pt-BR"]
         #: adapter name -> fetcher of that provider's files (``mirror.on_media_download``)
         self.media_fetchers: dict[str, Fetcher] = {}
         self.resolver = resolver

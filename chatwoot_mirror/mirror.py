@@ -42,7 +42,7 @@ from .outbox import encode
 from .relay import AgentAttachment, AgentMessage, Sender
 from .scoped import ScopedValues
 from .store import Store
-from .texts import DEFAULTS, Texts
+from .texts import Texts
 from .webhooks import WebhookHandler
 
 log = logging.getLogger("chatwoot_mirror")
@@ -153,8 +153,9 @@ class Mirror:
 
     @property
     def texts(self) -> Texts:
-        """The default customer and agent texts of ``CHATWOOT_LANGUAGE``."""
-        return DEFAULTS[self.config.language]
+        """The customer and agent texts: ``CHATWOOT_LANGUAGE``'s defaults, with
+        ``CHATWOOT_TEXTS_FILE``'s laid over them."""
+        return self.config.texts
 
     @property
     def agent_sender(self) -> Sender | None:

@@ -1,13 +1,20 @@
 """Default customer-facing texts, in Brazilian Portuguese, Spanish and English.
 
-Every text can be replaced through the environment (``CHATWOOT_TEXT_*``); an empty value
-turns that message off.
+The four texts customers get can be replaced through the environment (``CHATWOOT_TEXT_*``);
+an empty value turns that message off. Every text, agents' included (notes, message kinds,
+failure reasons), can be replaced by a JSON file, ``CHATWOOT_TEXTS_FILE``
+(:func:`with_overrides`).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
 
 LANGUAGES = ("pt-BR", "es", "en")
 
@@ -232,3 +239,81 @@ def all_default_keywords() -> tuple[str, ...]:
         for word in texts.keywords:
             seen.setdefault(word, None)
     return tuple(seen)
+
+
+#: the ``{names}`` each text may use; a text is formatted with exactly these
+PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "no_agent": frozenset({"protocol"}), "note": frozenset({"reason"}),
+    "media_too_large": frozenset({"kind", "size_mb"}), "media_unavailable": frozenset({"kind"}),
+    "same_person": frozenset({"conversation"}), "kinds": frozenset({"text", "type"}),
+    "file_link": frozenset({"kind", "url"}), "not_delivered": frozenset({"reason"}),
+    "file_not_ready": frozenset({"name"}), "sent_without_file": frozenset({"reason"}),
+}
+#: texts that are tables: a file's object is laid over the default one, key by key
+_TABLES = ("reasons", "kinds", "failures")
+#: texts that are lists of words: a file's list replaces the default one
+_LISTS = {"who": 4, "keywords": None}
+
+
+def check_placeholders(name: str, text: str, label: str | None = None) -> None:
+    """Raise ``ValueError`` unless ``text`` formats with the placeholders of ``name``
+    (:data:`PLACEHOLDERS`): a typo must fail at start-up, not as an exception in a delivery
+    worker. Texts that are never formatted (:data:`PLACEHOLDERS` has no entry) may hold any
+    braces."""
+    if name not in PLACEHOLDERS:
+        return
+    allowed = PLACEHOLDERS[name]
+    try:
+        used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+    except ValueError as exc:  # a lone "{" or "}"
+        raise ValueError(f"{label or name}: {exc} (write {{{{ and }}}} for braces)") from None
+    unknown = sorted(used - allowed)
+    if unknown:
+        may = ", ".join(f"{{{p}}}" for p in sorted(allowed)) or "none"
+        raise ValueError(f"{label or name}: unknown placeholder {{{unknown[0]}}} "
+                         f"(it may use {may})")
+
+
+def with_overrides(texts: Texts, overrides: Mapping[str, Any]) -> Texts:
+    """``texts`` with ``overrides`` laid over them, as read from ``CHATWOOT_TEXTS_FILE``: a
+    string replaces a text (``""`` turns a customer text off), an object adds to or
+    replaces entries of a table (``kinds``, ``failures``, ``reasons``), a list of strings
+    replaces ``who`` (four labels) or ``keywords``. Raises ``ValueError`` naming the first
+    key that is unknown, of the wrong type or with a placeholder the text cannot fill."""
+    known = {f.name for f in fields(Texts)}
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in known:
+            raise ValueError(f"{name}: not a text (known: {', '.join(sorted(known))})")
+        if name in _TABLES:
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ValueError(f"{name}: must be an object of strings")
+            for key, text in value.items():
+                check_placeholders(name, text, f"{name}.{key}")
+            changes[name] = {**getattr(texts, name), **value}
+        elif name in _LISTS:
+            size = _LISTS[name]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (
+                    size is not None and len(value) != size):
+                raise ValueError(f"{name}: must be a list of {size or 'any number of'} strings")
+            changes[name] = tuple(value)
+        else:
+            if not isinstance(value, str):
+                raise ValueError(f"{name}: must be a string")
+            check_placeholders(name, value)
+            changes[name] = value
+    return replace(texts, **changes)
+
+
+def load_overrides(path: str) -> dict[str, Any]:
+    """The JSON object in the file ``path``; ``ValueError`` saying what is wrong."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object of texts")
+    return data

@@ -165,3 +165,45 @@ def test_defaults_of_the_declarations_are_what_from_env_gives():
     assert load(CHATWOOT_TEXT_HANDOFF="").text("handoff") == ""
     assert load(CHATWOOT_DEFAULT_COUNTRY_CODE="+55").default_country_code == "55"
     assert load(CHATWOOT_RESOLVED_POLICY="NEW").resolved_policy == "new"
+
+
+@pytest.mark.parametrize("content,problem", [
+    ('{"kinds": {"reaction": "curtiu {emoji}"}}',
+     "kinds.reaction: unknown placeholder {emoji} (it may use {text}, {type})"),
+    ('{"not_delivered": "falhou: {reason"}', "not_delivered: "),
+    ('{"greeting": "oi"}', "greeting: not a text"),
+    ('{"who": ["cliente", "bot"]}', "who: must be a list of 4 strings"),
+    ('{"failures": {"131047": 5}}', "failures: must be an object of strings"),
+    ('["kinds"]', "must hold a JSON object of texts"),
+    ("{'kinds': 1}", "is not UTF-8 JSON"),
+])
+def test_a_bad_texts_file_fails_at_start_naming_the_variable_and_the_key(
+        tmp_path, content, problem):
+    path = tmp_path / "texts.json"
+    path.write_text(content, encoding="utf-8")
+    error = error_for(CHATWOOT_TEXTS_FILE=str(path))
+    assert error.variable == "CHATWOOT_TEXTS_FILE" and problem in error.problem
+    missing = error_for(CHATWOOT_TEXTS_FILE=str(tmp_path / "nope.json"))
+    assert missing.variable == "CHATWOOT_TEXTS_FILE" and "cannot read" in missing.problem
+
+
+def test_a_texts_file_changes_only_what_it_names(tmp_path):
+    path = tmp_path / "texts.json"
+    path.write_text('{"kinds": {"reaction": "curtiu com {text}"}, "from_phone": "[loja] ", '
+                    '"failures": {"131047": "janela fechada {sic}"}, "handoff": ""}',
+                    encoding="utf-8")
+    texts = load(CHATWOOT_TEXTS_FILE=str(path)).texts
+    assert texts.kinds["reaction"] == "curtiu com {text}"
+    assert texts.kinds["edit"] == "editou: {text}"  # the table's other entries stay
+    assert texts.failures["131047"] == "janela fechada {sic}"  # never formatted: any braces
+    assert texts.failures["131026"].startswith("o número não recebe")
+    assert texts.from_phone == "[loja] " and texts.handoff == ""
+    spanish = load(CHATWOOT_TEXTS_FILE=str(path), CHATWOOT_LANGUAGE="es").texts
+    assert spanish.kinds["edit"] == "editó: {text}" and spanish.from_phone == "[loja] "
+
+
+def test_a_customer_text_with_a_placeholder_it_cannot_fill_fails_at_start():
+    error = error_for(CHATWOOT_TEXT_NO_AGENT="Seu protocolo: {protocolo}")
+    assert error.variable == "CHATWOOT_TEXT_NO_AGENT" and "{protocolo}" in error.problem
+    assert load(CHATWOOT_TEXT_NO_AGENT="Protocolo {protocol}").text("no_agent") == (
+        "Protocolo {protocol}")

@@ -607,3 +607,32 @@ def test_an_agent_file_never_there_goes_without_it_and_the_agent_is_told(tmp_pat
         finally:
             host.close()
             mirror.close(timeout=1)
+
+
+def test_a_texts_file_words_what_agents_read(tmp_path):
+    """CHATWOOT_TEXTS_FILE reaches the kinds and the failure notes (config.texts is the one
+    source: rendering, the delivery worker's notes)."""
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps({
+        "kinds": {"reaction": "curtiu com {text}"},
+        "not_delivered": "Não chegou: {reason}",
+        "failures": {"131047": "janela de 24 h fechada"}}), encoding="utf-8")
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path, api_token=None, texts_file=str(texts)))
+        try:
+            adapter, fake, case = dialog360()
+            body = original_text()
+            body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = "Oi"
+            handle_inbound(mirror, adapter, parsed(adapter, body), faq_bot)
+            handle_inbound(mirror, adapter, parsed(adapter, reaction_to_original()), faq_bot)
+            assert mirror.flush() and mirror.flush()
+            failed = contract("dialog360/cloud_status_failed.json")
+            failed["entry"][0]["changes"][0]["value"]["statuses"][0]["id"] = case["ids"][0]
+            handle_inbound(mirror, adapter, parsed(adapter, failed), faq_bot)
+            assert mirror.flush()
+            [conv] = cw.conversations()
+            shown = [m["content"] for m in cw.messages(conv["id"])]
+            assert "curtiu com 👍" in shown
+            assert "Não chegou: janela de 24 h fechada (131047)" in shown
+        finally:
+            mirror.close(timeout=1)

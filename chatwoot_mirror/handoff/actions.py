@@ -11,7 +11,6 @@ from ..config import Config
 from ..errors import ChatwootError
 from ..identity import ContactIdentity
 from ..store import Store
-from ..texts import DEFAULTS
 from .rules import (
     HUMAN,
     LABEL,
@@ -73,7 +72,7 @@ class HandoffActions:
         if not pause:
             self.enqueue_action(identity, {"name": "resume", "steps": steps})
             return
-        texts = DEFAULTS[self.config.language]
+        texts = self.config.texts
         labels = [self.config.handoff_label] + (["after-hours"] if reason == "after_hours"
                                                 else [])
         header = texts.note.format(reason=texts.reason(reason))
