@@ -96,7 +96,8 @@ DEFAULTS: dict[str, Texts] = {
         kinds={"reaction": "reagiu com {text}", "edit": "editou: {text}",
                "delete": "apagou esta mensagem", "sticker": "[figurinha]",
                "location": "Localização: {text}", "contacts": "Contato: {text}",
-               "order": "Pedido:\n{text}", "poll": "Voto na enquete: {text}",
+               "order": "Pedido:\n{text}", "product": "Produto do catálogo: {text}",
+               "poll": "Voto na enquete: {text}",
                "unsupported": "[mensagem do tipo {type}, que o WhatsApp não mostra aqui]",
                "withheld": "[mensagem sem texto (arquivo, figurinha ou outro tipo): o "
                            "provedor não repassa o conteúdo; veja no WhatsApp]"},
@@ -149,7 +150,8 @@ DEFAULTS: dict[str, Texts] = {
         kinds={"reaction": "reaccionó con {text}", "edit": "editó: {text}",
                "delete": "eliminó este mensaje", "sticker": "[sticker]",
                "location": "Ubicación: {text}", "contacts": "Contacto: {text}",
-               "order": "Pedido:\n{text}", "poll": "Voto en la encuesta: {text}",
+               "order": "Pedido:\n{text}", "product": "Producto del catálogo: {text}",
+               "poll": "Voto en la encuesta: {text}",
                "unsupported": "[mensaje de tipo {type}, que WhatsApp no muestra aquí]",
                "withheld": "[mensaje sin texto (archivo, sticker u otro tipo): el "
                            "proveedor no envía el contenido; véalo en WhatsApp]"},
@@ -203,7 +205,8 @@ DEFAULTS: dict[str, Texts] = {
         kinds={"reaction": "reacted with {text}", "edit": "edited: {text}",
                "delete": "deleted this message", "sticker": "[sticker]",
                "location": "Location: {text}", "contacts": "Contact: {text}",
-               "order": "Order:\n{text}", "poll": "Poll vote: {text}",
+               "order": "Order:\n{text}", "product": "Catalog product: {text}",
+               "poll": "Poll vote: {text}",
                "unsupported": "[a {type} message, which WhatsApp does not show here]",
                "withheld": "[a message without text (a file, sticker or other kind): the "
                            "provider does not pass its content on; see it in WhatsApp]"},

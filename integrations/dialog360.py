@@ -37,6 +37,7 @@ from chatwoot_mirror.kinds import (
     EDIT,
     LOCATION,
     ORDER,
+    PRODUCT,
     QUIET,
     REACTION,
     STICKER,
@@ -363,7 +364,13 @@ def _shown(source: str, raw_type: str, body: dict[str, Any], message: dict[str, 
     from Meta's "Messages webhook reference" (one page per type); ``None`` for a
     reaction taken back."""
     if raw_type == "text":
-        return str(body.get("body") or ""), None, (), None
+        said = str(body.get("body") or "")
+        # a product enquiry: the customer wrote about a product of the catalog (Meta's
+        # "Text messages" reference, context.referred_product)
+        product = obj(obj(message.get("context")).get("referred_product"))
+        if product.get("product_retailer_id"):
+            return (f"{product['product_retailer_id']}\n{said}".strip(), PRODUCT, (), None)
+        return said, None, (), None
     if raw_type in MEDIA_TYPES:
         files: tuple[MediaRef, ...] = ()
         if body.get("id"):

@@ -33,7 +33,9 @@ from chatwoot_mirror.kinds import (
     CONTACTS,
     EDIT,
     LOCATION,
+    ORDER,
     POLL,
+    PRODUCT,
     QUIET,
     REACTION,
     STICKER,
@@ -201,6 +203,10 @@ class UazapiAdapter(HttpAdapter):
                 "ListResponseMessage", "ButtonsResponseMessage"):
             text = str(message.get("vote") or content.get("title") or text
                        or message.get("buttonOrListid") or "")
+        elif message_type == "OrderMessage":
+            text, shown_as = _order(content), ORDER
+        elif message_type == "ProductMessage":
+            text, shown_as = _product(content), PRODUCT
         elif media_type == "vcard" or message_type in ("ContactMessage",
                                                         "ContactsArrayMessage"):
             text, shown_as = text or str(content.get("displayName") or ""), CONTACTS
@@ -322,6 +328,44 @@ def _ms(value: Any) -> float | None:
         return float(value) / 1000.0
     except (TypeError, ValueError):
         return None
+
+
+def _money(amount1000: Any, currency: Any) -> str:
+    """WhatsApp's ``…Amount1000`` (thousandths) as ``BRL 159.30`` (``""`` when absent)."""
+    if isinstance(amount1000, bool) or not isinstance(amount1000, (int, float, str)):
+        return ""
+    try:
+        value = float(amount1000) / 1000
+    except ValueError:
+        return ""
+    return f"{currency if isinstance(currency, str) else ''} {value:.2f}".strip()
+
+
+def _order(content: dict[str, Any]) -> str:
+    """A catalog order as whatsmeow's ``OrderMessage`` carries it: its title and item
+    count, the total (the items themselves are not in the message: WhatsApp fetches them
+    from the catalog), and the customer's note."""
+    count = content.get("itemCount")
+    title = str(content.get("orderTitle") or content.get("orderID") or "").strip()
+    lines = [f"{title} ({count})" if isinstance(count, int) and title else title,
+             (f"Total: {total}" if (total := _money(content.get("totalAmount1000"),
+                                                     content.get("totalCurrencyCode")))
+              else ""),
+             str(content.get("message") or "").strip()]
+    return "\n".join(line for line in lines if line)
+
+
+def _product(content: dict[str, Any]) -> str:
+    """A product shared from a catalog (whatsmeow's ``ProductMessage``): its title, price,
+    retailer id and link, and what the customer wrote with it."""
+    product = obj(content.get("product"))
+    lines = [str(product.get("title") or product.get("retailerID")
+                 or product.get("productID") or "").strip(),
+             _money(product.get("salePriceAmount1000") or product.get("priceAmount1000"),
+                    product.get("currencyCode")),
+             str(product.get("url") or "").strip(),
+             str(content.get("body") or "").strip()]
+    return "\n".join(line for line in lines if line)
 
 
 def _aliases(chatid: str, message: dict[str, Any], chat: dict[str, Any],

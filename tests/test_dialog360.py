@@ -54,6 +54,8 @@ WEBHOOKS = {
     "cloud_contacts.json": [(MESSAGE, MARIA, "Carlos Lima +55 11 96666-5555", "contacts",
                              ["document"], True)],
     "cloud_unsupported.json": [(MESSAGE, MARIA, "", "unsupported", [], False)],
+    "cloud_product_inquiry.json": [(MESSAGE, MARIA, "camiseta-azul-m\nTem no tamanho G?",
+                                    "text", [], True)],
     "cloud_smb_echo_image.json": [(OWNER, MARIA, "Seu pedido, embalado", "image", ["image"],
                                    True)],
     "cloud_status_sent.json": [(STATUS, MARIA, "", "status", [], True)],

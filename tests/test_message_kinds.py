@@ -77,6 +77,8 @@ CASES = {
                          "1 × bone-preto — BRL 39.50\nTotal: BRL 159.30\nEntrega no sábado?",
                          False, True),
     "cloud_location.json": (None, False, True),
+    "cloud_product_inquiry.json": ("Produto do catálogo: camiseta-azul-m\nTem no tamanho G?",
+                                   False, True),
     "cloud_contacts.json": ("Contato: Carlos Lima +55 11 96666-5555", False, True),
     "cloud_unsupported.json": ("[mensagem do tipo unsupported, que o WhatsApp não mostra aqui]",
                                False, False),
@@ -636,3 +638,24 @@ def test_a_texts_file_words_what_agents_read(tmp_path):
             assert "Não chegou: janela de 24 h fechada (131047)" in shown
         finally:
             mirror.close(timeout=1)
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("uazapi_order.json",
+     "Pedido:\nLoja Exemplo (3)\nTotal: BRL 159.30\nEntrega no sábado?"),
+    ("uazapi_product.json",
+     "Produto do catálogo: Camiseta azul M\nBRL 59.90\nhttps://loja.example.com/camiseta-azul-m"
+     "\nTem no tamanho G?"),
+])
+def test_uazapi_orders_and_products_show_their_contents(chatwoot, case, expected):
+    """issue #17: "a catalog order shows as [order message]". whatsmeow's OrderMessage has
+    the count and the total, not the items (WhatsApp fetches them from the catalog)."""
+    cw, mirror = chatwoot
+    adapter, fake, _ = uazapi()
+    asked = []
+    handle_inbound(mirror, adapter, parsed(adapter, contract(f"uazapi/{case}")), asked.append)
+    assert mirror.flush()
+    [conv] = cw.conversations()
+    [shown] = cw.messages(conv["id"])
+    assert shown["content"] == expected and shown["message_type"] == 0
+    assert len(asked) == 1  # the bot is asked: an order or a question about a product

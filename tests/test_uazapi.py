@@ -58,6 +58,12 @@ WEBHOOKS = {
     "uazapi_fromme_other_integration.json": [
         (INTEGRATION, CHAT, "Black Friday: 20% em tudo até domingo!", "3EB0C0FFEE0000000000AA",
          "text", [], True)],
+    "uazapi_order.json": [(MESSAGE, CHAT, "Loja Exemplo (3)\nTotal: BRL 159.30\n"
+                           "Entrega no sábado?", "AC0RDER00000000000000000000000001",
+                           "text", [], True)],
+    "uazapi_product.json": [(MESSAGE, CHAT, "Camiseta azul M\nBRL 59.90\n"
+                             "https://loja.example.com/camiseta-azul-m\nTem no tamanho G?",
+                             "AC0PRODUCT000000000000000000000001", "text", [], True)],
     "uazapi_messages_update.json": [
         (STATUS, CHAT, "", "3EB0A1B2C3D4E5F6A7B8C9", "receipt", [], True),
         (STATUS, CHAT, "", "3EB0D4C3B2A1F6E5D4C3B2", "receipt", [], True)],
@@ -74,6 +80,8 @@ SHOWN = {
     "uazapi_text_edited.json": [("edit", "AC98212CD4909DE6799E78D93A824A3F")],
     "uazapi_list_response.json": [(None, "3EB00EB51811DEDC4195E4")],
     "uazapi_poll_vote.json": [("poll", "AC80C0232690BC1ADD4D087D31ED59B3")],
+    "uazapi_order.json": [("order", None)],
+    "uazapi_product.json": [("product", None)],
 }
 API_FILES = {
     "uazapi-openapi.json", "uazapi_send_text_request.json", "uazapi_send_text_response.json",
