@@ -132,6 +132,9 @@ class Deliverer:
         self.message_ids: MessageIds | None = None
         #: how long a file that is not there yet is asked for again
         self.media_wait_seconds = 600.0
+        #: ``fn(contact, provider_id, pause)``: a message another tool sent on the number,
+        #: known only by its receipt (:meth:`Mirror.message_status`, ``others``)
+        self.on_sent_elsewhere: Callable[[ContactIdentity, str, bool], object] | None = None
         #: ``fn(url) -> bool | None``: whether a file the provider will fetch by URL is
         #: there (``False``: 404, not yet; ``None``: cannot tell); None: never asked
         self.file_ready: Callable[[str], bool | None] | None = None
@@ -247,7 +250,7 @@ class Deliverer:
         if action.get("name") == "merge":
             return self._merge(str(action.get("base")), str(action.get("mergee")))
         if action.get("name") == "status":
-            return self._status(message.identity.key, action)
+            return self._status(message.identity, action)
         target = self.resolver.resolve(message.identity, _display_name(message))
         conversation = target.conversation_id
         # the decision's steps (chatwoot_mirror.handoff.rules); rows queued before
@@ -288,16 +291,23 @@ class Deliverer:
             self.on_handoff_done(message.identity, conversation, reason)
         return {"id": 0}
 
-    def _status(self, contact_key: str, action: dict[str, Any]) -> dict[str, Any]:
+    def _status(self, contact: ContactIdentity, action: dict[str, Any]) -> dict[str, Any]:
         """A provider's receipt, shown on Chatwoot's copy of the message: its status
         (user token), or, for a failure without one, a private note saying why. Receipts
-        that arrive late never move a message back (:meth:`MessageIds.advance`)."""
+        that arrive late never move a message back (:meth:`MessageIds.advance`). A receipt
+        for a message another tool sent (``others``) shows that message, once."""
+        contact_key = contact.key
         provider_id, status = str(action.get("provider_id")), str(action.get("status"))
         error = action.get("error") if isinstance(action.get("error"), str) else None
         where = None if self.message_ids is None else self.message_ids.find(provider_id)
         if where is None:
-            log.debug("receipt for an unknown message contact=%s status=%s", contact_key,
-                      status)
+            if action.get("others") and status != "failed" and self.message_ids is not None \
+                    and self.on_sent_elsewhere is not None \
+                    and not self.message_ids.known(provider_id):
+                self.on_sent_elsewhere(contact, provider_id, bool(action.get("pause")))
+            else:
+                log.debug("receipt for an unknown message contact=%s status=%s",
+                          contact_key, status)
             return {"id": 0}
         person = self.current_person or (lambda key: key)
         if person(where.contact_key) != person(contact_key):

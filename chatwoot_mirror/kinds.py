@@ -17,11 +17,13 @@ STICKER, LOCATION, CONTACTS, ORDER, POLL, UNSUPPORTED = (
     "sticker", "location", "contacts", "order", "poll", "unsupported")
 #: a catalog product the customer shared or asks about
 PRODUCT = "product"
+#: a message known only by its receipt: another tool sent it through the provider's API
+UNSEEN = "unseen"
 #: a message the provider's webhook names without its content (Z-PRO's webhook carries
 #: no file, and no text for a photo without a caption)
 WITHHELD = "withheld"
 KINDS = frozenset({REACTION, EDIT, DELETE, STICKER, LOCATION, CONTACTS, ORDER, PRODUCT,
-                   POLL, UNSUPPORTED, WITHHELD})
+                   POLL, UNSUPPORTED, WITHHELD, UNSEEN})
 #: shown to agents, never answered, never a trigger
 QUIET = frozenset({REACTION, EDIT, DELETE})
 

@@ -70,6 +70,9 @@ class MessageIds:
              where: Located | None = None) -> None:
         """The provider took a message as ``provider_id``: an agent's Chatwoot message
         (``where``) or the mirrored bot reply ``key`` (posted before or after this)."""
+        # ours, whatever Chatwoot has yet: a status for an id unknown here is another
+        # integration's message (Mirror.message_status(others=True))
+        self.values.set(f"o:{provider_id}", "1", ttl=self.ttl)
         if where is None and key is not None:
             self.values.set(f"q:{key}", provider_id, ttl=self.ttl)
             where = Located.decode(self.values.get(f"k:{key}"))
@@ -83,6 +86,12 @@ class MessageIds:
     def find(self, provider_id: str) -> Located | None:
         """Where the provider's message ``provider_id`` is in Chatwoot, if we know."""
         return Located.decode(self.values.get(f"p:{provider_id}"))
+
+    def known(self, provider_id: str) -> bool:
+        """Non-destructively: whether the mirror sent ``provider_id``, or has it in
+        Chatwoot (within the TTL)."""
+        return self.values.get(f"o:{provider_id}") is not None \
+            or self.values.get(f"p:{provider_id}") is not None
 
     def provider_id(self, message_id: int) -> str | None:
         """The provider's id of Chatwoot's message ``message_id``, if we know."""

@@ -23,7 +23,7 @@ from .errors import ConfigError, Deferred, StoreError
 from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
-from .kinds import QUIET, render
+from .kinds import QUIET, UNSEEN, render
 from .media import (
     INLINE_FILE,
     INLINE_MAX,
@@ -122,6 +122,7 @@ class Mirror:
         self.deliverer.message_ids = self.message_ids
         self.deliverer.media_wait_seconds = config.media_wait_seconds
         self.deliverer.on_failure = self._refused
+        self.deliverer.on_sent_elsewhere = self._sent_elsewhere
         self.deliverer.file_ready = self._file_ready
         # files the bot sends by URL, fetched within the media rules; vCards built here
         self._files = requests.Session()
@@ -560,18 +561,25 @@ class Mirror:
         return (relayed or self.deliverer.sender is None) and mirrored
 
     def message_status(self, contact: object, provider_id: str, status: str, *,
-                       error: str | None = None) -> bool:
+                       error: str | None = None, others: bool = False,
+                       pause: bool = False) -> bool:
         """A provider's receipt for a message we sent (a bot reply, a relayed agent
         reply): ``status`` is sent, delivered, read (played) or failed, ``error`` the
         provider's code and words. Queued behind the contact's messages; Chatwoot's copy
         of the message gets the status (``PATCH .../messages/{id}``, which needs
         ``CHATWOOT_API_TOKEN``), never backwards. Without a user token a failure becomes
-        a private note and ticks are skipped. ``True`` when queued."""
+        a private note and ticks are skipped. ``True`` when queued.
+
+        ``others``: the provider's statuses also cover messages other tools sent on the
+        number, which it never delivers themselves (Cloud API): a status for a message we
+        neither sent nor mirrored shows in Chatwoot once, as another integration's
+        (``texts.from_api`` and the ``unseen`` kind: its content is not known), and pauses
+        the bot only with ``pause``."""
         status = (status or "").lower()
         status = "read" if status == "played" else status  # a voice note listened to
         if status not in RANKS or not provider_id or self._closed:
             return False
-        if status != "failed" and not self.deliverer.report_status:
+        if status != "failed" and not (self.deliverer.report_status or others):
             return False  # ticks need a user token (doctor says so)
         if status == "failed":
             log.warning("message not delivered contact=%s provider_message=%s error=%s",
@@ -588,12 +596,19 @@ class Mirror:
                 # a redelivered receipt is not queued twice
                 provider_message_id=f"status:{provider_id}:{status}",
                 action={"name": "status", "provider_id": provider_id, "status": status,
-                        "error": error}))])
+                        "error": error, "others": others, "pause": pause}))])
         except StoreError as exc:
             log.error("message status not queued contact=%s error=%s", identity.key, exc)
             return False
         self.workers.wake()
         return bool(queued and queued[0])
+
+    def _sent_elsewhere(self, contact: ContactIdentity, provider_id: str,
+                        pause: bool) -> None:
+        """A message another tool sent on the number, known only by its status: shown
+        once (its provider id dedupes the statuses that follow), as outgoing."""
+        self.receive(contact, "", message_id=provider_id, owner=True, via="api",
+                     pause=pause, shown_as=UNSEEN)
 
     def _refused(self, contact: ContactIdentity, provider_id: str, status: str,
                  reason: str) -> None:
@@ -904,7 +919,8 @@ class DisabledMirror(Mirror):
         return False
 
     def message_status(self, contact: object, provider_id: str, status: str, *,
-                       error: str | None = None) -> bool:
+                       error: str | None = None, others: bool = False,
+                       pause: bool = False) -> bool:
         return False
 
     def webhook_handler(self) -> WebhookHandler:

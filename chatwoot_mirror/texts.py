@@ -100,7 +100,8 @@ DEFAULTS: dict[str, Texts] = {
                "poll": "Voto na enquete: {text}",
                "unsupported": "[mensagem do tipo {type}, que o WhatsApp não mostra aqui]",
                "withheld": "[mensagem sem texto (arquivo, figurinha ou outro tipo): o "
-                           "provedor não repassa o conteúdo; veja no WhatsApp]"},
+                           "provedor não repassa o conteúdo; veja no WhatsApp]",
+               "unseen": "[o provedor avisou do envio, mas não do conteúdo]"},
         file_link="[{kind}] {url}",
         not_delivered="Mensagem não entregue ao cliente: {reason}",
         file_not_ready="o arquivo {name} não ficou disponível no Chatwoot a tempo",
@@ -154,7 +155,8 @@ DEFAULTS: dict[str, Texts] = {
                "poll": "Voto en la encuesta: {text}",
                "unsupported": "[mensaje de tipo {type}, que WhatsApp no muestra aquí]",
                "withheld": "[mensaje sin texto (archivo, sticker u otro tipo): el "
-                           "proveedor no envía el contenido; véalo en WhatsApp]"},
+                           "proveedor no envía el contenido; véalo en WhatsApp]",
+               "unseen": "[el proveedor avisó del envío, pero no del contenido]"},
         file_link="[{kind}] {url}",
         not_delivered="Mensaje no entregado al cliente: {reason}",
         file_not_ready="el archivo {name} no estuvo disponible en Chatwoot a tiempo",
@@ -209,7 +211,8 @@ DEFAULTS: dict[str, Texts] = {
                "poll": "Poll vote: {text}",
                "unsupported": "[a {type} message, which WhatsApp does not show here]",
                "withheld": "[a message without text (a file, sticker or other kind): the "
-                           "provider does not pass its content on; see it in WhatsApp]"},
+                           "provider does not pass its content on; see it in WhatsApp]",
+               "unseen": "[the provider told of the send, not of its content]"},
         file_link="[{kind}] {url}",
         not_delivered="Message not delivered to the customer: {reason}",
         file_not_ready="the file {name} was not available in Chatwoot in time",

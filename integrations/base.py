@@ -112,6 +112,11 @@ class ChannelAdapter(abc.ABC):
     #: :class:`~.inbound.InboundHandler` refuses an adapter that cannot (unless it was
     #: built with ``insecure=True``)
     verifies: bool = True
+    #: whether the provider's status webhooks also cover messages that other tools sent
+    #: on the number through its API, which it never delivers themselves (Cloud API): a
+    #: status for a message we did not send is then mirrored as another integration's
+    #: (:meth:`Mirror.message_status <chatwoot_mirror.Mirror.message_status>`)
+    mirrors_other_senders: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ChannelAdapter:

@@ -99,10 +99,15 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         webhook_secret: str | None = None,
         secret_header: str = "X-Webhook-Secret",
         insecure: bool = False,
+        other_senders: bool = False,
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (3.05, 15.0),
     ) -> None:
         super().__init__(session=session, timeout=timeout)
+        # Cloud API never sends us a message another tool sent on the number, only its
+        # statuses; opt-in, since a host that also sends through its own client would see
+        # its messages shown twice
+        self.mirrors_other_senders = other_senders
         if not api_key:
             raise ValueError("api_key is empty: copy the channel's API key from the 360dialog Hub")
         self.api_key = api_key
@@ -116,13 +121,14 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Dialog360Adapter:
         """``D360_API_KEY`` (required), ``D360_BASE_URL``, ``D360_WEBHOOK_SECRET``,
-        ``D360_WEBHOOK_INSECURE``."""
+        ``D360_WEBHOOK_INSECURE``, ``D360_OTHER_SENDERS``."""
         return cls(
             env_value(environ, "D360_API_KEY", "copy the channel's API key from the 360dialog "
                       "Hub (Channels > API key)") or "",
             env_value(environ, "D360_BASE_URL", "", required=False) or CLOUD_URL,
             webhook_secret=env_value(environ, "D360_WEBHOOK_SECRET", "", required=False),
             insecure=env_flag(environ, "D360_WEBHOOK_INSECURE"),
+            other_senders=env_flag(environ, "D360_OTHER_SENDERS"),
         )
 
     def _retryable(self, response: requests.Response) -> bool:

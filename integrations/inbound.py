@@ -88,7 +88,8 @@ def handle_inbound(
     if event.kind == STATUS:
         if event.message_id and event.status:
             mirror.message_status(event.contact, event.message_id, event.status,
-                                  error=event.error)
+                                  error=event.error, others=adapter.mirrors_other_senders,
+                                  pause=pause_on_integration)
         return STATUS
     if event.kind == ECHO:
         return ECHO  # our own send, already mirrored

@@ -438,6 +438,9 @@ def test_a_provider_id_map_links_in_either_order_and_expires():
     # sent first, then posted
     other = Located("wa:5511988887777", 7, 71)
     ids.sent("wamid.2", key="k2")
+    # not in Chatwoot yet (an outage), but ours: its receipts are never another tool's
+    assert ids.find("wamid.2") is None and ids.known("wamid.2")
+    assert not ids.known("wamid.elsewhere")
     ids.posted("k2", other)
     assert ids.find("wamid.2") == other and ids.provider_id(71) == "wamid.2"
     # statuses only move forward; failed ends it
@@ -659,3 +662,39 @@ def test_uazapi_orders_and_products_show_their_contents(chatwoot, case, expected
     [shown] = cw.messages(conv["id"])
     assert shown["content"] == expected and shown["message_type"] == 0
     assert len(asked) == 1  # the bot is asked: an order or a question about a product
+
+
+@pytest.mark.parametrize("other_senders", [True, False])
+def test_a_360dialog_campaign_sent_by_another_tool_shows_once_from_its_statuses(
+        tmp_path, other_senders):
+    """Cloud API never delivers a message another tool sent on the number through the API
+    (a campaign sender, n8n), only its statuses. With D360_OTHER_SENDERS a status for a
+    message the mirror neither sent nor has shows it once, as another integration's; our
+    own reply's statuses never do, and the bot is not paused."""
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path, api_token=None))  # ticks not even asked
+        try:
+            adapter, fake, case = dialog360()
+            adapter.mirrors_other_senders = other_senders
+            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), faq_bot)
+            assert mirror.flush() and mirror.flush()
+            [ours] = case["ids"]
+
+            def receipt(provider_id: str, status: str) -> None:
+                handle_inbound(mirror, adapter, parsed(
+                    adapter, case["receipt"](provider_id, status)), faq_bot)
+            for status in ("sent", "delivered", "read"):
+                receipt("wamid.CAMPAIGN0001", status)
+                receipt(ours, status)
+            receipt("wamid.CAMPAIGN0001", "delivered")  # redelivered
+            assert mirror.flush() and mirror.flush()
+            [conv] = cw.conversations()
+            shown = [(m["content"], m["message_type"]) for m in cw.messages(conv["id"])]
+            campaign = ("[enviado por outra integração] [o provedor avisou do envio, mas não "
+                        "do conteúdo]", 1)
+            assert shown == [("Oi, vocês entregam no sábado?", 0),
+                             ("Entregamos sim, Maria Souza!", 1)] + (
+                [campaign] if other_senders else [])
+            assert not mirror.is_paused(MARIA)
+        finally:
+            mirror.close(timeout=1)
