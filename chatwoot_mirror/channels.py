@@ -25,7 +25,9 @@ class Channel(Protocol):
     """What the mirror needs of a channel adapter (``integrations.base.ChannelAdapter``
     is one)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The provider's name (a class attribute of each adapter will do)."""
 
     def relay(self, message: AgentMessage) -> str | None:
         """Send ``message`` to the customer; the provider's message id."""

@@ -108,10 +108,13 @@ class ChannelAdapter(abc.ABC):
 
     #: names this provider in logs and in queued file references
     name: ClassVar[str]
-    #: whether :meth:`verify` can tell the provider's webhooks from anyone's;
-    #: :class:`~.inbound.InboundHandler` refuses an adapter that cannot (unless it was
-    #: built with ``insecure=True``)
-    verifies: bool = True
+    @property
+    def verifies(self) -> bool:
+        """Whether :meth:`verify` can tell the provider's webhooks from anyone's;
+        :class:`~.inbound.InboundHandler` refuses an adapter that cannot (unless it was
+        built with ``insecure=True``)."""
+        return True
+
     #: whether the provider's status webhooks also cover messages that other tools sent
     #: on the number through its API, which it never delivers themselves (Cloud API): a
     #: status for a message we did not send is then mirrored as another integration's

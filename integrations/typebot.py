@@ -38,7 +38,7 @@ from chatwoot_mirror.webhooks import WebhookRequest, WebhookResponse
 
 from ._env import env_value
 from ._http import HttpClient, ProviderRejected
-from ._payload import digits_of
+from ._payload import digits_of, obj
 from .base import BotReply, InboundEvent
 
 SCOPE = "typebot"
@@ -219,7 +219,7 @@ def render(answer: dict[str, Any]) -> tuple[BotReply, list[str]]:
     for bubble in answer.get("messages") or []:
         if not isinstance(bubble, dict):
             continue
-        content = bubble.get("content") if isinstance(bubble.get("content"), dict) else {}
+        content = obj(bubble.get("content"))
         kind = bubble.get("type")
         if kind == "text":
             text = (markdown_to_whatsapp(str(content.get("markdown") or ""))
@@ -235,7 +235,7 @@ def render(answer: dict[str, Any]) -> tuple[BotReply, list[str]]:
         elif kind == "embed" and content.get("url"):
             messages.append(str(content["url"]))
     choices: list[str] = []
-    field = answer.get("input") if isinstance(answer.get("input"), dict) else {}
+    field = obj(answer.get("input"))
     if field.get("type") in ("choice input", "picture choice input"):
         choices = [str(i.get("content") or i.get("title") or "")
                    for i in field.get("items") or [] if isinstance(i, dict)]

@@ -89,7 +89,6 @@ class UazapiAdapter(HttpAdapter):
         self.track_source = track_source
         self.typing_delay_ms = typing_delay_ms
 
-    verifies = True  # the instance token travels in every webhook
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> UazapiAdapter:
@@ -138,7 +137,7 @@ class UazapiAdapter(HttpAdapter):
         if event_type == "messages_update":
             return self._receipts(data)
         if event_type == "connection":
-            instance = data.get("instance") if isinstance(data.get("instance"), dict) else {}
+            instance = obj(data.get("instance"))
             log.info("uazapi connection status=%s", str(instance.get("status"))[:30])
             return []
         if "event" in data and "data" in data:
@@ -231,7 +230,7 @@ class UazapiAdapter(HttpAdapter):
         )
 
     def _receipts(self, data: dict[str, Any]) -> list[InboundEvent]:
-        event = data.get("event") if isinstance(data.get("event"), dict) else {}
+        event = obj(data.get("event"))
         ids = event.get("MessageIDs")
         if not isinstance(ids, list):
             return skip(self.name, "receipt_without_ids")
