@@ -579,8 +579,14 @@ class Mirror:
         status = "read" if status == "played" else status  # a voice note listened to
         if status not in RANKS or not provider_id or self._closed:
             return False
-        if status != "failed" and not (self.deliverer.report_status or others):
-            return False  # ticks need a user token (doctor says so)
+        if status != "failed" and not self.deliverer.report_status:
+            # ticks need a user token (doctor says so); without one a status matters only
+            # for a message another tool sent, which ours never are
+            try:
+                if not others or self.message_ids.known(provider_id):
+                    return False
+            except StoreError:
+                return False
         if status == "failed":
             log.warning("message not delivered contact=%s provider_message=%s error=%s",
                         _safe_key(self, contact), provider_id, (error or "?")[:200])

@@ -108,6 +108,7 @@ class ChannelAdapter(abc.ABC):
 
     #: names this provider in logs and in queued file references
     name: ClassVar[str]
+
     @property
     def verifies(self) -> bool:
         """Whether :meth:`verify` can tell the provider's webhooks from anyone's;
