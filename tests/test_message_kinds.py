@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -554,63 +556,69 @@ def fetching_provider(fake, path: str, answer: tuple[int, Any, str]) -> list[int
     return fetched
 
 
-@pytest.mark.parametrize("text", ["Segue o boleto", ""])
-def test_an_agent_file_still_uploading_is_sent_once_it_is_there(chatwoot, text):
-    """waha#1445: with S3 direct uploads Chatwoot's webhook comes before the file is
-    stored, and a provider fetching it then gets a 404. The relay waits for the file (the
-    emulator serves it 404 for 2.5 s), so the provider's only fetch finds it."""
-    cw, mirror = chatwoot
+@contextmanager
+def marias_conversation(cw: FakeChatwoot, mirror: Mirror) -> Iterator[tuple[Any, dict]]:
+    """uazapi as a host wires it, Chatwoot's webhooks pointed at it, and the conversation
+    Maria's first message opened: (the fake provider, the conversation)."""
     adapter, fake, case = uazapi()
-    fetched = fetching_provider(fake, "/send/media", fake.routes[("POST", "/send/media")])
     host = Host(mirror, adapter, lambda e: None)
     cw.webhook_url = host.chatwoot_url
     try:
         handle_inbound(mirror, adapter, parsed(adapter, case["text"]), lambda e: None)
         assert mirror.flush()
         [conv] = cw.conversations()
+        yield fake, conv
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize("text", ["Segue o boleto", ""])
+def test_an_agent_file_still_uploading_is_sent_once_it_is_there(chatwoot, text):
+    """waha#1445: with S3 direct uploads Chatwoot's webhook comes before the file is
+    stored, and a provider fetching it then gets a 404. The relay waits for the file (the
+    emulator serves it 404 for 2.5 s), so the provider's only fetch finds it."""
+    cw, mirror = chatwoot
+    with marias_conversation(cw, mirror) as (fake, conv):
+        fetched = fetching_provider(fake, "/send/media", fake.routes[("POST", "/send/media")])
         upload = cw.upload(b"%PDF-1.4 boleto", "boleto.pdf", "application/pdf",
                            ready_after=2.5)
         cw.agent_reply(conv["id"], text, attachments=[upload])
-        assert eventually(lambda: fake.sent("POST", "/send/media"), timeout=15)
+        # the request is recorded before the provider's fetch answers: wait for the fetch
+        assert eventually(lambda: fetched, timeout=15)
         assert fetched == [200]
         [media] = fake.sent("POST", "/send/media")
         assert media["file"] == cw.url + upload["data_url"] and media.get("text", "") == text
         assert not [m for m in cw.messages(conv["id"]) if m["private"]]
-    finally:
-        host.close()
 
 
 @pytest.mark.parametrize("text", ["Segue o boleto", ""])
 def test_an_agent_file_never_there_goes_without_it_and_the_agent_is_told(tmp_path, text):
     with FakeChatwoot(webhook_secret="inbox-secret") as cw:
         mirror = Mirror(make_config(cw, tmp_path, media_wait_seconds=0))
-        adapter, fake, case = uazapi()
-        host = Host(mirror, adapter, lambda e: None)
-        cw.webhook_url = host.chatwoot_url
         try:
-            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), lambda e: None)
-            assert mirror.flush()
-            [conv] = cw.conversations()
-            upload = cw.upload(b"%PDF-1.4", "boleto.pdf", "application/pdf",
-                               ready_after=3600)
-            agent = cw.agent_reply(conv["id"], text, attachments=[upload])
-            reason = "o arquivo boleto.pdf não ficou disponível no Chatwoot a tempo"
-            if text:  # the words go; the note says what did not
-                assert eventually(lambda: fake.sent("POST", "/send/text"))
-                assert [b["text"] for b in fake.sent("POST", "/send/text")] == [text]
-                assert eventually(lambda: [m for m in cw.messages(conv["id"]) if m["private"]])
-                [note] = [m for m in cw.messages(conv["id"]) if m["private"]]
-                assert note["content"] == "Texto enviado ao cliente, sem o arquivo: " + reason
-                assert note["content_attributes"]["in_reply_to"] == agent["id"]
-            else:  # nothing could go: the agent's message shows failed, with the reason
-                def shown() -> dict[str, Any]:
-                    return next(m for m in cw.messages(conv["id"]) if m["id"] == agent["id"])
-                assert eventually(lambda: shown()["status"] == "failed")
-                assert shown()["content_attributes"]["external_error"] == reason
-                assert not fake.sent("POST", "/send/text")
-            assert not fake.sent("POST", "/send/media")
+            with marias_conversation(cw, mirror) as (fake, conv):
+                upload = cw.upload(b"%PDF-1.4", "boleto.pdf", "application/pdf",
+                                   ready_after=3600)
+                agent = cw.agent_reply(conv["id"], text, attachments=[upload])
+                reason = "o arquivo boleto.pdf não ficou disponível no Chatwoot a tempo"
+                if text:  # the words go; the note says what did not
+                    assert eventually(lambda: fake.sent("POST", "/send/text"))
+                    assert [b["text"] for b in fake.sent("POST", "/send/text")] == [text]
+                    assert eventually(
+                        lambda: [m for m in cw.messages(conv["id"]) if m["private"]])
+                    [note] = [m for m in cw.messages(conv["id"]) if m["private"]]
+                    assert note["content"] == ("Texto enviado ao cliente, sem o arquivo: "
+                                               + reason)
+                    assert note["content_attributes"]["in_reply_to"] == agent["id"]
+                else:  # nothing could go: the agent's message shows failed, with the reason
+                    def shown() -> dict[str, Any]:
+                        return next(m for m in cw.messages(conv["id"])
+                                    if m["id"] == agent["id"])
+                    assert eventually(lambda: shown()["status"] == "failed")
+                    assert shown()["content_attributes"]["external_error"] == reason
+                    assert not fake.sent("POST", "/send/text")
+                assert not fake.sent("POST", "/send/media")
         finally:
-            host.close()
             mirror.close(timeout=1)
 
 
