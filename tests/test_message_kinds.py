@@ -706,3 +706,37 @@ def test_a_360dialog_campaign_sent_by_another_tool_shows_once_from_its_statuses(
             assert not mirror.is_paused(MARIA)
         finally:
             mirror.close(timeout=1)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_receipt_reaching_another_host_finds_its_message(tmp_path, request, backend):
+    """The provider-id map lives in the shared store: host A sends the bot's reply and
+    stops; host B gets the provider's receipts and a quoting reply, and finds the message
+    in Chatwoot."""
+    store = (f"sqlite:///{tmp_path}/shared.db" if backend == "sqlite"
+             else request.getfixturevalue("redis_url"))
+    with FakeChatwoot() as cw:
+        adapter, fake, case = dialog360()
+        host_a = Mirror(make_config(cw, tmp_path, store_url=store))
+        try:
+            handle_inbound(host_a, adapter, parsed(adapter, case["text"]), faq_bot)
+            assert host_a.flush() and host_a.flush()
+        finally:
+            host_a.close(timeout=1)
+        [sent] = case["ids"]
+        host_b = Mirror(make_config(cw, tmp_path, store_url=store))
+        try:
+            adapter_b, _, _ = dialog360()
+            handle_inbound(host_b, adapter_b, parsed(adapter_b, case["receipt"](sent, "read")),
+                           faq_bot)
+            reply = contract("dialog360/cloud_text_reply_context.json")
+            reply["entry"][0]["changes"][0]["value"]["messages"][0]["context"]["id"] = sent
+            handle_inbound(host_b, adapter_b, parsed(adapter_b, reply), lambda e: None)
+            assert host_b.flush()
+            [conv] = cw.conversations()
+            bot = next(m for m in cw.messages(conv["id"])
+                       if m["content"] == "Entregamos sim, Maria Souza!")
+            assert bot["status"] == "read"
+            assert cw.messages(conv["id"])[-1]["content_attributes"]["in_reply_to"] == bot["id"]
+        finally:
+            host_b.close(timeout=1)
