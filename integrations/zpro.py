@@ -217,8 +217,9 @@ def _shown(text: str) -> tuple[str, str | None, tuple[MediaRef, ...]]:
     carries files."""
     if not text.strip():
         return "", WITHHELD, ()
-    if text.lstrip().upper().startswith("BEGIN:VCARD"):
-        return vcard_summary(text), CONTACTS, vcard_file(text)
+    card = vcard_file(text)  # () unless the text is a vCard
+    if card:
+        return vcard_summary(text), CONTACTS, card
     found = _MAPS.search(text) or _LIVE.match(text.strip())
     if found:
         # the thumbnail (kilobytes of base64) is of no use to an agent: the link is

@@ -266,6 +266,12 @@ class Emulator:
             return Reply(404, "Not Found", "text/plain")
         return Reply(200, blob["_data"], blob["content_type"])
 
+    def blob(self, data_url: str) -> dict[str, Any]:
+        """What ActiveStorage keeps of an upload and Chatwoot's JSON does not show
+        (``filename``, ``content_type``, ``byte_size``); KeyError for an unknown URL."""
+        with self.lock:
+            return {k: v for k, v in self.blobs[data_url].items() if not k.startswith("_")}
+
     def upload(self, data: bytes, filename: str, content_type: str, *,
                ready_after: float = 0.0) -> dict[str, Any]:
         """A file an agent attached in the dashboard, for :meth:`agent_reply`'s

@@ -357,9 +357,7 @@ class FakeChatwoot:
     def blob(self, data_url: str) -> dict[str, Any]:
         """What Chatwoot stored for an uploaded attachment (``filename``, ``content_type``,
         ``byte_size``), which its JSON does not show; KeyError for an unknown URL."""
-        with self.emulator.lock:
-            return {k: v for k, v in self.emulator.blobs[data_url].items()
-                    if not k.startswith("_")}
+        return self.emulator.blob(data_url)
 
     def upload(self, data: bytes, filename: str, content_type: str, *,
                ready_after: float = 0.0) -> dict[str, Any]:
