@@ -90,7 +90,7 @@ def assemble(
         session=session,
     )
     try:
-        local = store or open_store(config.store)
+        local = store or open_store(config.store, spill=config.spill)
     except BaseException:
         if client is None:
             chatwoot.close()  # ours: nothing else will close its session

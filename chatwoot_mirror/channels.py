@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .client import Attachment
-from .errors import StoreError
+from .errors import StoreError, StoreUnavailable, store_log_level
 from .media import MediaRef
 from .outbound import OutboundPolicy
 from .relay import AgentMessage
@@ -68,7 +68,11 @@ class ChannelRouter:
         if self.channels is None:
             return
         try:
-            if self.channels.get(contact_key) != name:
+            try:
+                known = self.channels.get(contact_key)
+            except StoreUnavailable:
+                known = None  # written anyway: the local spill keeps it for the store
+            if known != name:
                 self.channels.set(contact_key, name)
         except StoreError as exc:
             log.warning("channel of contact not stored contact=%s error=%s", contact_key, exc)
@@ -82,7 +86,8 @@ class ChannelRouter:
             try:
                 remembered = self.channels.get(contact_key)
             except StoreError as exc:
-                log.warning("channel of contact unknown contact=%s error=%s", contact_key, exc)
+                log.log(store_log_level(exc), "channel of contact unknown contact=%s error=%s",
+                        contact_key, exc)
         return self.adapters.get(remembered or "") or next(iter(self.adapters.values()))
 
     def relay(self, message: AgentMessage) -> str | None:

@@ -118,6 +118,9 @@ def _status(options: argparse.Namespace, out: TextIO) -> int:
         return 0
     try:
         stats = mirror.stats()
+        if stats["queued"] is None:
+            print(f"the store does not answer: {stats['store_error']}", file=out)
+            return 1
         paused = mirror.handoff_state.paused()
         dead = mirror.dead_letters(limit=20)
         # what the running mirrors last saw of Chatwoot (this process sends nothing)
@@ -127,6 +130,8 @@ def _status(options: argparse.Namespace, out: TextIO) -> int:
     report = {
         "queued": stats["queued"], "in_flight": stats["in_flight"],
         "oldest_queued_age_seconds": round(stats["oldest_queued_age"], 1),
+        "spilled": stats["spilled"],
+        "oldest_spilled_age_seconds": round(stats["oldest_spilled_age"], 1),
         "dead_letters": stats["dead_letters"],
         "paused_contacts": [{"contact": p.contact_key, "reason": p.reason,
                              "since": p.changed_at, "conversation": p.conversation_id}
@@ -139,6 +144,10 @@ def _status(options: argparse.Namespace, out: TextIO) -> int:
         return 0
     print(f"queued: {report['queued']} (in flight {report['in_flight']}, oldest "
           f"{report['oldest_queued_age_seconds']} s)", file=out)
+    if report["spilled"]:
+        print(f"spilled: {report['spilled']} write(s) kept locally while the store was "
+              f"away (oldest {report['oldest_spilled_age_seconds']} s), moved as it "
+              "answers", file=out)
     chatwoot = report["chatwoot"]
     if chatwoot:
         line = (f"chatwoot: {chatwoot['health']} since {_when(chatwoot['since'])} "

@@ -103,6 +103,10 @@ class Config:
         "the local store as a URL: sqlite:///path.db, redis://host:6379/0 (several hosts) "
         "or memory:// (tests); wins over "
         "CHATWOOT_MIRROR_DB")
+    spill_path: str = setting(
+        "./chatwoot-mirror-spill.db", "CHATWOOT_MIRROR_SPILL", "str",
+        "with a Redis store: the local SQLite file that keeps writes while Redis is away "
+        "(moved into Redis when it answers again); off: none, such writes fail")
     resolved_policy: str = setting(
         "reopen", "CHATWOOT_RESOLVED_POLICY", "lower",
         "reopen (continue the last conversation) or new")
@@ -332,12 +336,20 @@ class Config:
         _check_range("CHATWOOT_MESSAGE_IDS_DAYS", self.message_ids_days, 0.01, 3650)
         if self.store_url is not None:
             parse_store_url(self.store_url)  # a typo fails here, not at the first message
+        if not self.spill_path.strip() or self.spill_path.endswith(("/", os.sep)):
+            raise ConfigError("CHATWOOT_MIRROR_SPILL", "names no file: use a path such as "
+                              "./chatwoot-mirror-spill.db, or off")
 
     @property
     def store(self) -> str:
         """The store's URL: ``CHATWOOT_MIRROR_STORE``, else the SQLite file
         ``CHATWOOT_MIRROR_DB``."""
         return self.store_url or sqlite_url(self.db_path)
+
+    @property
+    def spill(self) -> str | None:
+        """The spill file's path (``CHATWOOT_MIRROR_SPILL``), or ``None`` when ``off``."""
+        return None if self.spill_path.strip().lower() == "off" else self.spill_path
 
     @property
     def has_bot_token(self) -> bool:

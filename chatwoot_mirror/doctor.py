@@ -31,7 +31,7 @@ import requests
 from .client import ChatwootClient
 from .config import PREFIX, VARIABLES, Config, likely_variable, read_environment
 from .errors import AuthError, ChatwootError, ConfigError, NotFound, StoreError
-from .store import open_store, parse_store_url
+from .store import Store, open_store, parse_store_url
 
 #: A queued message older than this means nothing is delivering.
 STUCK_AFTER_SECONDS = 300.0
@@ -163,22 +163,35 @@ def _store(config: Config) -> list[Check]:
            f"start Redis, or point {variable} at one that answers")
     shown = path if scheme == "sqlite" else _without_password(path)
     try:
-        store = open_store(config.store)
+        store = open_store(config.store, spill=config.spill)
     except (StoreError, ConfigError) as exc:
         return [Check("store", False, str(exc), fix)]
     try:
+        spill = _spill(config, store) if scheme in ("redis", "rediss") else []
         now = time.time()
         counts = store.outbox_counts(now)
         dead = store.dead_letters(limit=1)
         health = store.get_value(HEALTH_SCOPE, HEALTH_KEY, now)
         durability = store.durability_warning()
+        eviction, lost, replicas = (store.eviction_warning(), store.data_loss(),
+                                    store.replication())
     except StoreError as exc:
-        return [Check("store", False, f"{shown}: {exc}", fix)]
+        return [Check("store", False, f"{shown}: {exc}", fix), *spill]
     finally:
         store.close()
-    checks = [Check("store", True, shown)]
+    checks = [Check("store", True, shown), *spill]
     if durability:
         checks.append(Check("durability", True, durability, warning=True))
+    if eviction:
+        checks.append(Check("eviction", False, eviction,
+                            "redis-cli CONFIG SET maxmemory-policy noeviction (and in "
+                            "redis.conf, or your provider's parameter group)"))
+    if lost:
+        checks.append(Check("data loss", False, lost, "turn on appendonly (see "
+                            "'durability'); compare Chatwoot with your bot's own records "
+                            "for that time"))
+    if replicas:
+        checks.append(Check("replicas", True, replicas, warning="0 connected" in replicas))
     if counts.dead:
         checks.append(Check(
             "dead letters", False, f"{counts.dead} message(s) Chatwoot refused for good; "
@@ -203,6 +216,28 @@ def _store(config: Config) -> list[Check]:
             checks.append(Check("last seen", True, f"Chatwoot failed at {when}: "
                                 f"{seen.get('error') or '?'}", warning=True))
     return checks
+
+
+def _spill(config: Config, store: Store) -> list[Check]:
+    """Where writes go while Redis is away: writable, and (after an outage) moved."""
+    path = config.spill
+    if path is None:
+        return [Check("spill", True, "off (CHATWOOT_MIRROR_SPILL=off): while Redis is away, "
+                      "exchanges are lost", "set CHATWOOT_MIRROR_SPILL to a local file",
+                      warning=True)]
+    folder = os.path.dirname(os.path.abspath(path))
+    if not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)) or (
+            os.path.exists(path) and not os.access(path, os.W_OK)):
+        return [Check("spill", False, f"cannot write {path}: while Redis is away, "
+                      "exchanges would be lost", "point CHATWOOT_MIRROR_SPILL at a file in a "
+                      "writable local folder")]
+    count, oldest = store.spilled()
+    if count:
+        age = time.time() - (oldest or time.time())
+        return [Check("spill", True, f"{path}: {count} write(s) kept while Redis was away, "
+                      f"the oldest for {age:.0f} s; a running mirror moves them into Redis",
+                      warning=True)]
+    return [Check("spill", True, f"{path}: empty")]
 
 
 def _without_password(url: str) -> str:

@@ -29,6 +29,29 @@ class StoreError(MirrorError):
     """The local store could not be read or written (disk full, locked too long...)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store did not answer (down, restarting, failing over, out of memory, or slower
+    than its timeout): the same call may work in a moment.
+
+    ``maybe_applied``: the command may have reached the store before the answer was lost
+    (a read timeout, a connection dropped mid-command); ``False`` when the store surely
+    refused it (connection refused, still loading, read-only replica)."""
+
+    def __init__(self, message: str, *, maybe_applied: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+def store_log_level(exc: BaseException) -> int:
+    """How loud a store failure is where it is caught: an unavailable store is logged once
+    by its circuit (``store unavailable``), so each call it fails is only debug."""
+    return 10 if isinstance(exc, StoreUnavailable) else 30  # logging.DEBUG, logging.WARNING
+
+
+class RowKeyTaken(StoreError):
+    """:meth:`Store.enqueue` met a row key its contact already has queued or dead."""
+
+
 class Deferred(MirrorError):
     """Not now, for a local reason (every download slot is busy): try again after
     ``delay`` seconds. Nothing was sent, so it is neither a failed attempt nor ambiguous."""

@@ -7,8 +7,9 @@ external-id form of ``in_reply_to`` is unreliable (chatwoot#10859), so the mirro
 the map itself, in its store (shared by every host), for ``CHATWOOT_MESSAGE_IDS_DAYS``.
 
 A bot reply is posted to Chatwoot and sent to the customer by two queues, in either order:
-each side records what it learnt under the mirrored message's key, and whichever comes
-second links the two ids.
+each side records what it learnt under the mirrored message's key, and a look-up joins the
+two. Recording only writes (it never reads what the other side wrote), so a write that
+meets Redis away is kept by the local spill (:mod:`.store.spill`) and nothing is lost.
 
 Every entry names the contact whose conversation holds the message: a provider id is
 never followed into another customer's conversation.
@@ -61,9 +62,9 @@ class MessageIds:
         provider's id came with it (a customer's message)."""
         self.values.set(f"k:{key}", where.encode(), ttl=self.ttl)
         if provider_id is None:
-            provider_id = self.values.get(f"q:{key}")  # sent to the customer first
-            if provider_id is None:
-                return
+            # the provider's id comes (or came) from the send: provider_id() joins them
+            self.values.set(f"rk:{where.message_id}", key, ttl=self.ttl)
+            return
         self._link(provider_id, where)
 
     def sent(self, provider_id: str, *, key: str | None = None,
@@ -74,8 +75,9 @@ class MessageIds:
         # integration's message (Mirror.message_status(others=True))
         self.values.set(f"o:{provider_id}", "1", ttl=self.ttl)
         if where is None and key is not None:
+            # where Chatwoot has it comes (or came) from the post: find() joins them
             self.values.set(f"q:{key}", provider_id, ttl=self.ttl)
-            where = Located.decode(self.values.get(f"k:{key}"))
+            self.values.set(f"pk:{provider_id}", key, ttl=self.ttl)
         if where is not None:
             self._link(provider_id, where)
 
@@ -85,17 +87,25 @@ class MessageIds:
 
     def find(self, provider_id: str) -> Located | None:
         """Where the provider's message ``provider_id`` is in Chatwoot, if we know."""
-        return Located.decode(self.values.get(f"p:{provider_id}"))
+        found = Located.decode(self.values.get(f"p:{provider_id}"))
+        if found is None:
+            key = self.values.get(f"pk:{provider_id}")  # a bot reply, by its mirrored key
+            found = Located.decode(self.values.get(f"k:{key}")) if key else None
+        return found
 
     def known(self, provider_id: str) -> bool:
         """Non-destructively: whether the mirror sent ``provider_id``, or has it in
         Chatwoot (within the TTL)."""
         return self.values.get(f"o:{provider_id}") is not None \
-            or self.values.get(f"p:{provider_id}") is not None
+            or self.find(provider_id) is not None
 
     def provider_id(self, message_id: int) -> str | None:
         """The provider's id of Chatwoot's message ``message_id``, if we know."""
-        return self.values.get(f"r:{message_id}")
+        found = self.values.get(f"r:{message_id}")
+        if found is None:
+            key = self.values.get(f"rk:{message_id}")  # a bot reply, by its mirrored key
+            found = self.values.get(f"q:{key}") if key else None
+        return found
 
     def moves_forward(self, message_id: int, status: str) -> bool:
         """Non-destructively: whether ``status`` takes Chatwoot's message ``message_id``

@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, StoreError
+from .backlog import outbox_numbers
+from .errors import ConfigError
 from .pacing import DEGRADED, DOWN, OK, Health
 from .store import Store
 
@@ -103,16 +104,20 @@ class _QueueCollector:
             yield self.gauge("chatwoot_mirror_chatwoot_last_error_timestamp_seconds",
                              "When Chatwoot last failed to answer a request (epoch, 0: never)",
                              value=health.last_error_at or 0.0)
-        try:
-            now = time.time()
-            counts = self.store.outbox_counts(now)
-        except StoreError:
+        numbers = outbox_numbers(self.store, time.time())
+        # the spill is local: its numbers are there while the store is not
+        yield self.gauge("chatwoot_mirror_spill_messages",
+                         "Writes kept in the local spill while the store was away",
+                         value=numbers["spilled"])
+        yield self.gauge("chatwoot_mirror_spill_oldest_age_seconds",
+                         "Age of the oldest write in the local spill",
+                         value=numbers["oldest_spilled_age"])
+        if numbers["queued"] is None:
             return  # a scrape must not fail because the store is busy
-        age = now - counts.oldest_queued_at if counts.oldest_queued_at else 0.0
         # queued counts the rows being delivered too (in_flight counts their contacts)
         yield self.gauge("chatwoot_mirror_queue_messages", "Messages waiting for delivery",
-                         value=counts.queued)
+                         value=numbers["queued"])
         yield self.gauge("chatwoot_mirror_queue_oldest_age_seconds",
-                         "Age of the oldest message waiting", value=age)
+                         "Age of the oldest message waiting", value=numbers["oldest_queued_age"])
         yield self.gauge("chatwoot_mirror_dead_letters", "Messages refused for good",
-                         value=counts.dead)
+                         value=numbers["dead_letters"])

@@ -15,6 +15,7 @@ import requests
 from . import redaction
 from .activity import Activity
 from .assembly import assemble, naming
+from .backlog import outbox_numbers
 from .channels import Channel, ChannelRouter
 from .client import Attachment, ChatwootClient
 from .config import Config
@@ -59,6 +60,9 @@ class Received:
     queued: bool  # written to the outbox
     duplicate: bool  # the provider delivered this message id before: do nothing
     paused: bool  # humans have the contact (after this message's triggers)
+    #: a bot turn was queued behind it (the workers will ask the bot); ``False`` while the
+    #: store is away and writes go to the spill: then the caller asks the bot at once
+    turn_queued: bool = False
 
     @property
     def bot_should_answer(self) -> bool:
@@ -310,14 +314,17 @@ class Mirror:
                 self.channels.remember(self.identify(contact).key, channel)
             except ValueError:
                 pass  # not a contact: _queue says so below
+        # a spilled turn would wait for the store's return: the caller's bot answers now
+        queue_turn = turn is not None and not quiet and not self.store.spilling()
         flags = self._queue(
             contact, [(INCOMING, text, sender_name, message_id, tuple(attachments))],
-            turn=None if turn is None or quiet else {**turn, "channel": channel},
+            turn={**(turn or {}), "channel": channel} if queue_turn else None,
             triggers=not quiet, reply_to=reply_to,
         )
         duplicate = flags is not None and bool(flags) and not flags[0]
         return Received(queued=bool(flags and flags[0]), duplicate=duplicate,
-                        paused=not duplicate and self.is_paused(contact))
+                        paused=not duplicate and self.is_paused(contact),
+                        turn_queued=queue_turn and bool(flags and flags[0]))
 
     def on_bot_turn(self, channel: str, runner: TurnRunner) -> TurnRunner:
         """Register ``runner(turn, identity)`` for the bot turns queued with
@@ -769,26 +776,17 @@ class Mirror:
     # -- lifecycle and inspection -----------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """True once everything queued before this call is delivered or dead-lettered."""
-        deadline = time.monotonic() + timeout
-        try:
-            # everything created up to now; rows carry their creation time (outbox.encode)
-            target = time.time()
-            self.workers.wake()
-            while self.store.has_queued_before(target):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.workers.wait_for_progress(min(left, 0.05))
-        except StoreError as exc:
-            log.error("flush could not read the outbox error=%s", exc)
-            return False
-        return True
+        """True once everything queued (or spilled) before this call is delivered or
+        dead-lettered; store errors within ``timeout`` are waited out."""
+        # everything created up to now; rows carry their creation time (outbox.encode)
+        return self.workers.drain(time.time(), timeout)
 
     def stats(self) -> dict[str, Any]:
         """``queued``, ``in_flight``, ``delivered``, ``retried``, ``dead_letters``,
         ``not_queued``, ``last_error`` (no secrets) with ``last_error_at``, and
-        ``oldest_queued_age`` in seconds; Chatwoot's health as this process sees it:
+        ``oldest_queued_age`` in seconds (``None`` with ``store_error`` while the store
+        cannot answer), ``spilled`` and ``oldest_spilled_age`` (writes kept in the local
+        spill while Redis was away); Chatwoot's health as this process sees it:
         ``chatwoot_health`` (``ok``, ``degraded`` or ``down``) since
         ``chatwoot_health_since``, and the last request Chatwoot did not answer,
         ``chatwoot_last_error`` at ``chatwoot_last_error_at`` (times are epoch seconds).
@@ -797,13 +795,9 @@ class Mirror:
         (delivered, retried, ...) are this process's since it started."""
         result = self.activity.counters()
         now = time.time()
-        counts = self.store.outbox_counts(now)
+        result.update(outbox_numbers(self.store, now))
         health = self.workers.pacer.health()
         result.update(
-            queued=counts.queued,
-            in_flight=counts.in_flight,
-            dead_letters=counts.dead,
-            oldest_queued_age=(now - counts.oldest_queued_at) if counts.oldest_queued_at else 0.0,
             chatwoot_health=health.state,
             chatwoot_health_since=health.since,
             chatwoot_last_error=health.last_error,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from .errors import StoreError
+from .errors import StoreError, store_log_level
 from .identity import ContactIdentity
 from .store import Store
 
@@ -65,8 +65,8 @@ class People:
                 return found
             return self._as(found, person)
         except StoreError as exc:
-            log.warning("contact links unreadable, using the name's own key contact=%s "
-                        "error=%s", found.key, exc)
+            log.log(store_log_level(exc), "contact links unreadable, using the name's own "
+                    "key contact=%s error=%s", found.key, exc)
             return found
 
     def learn(self, contact: object, aliases: Iterable[object] = ()) -> ContactIdentity:
@@ -88,7 +88,8 @@ class People:
         try:
             return self._learn(primary, names)
         except StoreError as exc:
-            log.warning("contact links not recorded contact=%s error=%s", primary.key, exc)
+            log.log(store_log_level(exc), "contact links not recorded contact=%s error=%s",
+                    primary.key, exc)
             return primary
 
     def current(self, person: str) -> str:

@@ -38,6 +38,7 @@ from .errors import (
     RateLimited,
     Rejected,
     StoreError,
+    StoreUnavailable,
 )
 from .outbox import Backoff, decode
 from .pacing import Pacer
@@ -150,6 +151,11 @@ class DeliveryWorkers:
                 )
                 thread.start()
                 self._threads.append(thread)
+            if self.store.has_spill:
+                thread = threading.Thread(target=self._move_spilled, daemon=True,
+                                          name="chatwoot-mirror-spill")
+                thread.start()
+                self._threads.append(thread)
         except BaseException:
             self.stop(timeout=1.0)
             raise
@@ -199,6 +205,34 @@ class DeliveryWorkers:
         with self._progress:
             self._progress.wait(timeout)
 
+    def drain(self, target: float, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until nothing created at or before ``target`` is
+        queued or spilled. A store error (Redis restarting) is waited out with short
+        pauses, not taken as the answer: ``False`` only when the time is up."""
+        deadline = time.monotonic() + timeout
+        pause, error = 0.05, None
+        self.wake()
+        while True:
+            try:
+                _, oldest_spilled = self.store.spilled()
+                busy = (oldest_spilled is not None and oldest_spilled <= target) \
+                    or self.store.has_queued_before(target)
+                pause, error = 0.05, None
+            except StoreError as exc:
+                busy, error = True, exc
+                pause = min(pause * 2, 0.5)
+            if not busy:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if error is not None:
+                    log.error("flush ended with the store unavailable error=%s", error)
+                return False
+            if error is not None:
+                time.sleep(min(left, pause))
+            else:
+                self.wait_for_progress(min(left, 0.05))
+
     # -- periodic jobs ------------------------------------------------------------------------
 
     def _wake_if_due(self) -> None:
@@ -224,11 +258,35 @@ class DeliveryWorkers:
         def run() -> None:
             try:
                 job()
+            except StoreUnavailable as exc:  # the store's circuit logs the outage once
+                log.debug("periodic job failed job=%s error=%s", name, exc)
             except StoreError as exc:
                 log.warning("periodic job failed job=%s error=%s", name, exc)
             except Exception:
                 log.exception("periodic job failed job=%s", name)
         return run
+
+    # -- the spill's mover --------------------------------------------------------------------
+
+    def _move_spilled(self) -> None:
+        """Move what the local spill holds into the store as soon as it answers again."""
+        while not self._stop.is_set():
+            try:
+                moved = self.store.move_spilled(200)
+            except StoreError as exc:
+                log.warning("spill move failed error=%s", exc)
+                moved = 0
+                self._stop.wait(1.0)
+            except Exception:  # a bug must not end the moving for good
+                log.exception("spill move failed")
+                moved = 0
+                self._stop.wait(1.0)
+            if moved:
+                self.wake()
+                with self._progress:
+                    self._progress.notify_all()
+            else:
+                self._stop.wait(0.2)
 
     # -- the worker loop ----------------------------------------------------------------------
 
@@ -237,6 +295,10 @@ class DeliveryWorkers:
             seen = self._signals
             try:
                 rows = self.store.claim(owner, self.claim_ttl, self.batch, time.time())
+            except StoreUnavailable as exc:  # the store's circuit logs the outage once
+                log.debug("outbox claim failed error=%s", exc)
+                self._stop.wait(0.5)
+                continue
             except StoreError as exc:
                 log.warning("outbox claim failed error=%s", exc)
                 self._stop.wait(1.0)

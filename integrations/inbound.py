@@ -131,8 +131,8 @@ def queue_inbound(
     contacts, once per provider message id, and again after a crash before it answered),
     unless humans have the contact by then. Returns ``queued``, or what
     :func:`handle_inbound` returns for everything else (``duplicate``, ``paused``,
-    ``owner``...). When the store cannot take the message, the bot answers at once rather
-    than not at all."""
+    ``owner``...). When the store cannot take the message, or it went to the local spill
+    (Redis is away), the bot answers at once rather than after the store's return."""
     mirror.connect(adapter)
     if not mirror.enabled or event.kind != MESSAGE or not event.expects_reply:
         return handle_inbound(mirror, adapter, event, bot_fn,
@@ -148,7 +148,7 @@ def queue_inbound(
         return "duplicate"
     if received.paused:
         return "paused"
-    if received.queued:
+    if received.turn_queued:
         return QUEUED
     return _answer(mirror, adapter, event, bot_fn, handoff_on_error)
 

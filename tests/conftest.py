@@ -83,20 +83,21 @@ class RedisServer:
     """Debian's ``redis-server`` on a free loopback port, in its own folder (so that a
     restart with persistence on finds its append-only file again)."""
 
-    def __init__(self, folder: Path, *, appendonly: bool = False) -> None:
+    def __init__(self, folder: Path, *, appendonly: bool = False, port: int | None = None,
+                 password: str | None = None, start: bool = True,
+                 extra: tuple[str, ...] = ()) -> None:
         import shutil
-        import socket
 
         binary = shutil.which("redis-server")
         assert binary is not None
         self.binary, self.folder, self.appendonly = binary, folder, appendonly
+        self.password, self.extra = password, extra
         folder.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: Any = None
-        self.start()
+        if start:
+            self.start()
 
     def start(self) -> None:
         import subprocess
@@ -106,9 +107,10 @@ class RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
              str(self.folder), "--save", "", "--appendonly",
-             "yes" if self.appendonly else "no", "--appendfsync", "always"],
+             "yes" if self.appendonly else "no", "--appendfsync", "always",
+             *(("--requirepass", self.password) if self.password else ()), *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        client = redis.Redis.from_url(self.url, socket_timeout=1, password=self.password)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -125,6 +127,21 @@ class RedisServer:
             self.process.terminate()  # SIGTERM: Redis writes its AOF and exits
             self.process.wait(10)
         self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of its own (what appendfsync always wrote is all there is)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 #: Where Redis is required, its tests must run, never skip (CI sets it).

@@ -28,7 +28,7 @@ def config(cw: FakeChatwoot, db_path: str, *, bot: bool = True, **extra) -> Conf
     kwargs = dict(
         url=cw.url, inbox_identifier=cw.inbox_identifier, db_path=db_path,
         retry_base_seconds=0.02, retry_max_seconds=0.2, max_requests_per_minute=0,
-        read_timeout=2.0,
+        read_timeout=2.0, spill_path=db_path + ".spill",
     )
     if bot:
         kwargs.update(account_id=cw.account_id, bot_token=cw.bot_token)
@@ -324,7 +324,8 @@ def test_pacer_keeps_under_the_configured_rate():
 def child_env(cw: FakeChatwoot, db_path: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWOOT_")}
     env.update(cw.env())
-    env.update(CHATWOOT_MIRROR_DB=db_path, CHATWOOT_MAX_REQUESTS_PER_MINUTE="0",
+    env.update(CHATWOOT_MIRROR_DB=db_path, CHATWOOT_MIRROR_SPILL=db_path + ".spill",
+               CHATWOOT_MAX_REQUESTS_PER_MINUTE="0",
                CHATWOOT_RETRY_BASE_SECONDS="0.05", CHATWOOT_RETRY_MAX_SECONDS="0.5")
     env.update(extra)
     return env

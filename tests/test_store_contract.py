@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chatwoot_mirror.errors import ConfigError, StoreError
+from chatwoot_mirror.errors import ConfigError, RowKeyTaken, StoreError, StoreUnavailable
 from chatwoot_mirror.store import (
     HandoffRecord,
     MemoryStore,
@@ -22,17 +22,20 @@ from chatwoot_mirror.store import (
     parse_store_url,
 )
 
-BACKENDS = ["sqlite", "memory", "redis"]
+#: "spilling": Redis behind the local spill (store/spill.py), which must keep every
+#: guarantee of the store it wraps while Redis answers
+BACKENDS = ["sqlite", "memory", "redis", "spilling"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
-    if request.param == "redis":
+    if request.param in ("redis", "spilling"):
         url = request.getfixturevalue("redis_url")
     else:
         url = {"sqlite": f"sqlite:///{tmp_path}/contract.db", "memory": "memory://"}[
             request.param]
-    s = open_store(url)
+    s = open_store(url, spill=str(tmp_path / "spill.db") if request.param == "spilling"
+                   else None)
     yield s
     s.close()
 
@@ -100,6 +103,23 @@ def test_rebinding_a_contact_to_another_instance_clears_its_ids(store):
     record = store.get_contact("wa-1")
     assert (record.contact_id, record.conversation_id, record.instance) == (7, None, "i2")
     assert store.last_message_id("wa-1") is None
+
+
+def test_enqueue_keeps_a_row_marked_uncertain(store):
+    """A row moved from the spill after an unclear write comes in uncertain, and stays so
+    (its delivery looks in Chatwoot before posting)."""
+    first = row("a")
+    first.uncertain = True
+    store.enqueue([first, row("b")])
+    claimed = store.claim("w", 30, 10, time.time() + 1)
+    assert [(r.key, r.uncertain) for r in claimed] == [("a", True), ("b", False)]
+
+
+def test_a_row_key_already_queued_is_row_key_taken_and_writes_nothing(store):
+    store.enqueue([row("a")])
+    with pytest.raises(RowKeyTaken):
+        store.enqueue([row("c"), row("a")])
+    assert [r.key for r in store.claim("w", 30, 10, time.time() + 1)] == ["a"]
 
 
 def test_set_conversation_of_unknown_contact_fails(store):
@@ -490,8 +510,9 @@ def test_an_unreachable_redis_is_a_store_error_within_the_timeout():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     store = RedisStore(f"redis://127.0.0.1:{port}/0", socket_timeout=0.5)
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreUnavailable) as caught:
         store.enqueue([row("a")])
-    with pytest.raises(StoreError):
+    assert caught.value.maybe_applied is False  # refused: surely not applied
+    with pytest.raises(StoreUnavailable):
         store.get_handoff("wa-1")
     store.close()

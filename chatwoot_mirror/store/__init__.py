@@ -49,15 +49,22 @@ def sqlite_url(path: str) -> str:
     return "sqlite:///" + path
 
 
-def open_store(url: str) -> Store:
-    """Open the backend ``url`` selects (see the module docstring)."""
+def open_store(url: str, *, spill: str | None = None) -> Store:
+    """Open the backend ``url`` selects (see the module docstring). ``spill``: a local
+    SQLite file that keeps the writes a shared (Redis) store cannot take
+    (:class:`~.spill.SpillingStore`); the embedded backends need none."""
     scheme, location = parse_store_url(url)
     if scheme == "memory":
         return MemoryStore()
     if scheme in ("redis", "rediss"):
         from .redis import RedisStore  # the optional redis package is imported only here
 
-        return RedisStore(location)
+        store: Store = RedisStore(location)
+        if spill is not None:
+            from .spill import SpillingStore
+
+            store = SpillingStore(store, spill)
+        return store
     return SQLiteStore(location)
 
 

@@ -129,12 +129,13 @@ local function admitted(contact, at, now, inside)
 end
 """
 
-# ARGV: prefix, retention seconds, count, then 5 per row: key, contact, payload, unique, at
+# ARGV: prefix, retention seconds, count, then 6 per row: key, contact, payload, unique, at,
+# uncertain (0/1)
 ENQUEUE = LUA_HELPERS + ROWS + """
 local n = tonumber(ARGV[3])
 local seen = {}
 for i = 0, n - 1 do
-  local key, contact = ARGV[4 + i * 5], ARGV[5 + i * 5]
+  local key, contact = ARGV[4 + i * 6], ARGV[5 + i * 6]
   if seen[key] or redis.call('HEXISTS', p .. 'k:' .. contact, key) == 1 then
     return redis.error_reply('row key already queued: ' .. key)
   end
@@ -142,8 +143,9 @@ for i = 0, n - 1 do
 end
 local out = {}
 for i = 0, n - 1 do
-  local b = 4 + i * 5
+  local b = 4 + i * 6
   local key, contact, payload, unique, at = ARGV[b], ARGV[b+1], ARGV[b+2], opt(ARGV[b+3]), ARGV[b+4]
+  local uncertain = tonumber(ARGV[b+5])
   local fresh = true
   if unique then
     fresh = redis.call('SET', p .. 'uniq:' .. unique, at, 'NX', 'EX', ARGV[2])
@@ -152,7 +154,7 @@ for i = 0, n - 1 do
     local id = redis.call('INCR', p .. 'ids')
     local created = tonumber(at)
     redis.call('RPUSH', p .. 'q:' .. contact,
-               cmsgpack.pack({key, id, created, 0, 0, unique, false, payload}))
+               cmsgpack.pack({key, id, created, 0, uncertain, unique, false, payload}))
     redis.call('HSET', p .. 'k:' .. contact, key, 1)
     admitted(contact, created, at, false)
     out[#out + 1] = id

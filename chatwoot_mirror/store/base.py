@@ -263,6 +263,26 @@ class Store(abc.ABC):
         """Atomically remove ``(scope, key)`` (only while it still holds ``expected``, when
         given, so a stale reader cannot delete a newer value); ``True`` if removed."""
 
+    # -- a local spill (only :class:`~.spill.SpillingStore` has one) ------------------------
+
+    #: whether writes this store cannot take go to a local spill (:mod:`.spill`)
+    has_spill = False
+
+    def spilling(self) -> bool:
+        """Non-destructively tell whether writes go to a local spill right now (the store
+        behind it failed and has not answered since)."""
+        return False
+
+    def spilled(self) -> tuple[int, float | None]:
+        """Non-destructively count the writes a local spill holds for this store, with the
+        oldest one's creation time (``None``: the spill is empty)."""
+        return 0, None
+
+    def move_spilled(self, limit: int = 200) -> int:
+        """Move up to ``limit`` spilled writes into the store, each exactly once and in
+        order per contact; returns how many moved (0: nothing to move, or not yet)."""
+        return 0
+
     def maintain(self) -> None:  # noqa: B027 - optional hook
         """Non-blocking upkeep of the backend's own, run every second from a background
         job (SQLite copies its write-ahead log back into the file); never required for
@@ -271,6 +291,20 @@ class Store(abc.ABC):
     def durability_warning(self) -> str | None:
         """What a restart of the backend itself would lose, in words for the operator
         (``chatwoot-mirror doctor``), or ``None`` when queued rows survive it."""
+        return None
+
+    def eviction_warning(self) -> str | None:
+        """What the backend may delete on its own to free memory, in words for the operator,
+        or ``None`` when it never deletes queued rows."""
+        return None
+
+    def replication(self) -> str | None:
+        """The backend's replicas as the operator should know them (``None``: none apply)."""
+        return None
+
+    def data_loss(self) -> str | None:
+        """Non-destructively: when and how the backend lost what it held while a mirror
+        used it (a Redis restarted without persistence), in words, or ``None``."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..errors import StoreError
+from ..errors import RowKeyTaken, StoreError
 from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 
 QUEUED, DEAD = "queued", "dead"
@@ -135,7 +135,7 @@ class MemoryStore(Store):
             self._open()
             if len({row.key for row in rows}) != len(rows) or any(
                     row.key in self._rows for row in rows):
-                raise StoreError("enqueue: a row key is already queued")  # all or none
+                raise RowKeyTaken("enqueue: a row key is already queued")  # all or none
             flags = []
             for row in rows:
                 if row.unique_key is not None and row.unique_key in self._unique:

@@ -25,13 +25,15 @@ persistence configuration: see :meth:`RedisStore.durability_warning`.
 from __future__ import annotations
 
 import json
+import logging
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, RowKeyTaken, StoreError, StoreUnavailable
 from . import _redis_lua as lua
 from .base import SEEN_RETENTION, ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 
@@ -43,7 +45,10 @@ except ImportError:  # pragma: no cover - the extra is not installed
     redis = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+log = logging.getLogger("chatwoot_mirror.store")
 DEFAULT_PREFIX = "chatwoot-mirror:"
+#: seconds any one Redis command may take (``?socket_timeout=`` in the URL)
+DEFAULT_TIMEOUT = 1.0
 
 def _opt(value: object) -> str:
     return "n" if value is None else "s" + str(value)
@@ -53,7 +58,7 @@ class RedisStore(Store):
     """The shared store of several hosts. ``url``: ``redis://[:password@]host:port/db``
     or ``rediss://`` (TLS), optionally with ``?prefix=name:`` for the keys."""
 
-    def __init__(self, url: str, *, socket_timeout: float = 2.0,
+    def __init__(self, url: str, *, socket_timeout: float = DEFAULT_TIMEOUT,
                  seen_retention: float = SEEN_RETENTION) -> None:
         if redis is None:
             raise ConfigError("CHATWOOT_MIRROR_STORE",
@@ -62,15 +67,21 @@ class RedisStore(Store):
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         self.prefix = query.pop("prefix", DEFAULT_PREFIX)
+        socket_timeout = _seconds(query.pop("socket_timeout", None), socket_timeout)
         self.url = urlunsplit(parts._replace(query=urlencode(query)))
         self.seen_retention = seen_retention
         self._closed = False
-        # Short timeouts and one immediate retry (a pooled connection Redis dropped on a
-        # restart): the host's log_* call must not hang on a Redis that is down.
+        # Short timeouts, and one immediate retry only when the connection failed (a pooled
+        # connection Redis dropped on a restart), never after a timeout: the host's log_*
+        # call must not hang on a Redis that is down or silent (the spill takes over).
         # Any: redis-py types every answer bytes | str; decode_responses makes them str
         self._redis: Any = redis.Redis.from_url(
             self.url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1), health_check_interval=30, decode_responses=True)
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            health_check_interval=30, decode_responses=True)
+        #: the epoch key as this store last saw it (see maintain)
+        self._epoch: str | None = None
+        self._check_password()
         scripts: dict[str, Any] = {name: self._redis.register_script(body) for name, body in {
             "save_contact": lua.SAVE_CONTACT, "set_conversation": lua.SET_CONVERSATION,
             "forget_conversation": lua.FORGET_CONVERSATION, "set_last": lua.SET_LAST,
@@ -85,6 +96,23 @@ class RedisStore(Store):
         }.items()}
         self._scripts = scripts
 
+    def _check_password(self) -> None:
+        """A wrong password fails at start-up, naming the variable (never the password);
+        a Redis that is merely down or slow now does not: the spill holds writes."""
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            error = _translate(exc)
+            if not isinstance(error, StoreUnavailable):
+                self._redis.close()
+                raise ConfigError("CHATWOOT_MIRROR_STORE", f"{error}; correct the password "
+                                  "(or user) in the URL") from None
+            return
+        try:
+            self.maintain()  # the epoch now: a later loss of the data is noticed
+        except StoreError:
+            pass  # noticed from the next upkeep on
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -93,7 +121,7 @@ class RedisStore(Store):
         try:
             return fn()
         except redis.RedisError as exc:
-            raise StoreError(f"redis store failed: {type(exc).__name__}: {exc}") from exc
+            raise _translate(exc) from exc
 
     def _run(self, script: str, *args: object) -> Any:
         return self._call(lambda: self._scripts[script](args=[self.prefix, *args]))
@@ -148,7 +176,7 @@ class RedisStore(Store):
         args: list[object] = [int(self.seen_retention), len(rows)]
         for row in rows:
             args += [row.key, row.contact_key, row.payload, _opt(row.unique_key),
-                     repr(row.created_at or now)]
+                     repr(row.created_at or now), 1 if row.uncertain else 0]
         ids = self._run("enqueue", *args)
         for row, outbox_id in zip(rows, ids, strict=True):
             row.id = int(outbox_id) or None
@@ -309,6 +337,69 @@ class RedisStore(Store):
                 "the messages queued since the last snapshot; set appendonly yes and "
                 "appendfsync everysec")
 
+    def eviction_warning(self) -> str | None:
+        try:
+            policy = self._call(lambda: self._redis.config_get("maxmemory-policy")).get(
+                "maxmemory-policy", "")
+        except StoreError as exc:
+            return f"could not read maxmemory-policy ({exc}); it must be noeviction"
+        if policy == "noeviction":
+            return None
+        return (f"Redis evicts keys under memory pressure (maxmemory-policy {policy}): "
+                "queued messages can vanish without a trace; set maxmemory-policy noeviction "
+                "(then a full Redis refuses writes, and the local spill keeps them)")
+
+    def replication(self) -> str | None:
+        def read() -> tuple[dict[str, Any], dict[str, str]]:
+            return (self._redis.info("replication"),
+                    self._redis.config_get("min-replicas-to-write"))
+        try:
+            info, settings = self._call(read)
+        except StoreError:
+            return None
+        role = info.get("role", "?")
+        replicas = int(info.get("connected_slaves", 0) or 0)
+        needed = settings.get("min-replicas-to-write", "0")
+        text = f"role {role}, {replicas} connected replica(s), min-replicas-to-write {needed}"
+        if replicas == 0:
+            text += ": a lost Redis machine loses what it held (a replica, with Sentinel, "
+            text += "keeps it)"
+        return text
+
+    def maintain(self) -> None:
+        """Notice a Redis that lost its data while this mirror used it: the epoch key this
+        store wrote is gone (restarted without persistence, flushed, evicted, or failed
+        over to an empty replica). Logged loudly once and recorded for ``doctor``."""
+        epoch = self._call(lambda: self._redis.get(self._key("epoch")))
+        if epoch is not None and epoch == self._epoch:
+            return
+        if epoch is None:
+            fresh = f"{time.time():.3f}-{uuid.uuid4().hex[:8]}"
+            if self._call(lambda: self._redis.set(self._key("epoch"), fresh, nx=True)):
+                epoch = fresh
+            else:  # another host wrote it first
+                epoch = self._call(lambda: self._redis.get(self._key("epoch")))
+        if self._epoch is not None:
+            log.error("redis lost its data: what was queued before may be gone (restarted "
+                      "without persistence, flushed, evicted or failed over to an empty "
+                      "replica) prefix=%s", self.prefix)
+            record = json.dumps({"at": time.time(), "epoch_was": self._epoch})
+            self._call(lambda: self._redis.set(self._key("lost"), record,
+                                               ex=int(self.seen_retention)))
+        self._epoch = epoch
+
+    def data_loss(self) -> str | None:
+        try:
+            text = self._call(lambda: self._redis.get(self._key("lost")))
+        except StoreError:
+            return None
+        if not text:
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(json.loads(text)["at"]))
+        return (f"Redis lost its data at {when} while a mirror used it (restarted without "
+                "persistence, flushed, evicted or failed over to an empty replica): "
+                "messages queued before then may never reach Chatwoot")
+
     def close(self) -> None:
         if self._closed:
             return
@@ -317,6 +408,53 @@ class RedisStore(Store):
             self._redis.close()
         except redis.RedisError:
             pass
+
+
+#: replies of a Redis that cannot take the command now but will soon: a failed snapshot
+#: blocking writes, too few replicas (``min-replicas-to-write``); redis-py gives the others
+#: (out of memory under ``noeviction``, a replica, a failover, a reshard) their own types
+_BUSY_REPLIES = ("MISCONF", "NOREPLICAS")
+
+
+def _busy() -> tuple[type[Exception], ...]:
+    errors = redis.exceptions
+    return (errors.OutOfMemoryError, errors.ReadOnlyError, errors.MasterDownError,
+            errors.ClusterDownError, errors.TryAgainError)
+
+
+def _translate(exc: Exception) -> StoreError:
+    """The :class:`StoreError` a redis-py error means; its message never holds the URL."""
+    text = f"redis store failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc) \
+            or "NOAUTH" in str(exc):
+        return StoreError(f"redis store refused the password: {type(exc).__name__}")
+    if isinstance(exc, redis.TimeoutError):
+        # sent, and no answer in time: Redis may have run it
+        return StoreUnavailable(text, maybe_applied=True)
+    if isinstance(exc, redis.ConnectionError):
+        # refused or still loading: surely not run; a connection lost mid-command: maybe
+        refused = isinstance(exc, redis.BusyLoadingError) or "connecting to" in str(exc)
+        return StoreUnavailable(text, maybe_applied=not refused)
+    message = str(exc)
+    if message.startswith("row key already queued"):
+        return RowKeyTaken(text)
+    if isinstance(exc, _busy()) or (isinstance(exc, redis.ResponseError)
+                                    and message.split(" ", 1)[0] in _BUSY_REPLIES):
+        return StoreUnavailable(text)
+    return StoreError(text)
+
+
+def _seconds(text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 60:
+        raise ConfigError("CHATWOOT_MIRROR_STORE",
+                          f"socket_timeout must be 0.05 to 60 seconds, not {text!r}")
+    return value
 
 
 def _int(value: Any) -> int | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ..errors import StoreError
+from ..errors import RowKeyTaken, StoreError
 from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 
 T = TypeVar("T")
@@ -361,21 +361,26 @@ class SQLiteStore(Store):
         if not rows:
             return []
         now = time.time()
-        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(rows))
+        values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows))
         params: list[object] = []
         for row in rows:
             # the unique key lives in the provider_message_id column (its v2 name)
             params += [row.key, row.contact_key, row.payload, row.unique_key,
-                       row.created_at or now]
+                       row.created_at or now, 1 if row.uncertain else 0]
         with self._guard(), self._write_lock_only():
-            inserted = {
-                key: outbox_id
-                for key, outbox_id in self._conn().execute(
-                    "INSERT INTO outbox (key, contact_key, payload, provider_message_id,"
-                    f" created_at) VALUES {values} RETURNING key, id",
-                    params,
-                )
-            }
+            try:
+                inserted = {
+                    key: outbox_id
+                    for key, outbox_id in self._conn().execute(
+                        "INSERT INTO outbox (key, contact_key, payload, provider_message_id,"
+                        f" created_at, ambiguous) VALUES {values} RETURNING key, id",
+                        params,
+                    )
+                }
+            except sqlite3.IntegrityError as exc:
+                if "outbox.key" not in str(exc):
+                    raise
+                raise RowKeyTaken(f"enqueue: a row key is already queued ({exc})") from exc
         for row in rows:
             row.id = inserted.get(row.key)
         return [row.key in inserted for row in rows]
