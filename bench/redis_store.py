@@ -1,10 +1,12 @@
 """The Redis store beside SQLite, in one run (issue #15: several hosts, one truth).
 
     python bench/redis_store.py            # host, drain, memory
-    python bench/redis_store.py host|drain|memory
+    python bench/redis_store.py host|spill|drain|memory
 
 host    p50/p99 of log_exchange on the host path (store only, no delivery threads),
-        SQLite file vs Redis on loopback, alternated.
+        SQLite file vs Redis on loopback vs Redis down (the local spill), alternated.
+spill   1000 exchanges spilled while Redis is away, then Redis starts: the time until the
+        spill is empty (moved into Redis).
 drain   messages/s delivered from a pre-filled outbox to the fast local sink by 1, 2 and 4
         processes (4 workers each) sharing the store: SQLite file vs Redis.
 memory  Redis memory for a 100 000-message backlog (over 1000 and over 10 contacts), per
@@ -51,10 +53,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Redis:
-    def __init__(self, folder: str) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
+    def __init__(self, folder: str, port: int | None = None) -> None:
+        if port is None:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+        self.port = port
         binary = shutil.which("redis-server")
         assert binary, "apt-get install redis-server"
         self.process = subprocess.Popen(
@@ -76,21 +80,67 @@ class Redis:
         self.process.wait(10)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def bench_host(redis_url: str, tmp: str, calls: int = 3000,
                rounds: int = 2) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"sqlite": [], "redis": []}
+    """``redis down``: nobody listens on the port; the first call meets the refusal and
+    opens the circuit (not counted), the others go to the local spill."""
+    times: dict[str, list[float]] = {"sqlite": [], "redis up": [], "redis down": []}
     for round_ in range(rounds):
-        for name in ("sqlite", "redis"):
-            store = (f"sqlite:///{tmp}/host{round_}.db" if name == "sqlite"
-                     else f"{redis_url}?prefix=host{round_}:")
+        for name in times:
+            store = {"sqlite": f"sqlite:///{tmp}/host{round_}.db",
+                     "redis up": f"{redis_url}?prefix=host{round_}:",
+                     "redis down": f"redis://127.0.0.1:{free_port()}/0"}[name]
             mirror = Mirror(Config(url="http://127.0.0.1:9", inbox_identifier="x",
-                                   account_id=1, bot_token="b", store_url=store), start=False)
+                                   account_id=1, bot_token="b", store_url=store,
+                                   spill_path=f"{tmp}/host-spill{round_}-{name[-2:]}.db"),
+                            start=False)
+            mirror.log_exchange("5511900000000", "first", "first")
             for i in range(calls):
                 t0 = time.perf_counter()
-                mirror.log_exchange(f"55119002{i % 200:04d}", f"p {i}", f"r {i}")
+                ok = mirror.log_exchange(f"55119002{i % 200:04d}", f"p {i}", f"r {i}")
                 times[name].append(time.perf_counter() - t0)
+                assert ok
             mirror.close(timeout=0)
     return times
+
+
+def bench_spill_drain(tmp: str, exchanges: int = 1000) -> dict[str, float]:
+    """``exchanges`` logged while Redis is away (into the spill), then Redis starts: the
+    time until the spill is empty, moving as the delivery workers' mover does."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    mirror = Mirror(Config(url="http://127.0.0.1:9", inbox_identifier="x", account_id=1,
+                           bot_token="b", store_url=url, spill_path=f"{tmp}/drain-spill.db"),
+                    start=False)
+    for i in range(exchanges):
+        assert mirror.log_exchange(f"55119300{i % 100:04d}", f"p {i}", f"r {i}")
+    rows, _ = mirror.store.spilled()
+    folder = Path(tmp) / "spill-redis"
+    folder.mkdir()
+    server = Redis(str(folder), port=port)
+    t0 = time.perf_counter()
+    first = None
+    try:
+        while mirror.store.spilled()[0]:
+            if not mirror.store.move_spilled(200):
+                time.sleep(0.01)  # the circuit's next probe
+            elif first is None:
+                first = time.perf_counter()
+        elapsed = time.perf_counter() - t0
+        assert first is not None
+        moving = time.perf_counter() - first
+        queued = mirror.store.outbox_counts(time.time()).queued
+    finally:
+        mirror.close(timeout=0)
+        server.stop()
+    return {"rows": rows, "seconds": elapsed, "per_second": rows / moving,
+            "probe": first - t0, "queued": queued}
 
 
 def bench_drain(store: str, processes: int, sink_url: str, messages: int = 6000,
@@ -101,6 +151,8 @@ def bench_drain(store: str, processes: int, sink_url: str, messages: int = 6000,
     for i in range(messages // 2):
         mirror.log_exchange(f"55119100{i % contacts:05d}", f"q{i}", f"a{i}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHATWOOT_")}
+    env.update(CHATWOOT_MIRROR_SPILL=os.path.join(tempfile.gettempdir(),
+                                                  f"bench-spill-{os.getpid()}.db"))
     env.update(CHATWOOT_URL=sink_url, CHATWOOT_INBOX_ID="sinktoken", CHATWOOT_ACCOUNT_ID="1",
                CHATWOOT_BOT_TOKEN="sink", CHATWOOT_MIRROR_STORE=store,
                CHATWOOT_MAX_REQUESTS_PER_MINUTE="0", CHATWOOT_WORKERS="4")
@@ -161,8 +213,14 @@ def main() -> None:
                 times = bench_host(server.url, tmp)
                 print("\nhost path, log_exchange (store only), 2 x 3000 calls alternated")
                 for name, values in times.items():
-                    print(f"  {name:7s} p50 {percentile(values, 0.5) * 1000:.3f} ms  "
+                    print(f"  {name:10s} p50 {percentile(values, 0.5) * 1000:.3f} ms  "
                           f"p99 {percentile(values, 0.99) * 1000:.3f} ms")
+            if which in ("spill", "all"):
+                r = bench_spill_drain(tmp)
+                print(f"\nspill drained into Redis after its return: {r['rows']:.0f} rows "
+                      f"(1000 exchanges) in {r['seconds']:.2f} s: the circuit's probe after "
+                      f"{r['probe']:.2f} s, then {r['per_second']:.0f} rows/s; "
+                      f"{r['queued']:.0f} queued in Redis")
             if which in ("drain", "all"):
                 port_file = Path(tmp) / "port"
                 sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"),

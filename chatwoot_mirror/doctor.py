@@ -31,7 +31,7 @@ import requests
 from .client import ChatwootClient
 from .config import PREFIX, VARIABLES, Config, likely_variable, read_environment
 from .errors import AuthError, ChatwootError, ConfigError, NotFound, StoreError
-from .store import Store, open_store, parse_store_url
+from .store import REDIS_SCHEMES, Store, open_store, parse_store_url
 
 #: A queued message older than this means nothing is delivering.
 STUCK_AFTER_SECONDS = 300.0
@@ -167,7 +167,7 @@ def _store(config: Config) -> list[Check]:
     except (StoreError, ConfigError) as exc:
         return [Check("store", False, str(exc), fix)]
     try:
-        spill = _spill(config, store) if scheme in ("redis", "rediss") else []
+        spill = _spill(config, store) if scheme in REDIS_SCHEMES else []
         now = time.time()
         counts = store.outbox_counts(now)
         dead = store.dead_letters(limit=1)
@@ -243,9 +243,8 @@ def _spill(config: Config, store: Store) -> list[Check]:
 def _without_password(url: str) -> str:
     """A store URL fit for a report: the password never leaves the configuration."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=host + port))
+    # by text, not .port: a Sentinel URL lists several host:port pairs
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _bot_token(client: ChatwootClient, config: Config) -> Check:

@@ -179,3 +179,81 @@ def redis_url(redis_server: RedisServer) -> str:
     import uuid
 
     return f"{redis_server.url}?prefix=t{uuid.uuid4().hex[:10]}:"
+
+
+class SentinelSet:
+    """A master, one replica and three Sentinels watching them (quorum 2), each a real
+    process on loopback: Redis Sentinel as operators run it, small."""
+
+    SERVICE = "mymaster"
+
+    def __init__(self, folder: Path) -> None:
+        import shutil
+        import subprocess
+
+        self.master = RedisServer(folder / "master", appendonly=True)
+        self.replica = RedisServer(folder / "replica", appendonly=True, extra=(
+            "--replicaof", "127.0.0.1", str(self.master.port)))
+        binary = shutil.which("redis-sentinel")
+        command = [binary] if binary else [shutil.which("redis-server") or "redis-server"]
+        self.ports = [free_port() for _ in range(3)]
+        self.sentinels: list[Any] = []
+        for port in self.ports:
+            conf = folder / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} 1000\n"
+                f"sentinel failover-timeout {self.SERVICE} 10000\n")
+            self.sentinels.append(subprocess.Popen(
+                [*command, str(conf), *([] if binary else ["--sentinel"])],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.wait_until(lambda: self.replicas_known() and self.sentinels_known())
+
+    @property
+    def url(self) -> str:
+        nodes = ",".join(f"127.0.0.1:{port}" for port in self.ports)
+        return f"redis+sentinel://{nodes}/{self.SERVICE}/0"
+
+    def ask(self, *command: str) -> Any:
+        import redis
+
+        client = redis.Redis(port=self.ports[0], socket_timeout=2, decode_responses=True)
+        try:
+            return client.execute_command(*command)
+        finally:
+            client.close()
+
+    def master_port(self) -> int:
+        return int(self.ask("SENTINEL", "get-master-addr-by-name", self.SERVICE)[1])
+
+    def replicas_known(self) -> bool:
+        try:
+            return bool(self.ask("SENTINEL", "replicas", self.SERVICE))
+        except Exception:
+            return False
+
+    def sentinels_known(self) -> bool:
+        try:
+            return len(self.ask("SENTINEL", "sentinels", self.SERVICE)) >= 2
+        except Exception:
+            return False
+
+    @staticmethod
+    def wait_until(predicate: Any, timeout: float = 60.0) -> None:
+        assert eventually(predicate, timeout), "the Sentinel set did not settle"
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            process.kill()
+            process.wait(10)
+        self.master.stop()
+        self.replica.stop()
+
+
+@pytest.fixture(scope="session")
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory):
+    need_redis()
+    sentinels = SentinelSet(tmp_path_factory.mktemp("sentinel"))
+    yield sentinels
+    sentinels.stop()

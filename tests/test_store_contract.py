@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -24,13 +25,15 @@ from chatwoot_mirror.store import (
 
 #: "spilling": Redis behind the local spill (store/spill.py), which must keep every
 #: guarantee of the store it wraps while Redis answers
-BACKENDS = ["sqlite", "memory", "redis", "spilling"]
+BACKENDS = ["sqlite", "memory", "redis", "spilling", "sentinel"]
 
 
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
     if request.param in ("redis", "spilling"):
         url = request.getfixturevalue("redis_url")
+    elif request.param == "sentinel":  # the master that three Sentinels name
+        url = f"{request.getfixturevalue('sentinel_set').url}?prefix=t{uuid.uuid4().hex[:10]}:"
     else:
         url = {"sqlite": f"sqlite:///{tmp_path}/contract.db", "memory": "memory://"}[
             request.param]

@@ -7,7 +7,9 @@ A URL selects the backend (``CHATWOOT_MIRROR_STORE``), as in kombu:
 * ``memory://``: the in-memory reference backend, for unit tests (one process, nothing
   survives it);
 * ``redis://[:password@]host:port/db`` or ``rediss://`` (TLS), optionally with
-  ``?prefix=name:``: one store shared by several hosts (the ``[redis]`` extra).
+  ``?prefix=name:``: one store shared by several hosts (the ``[redis]`` extra);
+  ``redis+sentinel://[:password@]host:26379[,host:26379]/service_name/db``: the same, on
+  whichever server the Sentinels name master (failovers followed).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
 VARIABLE = "CHATWOOT_MIRROR_STORE"
-SCHEMES = ("sqlite", "memory", "redis", "rediss")
+SCHEMES = ("sqlite", "memory", "redis", "rediss", "redis+sentinel", "rediss+sentinel")
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
 
 
 def parse_store_url(url: str) -> tuple[str, str]:
@@ -35,9 +38,13 @@ def parse_store_url(url: str) -> tuple[str, str]:
         if not path.strip() or path.endswith("/"):
             raise ConfigError(VARIABLE, "names no file: use sqlite:///path/to/file.db")
         return scheme, path
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         if not rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]:
             raise ConfigError(VARIABLE, "names no Redis host: use redis://host:6379/0")
+        if scheme.endswith("+sentinel"):
+            from .redis import sentinel_spec
+
+            sentinel_spec(url.strip())  # a typo fails here, not at the first message
         return scheme, url.strip()
     if rest:
         raise ConfigError(VARIABLE, "memory:// takes nothing after the scheme")
@@ -56,7 +63,7 @@ def open_store(url: str, *, spill: str | None = None) -> Store:
     scheme, location = parse_store_url(url)
     if scheme == "memory":
         return MemoryStore()
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         from .redis import RedisStore  # the optional redis package is imported only here
 
         store: Store = RedisStore(location)

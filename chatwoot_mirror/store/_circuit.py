@@ -19,7 +19,7 @@ class Circuit:
     """Closed (use the store) or open (skip it) since a failure; the interval between
     probes doubles while the store stays away, from ``interval`` up to ``max_interval``."""
 
-    def __init__(self, interval: float = 0.5, max_interval: float = 5.0) -> None:
+    def __init__(self, interval: float = 0.5, max_interval: float = 2.0) -> None:
         self.interval = interval
         self.max_interval = max_interval
         self._lock = threading.Lock()

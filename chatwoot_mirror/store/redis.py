@@ -29,9 +29,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError, RowKeyTaken, StoreError, StoreUnavailable
 from . import _redis_lua as lua
@@ -49,6 +50,8 @@ log = logging.getLogger("chatwoot_mirror.store")
 DEFAULT_PREFIX = "chatwoot-mirror:"
 #: seconds any one Redis command may take (``?socket_timeout=`` in the URL)
 DEFAULT_TIMEOUT = 1.0
+#: how long a write waits for ``?wait_replicas=`` replicas to confirm it (milliseconds)
+WAIT_MS = 500
 
 def _opt(value: object) -> str:
     return "n" if value is None else "s" + str(value)
@@ -56,7 +59,10 @@ def _opt(value: object) -> str:
 
 class RedisStore(Store):
     """The shared store of several hosts. ``url``: ``redis://[:password@]host:port/db``
-    or ``rediss://`` (TLS), optionally with ``?prefix=name:`` for the keys."""
+    or ``rediss://`` (TLS), or ``redis+sentinel://[:password@]host:port[,host:port]/service/db``
+    (the master Sentinel names; ``?sentinel_password=`` when the Sentinels have one of their
+    own); optionally ``?prefix=name:`` for the keys, ``?socket_timeout=`` (seconds) and
+    ``?wait_replicas=N`` (a write counts once N replicas have it)."""
 
     def __init__(self, url: str, *, socket_timeout: float = DEFAULT_TIMEOUT,
                  seen_retention: float = SEEN_RETENTION) -> None:
@@ -68,17 +74,27 @@ class RedisStore(Store):
         query = dict(parse_qsl(parts.query))
         self.prefix = query.pop("prefix", DEFAULT_PREFIX)
         socket_timeout = _seconds(query.pop("socket_timeout", None), socket_timeout)
+        self.wait_replicas = _count(query.pop("wait_replicas", None))
+        sentinel_password = query.pop("sentinel_password", None)
         self.url = urlunsplit(parts._replace(query=urlencode(query)))
         self.seen_retention = seen_retention
         self._closed = False
+        self._sentinel: Any = None
+        self._warned = -1e9
         # Short timeouts, and one immediate retry only when the connection failed (a pooled
-        # connection Redis dropped on a restart), never after a timeout: the host's log_*
-        # call must not hang on a Redis that is down or silent (the spill takes over).
-        # Any: redis-py types every answer bytes | str; decode_responses makes them str
-        self._redis: Any = redis.Redis.from_url(
-            self.url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
+        # connection Redis dropped on a restart, a master Sentinel just replaced), never
+        # after a timeout: the host's log_* call must not hang on a Redis that is down or
+        # silent (the spill takes over).
+        options: dict[str, Any] = dict(
+            socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
             health_check_interval=30, decode_responses=True)
+        # Any: redis-py types every answer bytes | str; decode_responses makes them str
+        self._redis: Any
+        if parts.scheme.endswith("+sentinel"):
+            self._redis = self._master(parts, sentinel_password, options)
+        else:
+            self._redis = redis.Redis.from_url(self.url, **options)
         #: the epoch key as this store last saw it (see maintain)
         self._epoch: str | None = None
         self._check_password()
@@ -95,6 +111,24 @@ class RedisStore(Store):
             "prune": lua.PRUNE,
         }.items()}
         self._scripts = scripts
+
+    def _master(self, parts: Any, sentinel_password: str | None,
+                options: dict[str, Any]) -> Any:
+        """The current master of a Sentinel-watched service: redis-py asks the Sentinels
+        for its address on every new connection, so after a failover the next connection
+        (the retry of the command that met the old one) reaches the new master."""
+        from redis.sentinel import Sentinel
+
+        spec = sentinel_spec(urlunsplit(parts))
+        tls = {"ssl": True} if parts.scheme.startswith("rediss") else {}
+        sentinel_options = {k: options[k] for k in ("socket_timeout", "socket_connect_timeout")}
+        self._sentinel = Sentinel(
+            spec.nodes, sentinel_kwargs={**sentinel_options, **tls,
+                                         "password": sentinel_password},
+            **sentinel_options)
+        return self._sentinel.master_for(
+            spec.service, db=spec.db, username=spec.username, password=spec.password,
+            **options, **tls)
 
     def _check_password(self) -> None:
         """A wrong password fails at start-up, naming the variable (never the password);
@@ -124,7 +158,21 @@ class RedisStore(Store):
             raise _translate(exc) from exc
 
     def _run(self, script: str, *args: object) -> Any:
-        return self._call(lambda: self._scripts[script](args=[self.prefix, *args]))
+        result = self._call(lambda: self._scripts[script](args=[self.prefix, *args]))
+        if self.wait_replicas:
+            self._replicated()
+        return result
+
+    def _replicated(self) -> None:
+        """``?wait_replicas=N``: a script's write is on N replicas before it counts as done
+        (Redis's WAIT), so a failover to one of them loses none of it. Fewer within the
+        wait (a replica down) is logged and the write stands: the outbox stays usable."""
+        acked = self._call(lambda: self._redis.execute_command("WAIT", self.wait_replicas,
+                                                               WAIT_MS))
+        if int(acked) < self.wait_replicas and time.monotonic() - self._warned > 60:
+            self._warned = time.monotonic()
+            log.warning("redis write reached fewer replicas than wait_replicas "
+                        "replicas=%s wanted=%d", acked, self.wait_replicas)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
@@ -406,6 +454,8 @@ class RedisStore(Store):
         self._closed = True
         try:
             self._redis.close()
+            for node in self._sentinel.sentinels if self._sentinel is not None else ():
+                node.close()
         except redis.RedisError:
             pass
 
@@ -442,6 +492,48 @@ def _translate(exc: Exception) -> StoreError:
                                     and message.split(" ", 1)[0] in _BUSY_REPLIES):
         return StoreUnavailable(text)
     return StoreError(text)
+
+
+@dataclass(frozen=True)
+class SentinelSpec:
+    """What a ``redis+sentinel://`` URL names."""
+
+    nodes: list[tuple[str, int]]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+
+
+def sentinel_spec(url: str) -> SentinelSpec:
+    """Read ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]``
+    (port 26379 by default); :class:`ConfigError` naming ``CHATWOOT_MIRROR_STORE``."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = []
+    for node in hosts.split(","):
+        host, _, port = node.strip().rpartition(":") if ":" in node else (node, "", "26379")
+        if not host or not port.isdigit():
+            raise ConfigError("CHATWOOT_MIRROR_STORE", f"names a Sentinel that is not "
+                              f"host:port ({node!r}); use redis+sentinel://host:26379,"
+                              "host2:26379/service_name/0")
+        nodes.append((host, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ConfigError("CHATWOOT_MIRROR_STORE", "names no Sentinel service: use "
+                          "redis+sentinel://host:26379,host2:26379/service_name/0")
+    return SentinelSpec(nodes, unquote(path[0]), int(path[1]) if len(path) == 2 else 0,
+                        unquote(username) or None, unquote(password) or None)
+
+
+def _count(text: str | None) -> int:
+    if text is None:
+        return 0
+    if not text.isdigit() or int(text) > 16:
+        raise ConfigError("CHATWOOT_MIRROR_STORE",
+                          f"wait_replicas must be 0 to 16, not {text!r}")
+    return int(text)
 
 
 def _seconds(text: str | None, default: float) -> float:

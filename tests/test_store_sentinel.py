@@ -1,0 +1,69 @@
+"""Redis Sentinel (issue #28): the store follows the master the Sentinels name, and a
+failover mid-drain loses and doubles nothing. Real processes: a master, a replica and
+three Sentinels (conftest.SentinelSet), failed over by ``SENTINEL FAILOVER`` or by
+killing the master."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from conftest import SentinelSet, eventually, need_redis
+from test_outbox import assert_each_once_in_order, config
+
+from chatwoot_mirror import Mirror
+from chatwoot_mirror.errors import ConfigError
+from chatwoot_mirror.store import parse_store_url
+from chatwoot_mirror.store.redis import sentinel_spec
+from chatwoot_mirror.testing import FakeChatwoot, Faults
+
+CONTACTS = ["5511987650001", "5511987650002", "5511987650003"]
+
+
+def log_round(mirror: Mirror, first: int, last: int) -> list[bool]:
+    return [mirror.log_exchange(c, f"t q{i} {c}", f"t a{i} {c}")
+            for i in range(first, last) for c in CONTACTS]
+
+
+def test_a_sentinel_url_names_its_sentinels_service_db_and_password():
+    spec = sentinel_spec("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2/bots/3")
+    assert spec.nodes == [("10.0.0.1", 26379), ("10.0.0.2", 26379)]
+    assert (spec.service, spec.db, spec.password) == ("bots", 3, "s3cret")
+    for wrong in ("redis+sentinel://10.0.0.1:26379", "redis+sentinel://h:x/bots",
+                  "redis+sentinel://h:26379/bots/zero"):
+        with pytest.raises(ConfigError) as caught:
+            parse_store_url(wrong)
+        assert caught.value.variable == "CHATWOOT_MIRROR_STORE"
+
+
+@pytest.mark.parametrize("how", ["sentinel failover", "master killed"])
+def test_a_failover_mid_drain_loses_and_doubles_nothing(tmp_path, how):
+    need_redis()
+    sentinels = SentinelSet(tmp_path / "set")
+    try:
+        with FakeChatwoot(faults=Faults(latency=0.01)) as cw:
+            # wait_replicas=1: a write counts once the replica has it, so the promoted
+            # replica holds every claim and completion the old master confirmed
+            settings = config(cw, str(tmp_path / "unused.db"),
+                              store_url=sentinels.url + "?wait_replicas=1", claim_ttl_seconds=2)
+            results: list[bool] = []
+            with Mirror(settings) as mirror:
+                results += log_round(mirror, 0, 6)
+                assert eventually(lambda: len(cw.messages()) >= 4, 60)
+                writer = threading.Thread(target=lambda: results.extend(
+                    log_round(mirror, 6, 20)))
+                writer.start()
+                old = sentinels.master
+                if how == "master killed":
+                    old.kill()
+                else:
+                    sentinels.ask("SENTINEL", "FAILOVER", SentinelSet.SERVICE)
+                sentinels.wait_until(lambda: sentinels.master_port() == sentinels.replica.port,
+                                     120)
+                writer.join(120)
+                assert mirror.flush(120)
+                assert mirror.stats()["spilled"] == 0
+            assert results and all(results)
+            assert_each_once_in_order(cw, CONTACTS, 20)
+    finally:
+        sentinels.stop()
