@@ -6,6 +6,7 @@ what this returns; a test or an advanced host can build the parts to inspect the
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -66,6 +67,12 @@ def naming(config: Config) -> dict[str, Any]:
             "default_country_code": config.default_country_code}
 
 
+def pace_bucket(config: Config) -> str:
+    """The shared pace's bucket: one per Chatwoot (its address, never a token), whatever
+    inbox or bot uses it."""
+    return hashlib.sha256(config.url.rstrip("/").lower().encode()).hexdigest()[:16]
+
+
 def assemble(
     config: Config,
     *,
@@ -116,7 +123,8 @@ def assemble(
     )
     # one pacer sees every request: the pace, and Chatwoot's health for retries
     pacer = Pacer(config.max_requests_per_minute, outage_pause=config.retry_base_seconds,
-                  max_outage_pause=min(30.0, config.retry_max_seconds))
+                  max_outage_pause=min(30.0, config.retry_max_seconds),
+                  shared=partial(local.take_tokens, pace_bucket(config)))
     if chatwoot.health is None:
         chatwoot.health = pacer
         # tries within one attempt pause a fraction of the first retry's delay

@@ -133,6 +133,8 @@ class ChatwootClient:
         repeat = method == "GET" if idempotent is None else idempotent
         pauses = self.short_retries if repeat else ()
         for pause in (*pauses, None):
+            if self.health is not None:
+                self.health.take()  # the pace counts requests, not messages
             try:
                 result = self._send(operation, method, url, json=json, data=data,
                                     files=files, params=params, headers=headers, token=token)

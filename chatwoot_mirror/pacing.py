@@ -1,9 +1,13 @@
-"""A pace shared by every delivery worker of a process, and Chatwoot's health as it sees it.
+"""A pace shared by every delivery worker of a process (and with a Redis store, by every
+host), and Chatwoot's health as it sees it.
 
 Chatwoot's only limit on the public API is rack-attack's 3000 requests per minute per
 client IP, answered with a bare ``429 Retry later`` (no ``Retry-After``). A token bucket
-keeps us under a configured rate; each 429 pauses every worker, with a pause that doubles
-while 429s continue, and halves the rate, which then recovers with each success.
+keeps us under a configured rate, one token per request (a new contact's message costs up
+to four); with a Redis store the bucket is in Redis (``Store.take_tokens``), so N hosts
+together stay under it, and each host falls back to its own while Redis is away. Each 429
+pauses every worker, with a pause that doubles while 429s continue, and halves the rate,
+which then recovers with each success.
 
 Every request's outcome is observed too (:meth:`Pacer.observe`): any HTTP answer means
 Chatwoot is up, no answer (a connection refused or dropped, a timeout, a 5xx) means it is
@@ -70,7 +74,11 @@ class Pacer:
         outage_pause: float = 1.0,
         max_outage_pause: float = 30.0,
         wall: Callable[[], float] = time.time,
+        shared: Callable[[float, float], float | None] | None = None,
     ) -> None:
+        #: ``shared(rate per minute, capacity)``: take a token from a bucket every host
+        #: shares (``Store.take_tokens``): 0 taken, seconds to wait, ``None``: none now
+        self.shared = shared
         self.max_rate = float(per_minute) if per_minute else None
         self.rate = self.max_rate
         # A burst of at most a fifth of a minute's budget keeps any 60 s window under
@@ -97,6 +105,12 @@ class Pacer:
 
     def wait_time(self) -> float:
         """Seconds to wait before the next request may go; 0 takes a token now."""
+        gate = self.gate_time()
+        return gate if gate > 0 else self.token_time()
+
+    def gate_time(self) -> float:
+        """Seconds every worker waits now (a 429's pause, an outage's pause, another
+        thread's probe); 0: go (this thread may become the outage's probe)."""
         with self._lock:
             now = self.clock()
             if now < self.paused_until:
@@ -107,26 +121,36 @@ class Pacer:
                 if self._probe is not None and now - self._probe[1] < PROBE_TIMEOUT:
                     return 0.05  # someone is probing: wait for its answer
                 self._probe = (threading.get_ident(), now)
-            if self.rate is None:
-                return 0.0
-            self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate / 60)
+            return 0.0
+
+    def token_time(self) -> float:
+        """Seconds until one request's token; 0 takes it now. From the bucket every host
+        of the store shares (``shared``), or this process's own while there is none."""
+        with self._lock:
+            rate, capacity = self.rate, self.capacity
+        if rate is None:
+            return 0.0
+        if self.shared is not None:
+            wait = self.shared(rate, capacity)
+            if wait is not None:
+                return wait
+        with self._lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self._updated) * rate / 60)
             self._updated = now
             if self.tokens >= 1:
                 self.tokens -= 1
                 return 0.0
-            return (1 - self.tokens) * 60 / self.rate
+            return (1 - self.tokens) * 60 / rate
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Block until a request may go; False if ``stop`` was set while waiting."""
-        while True:
-            delay = self.wait_time()
-            if delay <= 0:
-                return True
-            if stop is not None:
-                if stop.wait(delay):
-                    return False
-            else:
-                time.sleep(delay)
+        """Block (a worker, before a message) while every worker must wait; False if
+        ``stop`` was set meanwhile. The pace itself is per request: :meth:`take`."""
+        return _wait(self.gate_time, stop)
+
+    def take(self, stop: threading.Event | None = None) -> bool:
+        """Block (the client, before each request) until the pace allows one more."""
+        return _wait(self.token_time, stop)
 
     def penalize(self) -> float:
         """After a 429: pause everyone and halve the rate. Returns the pause in seconds."""
@@ -227,3 +251,15 @@ class Pacer:
                 return backoff.base * rng.uniform(0.1, 0.5)
             return backoff.delay(attempts - SOON_ATTEMPTS + 2, rng)  # it may be this one's
         return backoff.delay(attempts, rng)
+
+
+def _wait(delay_of: Callable[[], float], stop: threading.Event | None) -> bool:
+    while True:
+        delay = delay_of()
+        if delay <= 0:
+            return True
+        if stop is not None:
+            if stop.wait(delay):
+                return False
+        else:
+            time.sleep(delay)

@@ -154,7 +154,10 @@ def test_provider_and_typebot_routes_through_fastapi(chatwoot):
         answer = requests.post(f"{server.url}/uazapi/webhook", data=body, timeout=10)
         assert answer.status_code == 200 and answer.json()["events"] == ["queued"]
         assert mirror.flush() and mirror.flush()  # the bot's turn, then its reply
-        assert [m["content"] for m in cw.messages()] == ["oi", "oi do bot"]
+        shown = [m["content"] for m in cw.messages()]
+        assert shown[:2] == ["oi", "oi do bot"]
+        # the adapter's provider (port 9) refuses the reply: a note may already say so
+        assert all(m.startswith("Mensagem não entregue") for m in shown[2:]), shown
         handoff = requests.post(f"{server.url}/typebot/handoff", json={"phone": MARIA},
                                 headers={"Authorization": "Bearer typebot-token"}, timeout=10)
         assert handoff.status_code == 200 and handoff.json()["handed_off"] is True

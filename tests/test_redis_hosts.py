@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from conftest import RedisServer, eventually, need_redis
 from test_outbox import assert_each_once_in_order, by_conversation, child_env, config
@@ -139,3 +140,25 @@ class _Dummy:
 
     url, inbox_identifier, account_id, bot_token = "https://chat.example.com", "abc", 1, "b"
 
+
+
+def test_three_hosts_share_one_pace_counted_in_requests(redis_url):
+    """CHATWOOT_MAX_REQUESTS_PER_MINUTE=600 (10 a second, bursts of 120) is the budget
+    of all hosts together: in any 6 s, Chatwoot sees at most 120 + 60 requests of them.
+    Each host alone would send its ~83 requests at once (its own burst covers them)."""
+    contacts = ["5511987650001", "5511987650002", "5511987650003"]
+    with FakeChatwoot() as cw:
+        hosts = [host(cw, redis_url, [contact], 40, tag,
+                      CHATWOOT_MAX_REQUESTS_PER_MINUTE="600")
+                 for contact, tag in zip(contacts, ("h1", "h2", "h3"), strict=True)]
+        assert eventually(lambda: len(cw.requests) > 0, 120)
+        started = time.monotonic()
+        assert eventually(lambda: time.monotonic() - started >= 6.0, 30)
+        within = len(cw.requests)
+        for process in hosts:
+            _, err = process.communicate(timeout=240)
+            assert process.returncode == 0, err.decode()
+        total = len(cw.requests)
+        assert total >= 240  # every message, and each new contact's resolution, went
+        assert within <= 120 + 60 + 3, (within, total)  # 3: requests in the air at 6 s
+        assert len(cw.messages()) == 240

@@ -125,6 +125,27 @@ def test_a_row_key_already_queued_is_row_key_taken_and_writes_nothing(store):
     assert [r.key for r in store.claim("w", 30, 10, time.time() + 1)] == ["a"]
 
 
+def test_take_tokens_is_one_bucket_for_every_process_of_a_shared_store(store, tmp_path):
+    """Redis keeps one bucket for all hosts (the pace towards one Chatwoot); the embedded
+    backends keep none and the caller paces itself."""
+    if not isinstance(store, (MemoryStore, SQLiteStore)):
+        other = open_store(_url_of(store))  # a second host on the same Redis and prefix
+        try:
+            assert [store.take_tokens("cw", 60, 3) for _ in range(3)] == [0.0, 0.0, 0.0]
+            wait = other.take_tokens("cw", 60, 3)
+            assert wait is not None and 0.5 < wait <= 1.0  # the other host's empty too
+            assert store.take_tokens("another chatwoot", 60, 3) == 0.0
+        finally:
+            other.close()
+    else:
+        assert store.take_tokens("cw", 60, 3) is None
+
+
+def _url_of(store: Store) -> str:
+    redis_store = getattr(store, "primary", store)
+    return f"{redis_store.url}{'&' if '?' in redis_store.url else '?'}prefix={redis_store.prefix}"
+
+
 def test_set_conversation_of_unknown_contact_fails(store):
     with pytest.raises(StoreError):
         store.set_conversation("nobody", 1)

@@ -402,3 +402,22 @@ return count
 """
 
 
+
+# A token bucket shared by every host (the pace towards one Chatwoot). Redis's own clock,
+# so hosts whose clocks disagree still share one budget. Answers are strings: a Lua number
+# would reach the client truncated to an integer.
+# ARGV: prefix, bucket name, rate per minute, capacity, tokens wanted
+TAKE_TOKENS = LUA_HELPERS + """
+local k = p .. 'pace:' .. ARGV[2]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local rate, cap, n = tonumber(ARGV[3]) / 60, tonumber(ARGV[4]), tonumber(ARGV[5])
+local v = redis.call('HMGET', k, 'tokens', 'at')
+local tokens, at = tonumber(v[1]) or cap, tonumber(v[2]) or now
+tokens = math.min(cap, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= n then tokens = tokens - n else wait = (n - tokens) / rate end
+redis.call('HSET', k, 'tokens', string.format('%.6f', tokens), 'at', string.format('%.6f', now))
+redis.call('PEXPIRE', k, 600000)
+return string.format('%.6f', wait)
+"""

@@ -263,6 +263,16 @@ class Store(abc.ABC):
         """Atomically remove ``(scope, key)`` (only while it still holds ``expected``, when
         given, so a stale reader cannot delete a newer value); ``True`` if removed."""
 
+    # -- a pace shared by several hosts --------------------------------------------------------
+
+    def take_tokens(self, bucket: str, per_minute: float, capacity: float,
+                    count: int = 1) -> float | None:
+        """Atomically take ``count`` tokens from the named bucket, shared by every process
+        of this store, refilled at ``per_minute`` up to ``capacity``; returns 0 when taken,
+        else the seconds until they would be (nothing taken). ``None``: this store keeps
+        no shared bucket, and the caller paces itself."""
+        return None
+
     # -- a local spill (only :class:`~.spill.SpillingStore` has one) ------------------------
 
     #: whether writes this store cannot take go to a local spill (:mod:`.spill`)

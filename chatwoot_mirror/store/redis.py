@@ -107,7 +107,7 @@ class RedisStore(Store):
             "release": lua.RELEASE, "dead_letter": lua.DEAD_LETTER,
             "retry_dead": lua.RETRY_DEAD, "dead_letters": lua.DEAD_LETTERS,
             "put_handoff": lua.PUT_HANDOFF, "delete_value": lua.DELETE_VALUE,
-            "add_value": lua.ADD_VALUE,
+            "add_value": lua.ADD_VALUE, "take_tokens": lua.TAKE_TOKENS,
             "prune": lua.PRUNE,
         }.items()}
         self._scripts = scripts
@@ -363,6 +363,14 @@ class RedisStore(Store):
 
     def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
         return bool(self._run("delete_value", self._value_key(scope, key), _opt(expected)))
+
+    # -- pace ---------------------------------------------------------------------------------
+
+    def take_tokens(self, bucket: str, per_minute: float, capacity: float,
+                    count: int = 1) -> float | None:
+        # not through _run: pacing needs no replica's confirmation
+        return float(self._call(lambda: self._scripts["take_tokens"](args=[
+            self.prefix, bucket, repr(per_minute), repr(capacity), count])))
 
     # -- operations -------------------------------------------------------------------------
 

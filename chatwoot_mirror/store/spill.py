@@ -329,6 +329,14 @@ class SpillingStore(Store):
     def delete_value(self, scope: str, key: str, expected: str | None = None) -> bool:
         return self._through(lambda: self.primary.delete_value(scope, key, expected))
 
+    def take_tokens(self, bucket: str, per_minute: float, capacity: float,
+                    count: int = 1) -> float | None:
+        try:
+            return self._through(lambda: self.primary.take_tokens(bucket, per_minute,
+                                                                  capacity, count))
+        except StoreUnavailable:
+            return None  # Redis away: each host paces itself meanwhile
+
     def maintain(self) -> None:
         spill = self._file(create=False)
         if spill is not None:
