@@ -60,12 +60,13 @@ class MessageIds:
     def posted(self, key: str, where: Located, provider_id: str | None = None) -> None:
         """The mirrored message ``key`` is ``where`` in Chatwoot; ``provider_id`` when the
         provider's id came with it (a customer's message)."""
-        self.values.set(f"k:{key}", where.encode(), ttl=self.ttl)
+        writes = [(f"k:{key}", where.encode())]
         if provider_id is None:
             # the provider's id comes (or came) from the send: provider_id() joins them
-            self.values.set(f"rk:{where.message_id}", key, ttl=self.ttl)
-            return
-        self._link(provider_id, where)
+            writes.append((f"rk:{where.message_id}", key))
+        else:
+            writes += self._link(provider_id, where)
+        self.values.set_many(writes, ttl=self.ttl)
 
     def sent(self, provider_id: str, *, key: str | None = None,
              where: Located | None = None) -> None:
@@ -73,17 +74,17 @@ class MessageIds:
         (``where``) or the mirrored bot reply ``key`` (posted before or after this)."""
         # ours, whatever Chatwoot has yet: a status for an id unknown here is another
         # integration's message (Mirror.message_status(others=True))
-        self.values.set(f"o:{provider_id}", "1", ttl=self.ttl)
+        writes = [(f"o:{provider_id}", "1")]
         if where is None and key is not None:
             # where Chatwoot has it comes (or came) from the post: find() joins them
-            self.values.set(f"q:{key}", provider_id, ttl=self.ttl)
-            self.values.set(f"pk:{provider_id}", key, ttl=self.ttl)
+            writes += [(f"q:{key}", provider_id), (f"pk:{provider_id}", key)]
         if where is not None:
-            self._link(provider_id, where)
+            writes += self._link(provider_id, where)
+        self.values.set_many(writes, ttl=self.ttl)
 
-    def _link(self, provider_id: str, where: Located) -> None:
-        self.values.set(f"p:{provider_id}", where.encode(), ttl=self.ttl)
-        self.values.set(f"r:{where.message_id}", provider_id, ttl=self.ttl)
+    @staticmethod
+    def _link(provider_id: str, where: Located) -> list[tuple[str, str]]:
+        return [(f"p:{provider_id}", where.encode()), (f"r:{where.message_id}", provider_id)]
 
     def find(self, provider_id: str) -> Located | None:
         """Where the provider's message ``provider_id`` is in Chatwoot, if we know."""

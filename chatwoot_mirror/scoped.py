@@ -25,6 +25,12 @@ class ScopedValues:
         expires = None if ttl is None else time.time() + ttl
         self.store.set_value(self.scope, key, value, expires)
 
+    def set_many(self, items: list[tuple[str, str]], ttl: float | None = None) -> None:
+        """Store each ``(key, value)`` for ``ttl`` seconds, in one round trip where the
+        store can (see :meth:`Store.set_values`)."""
+        expires = None if ttl is None else time.time() + ttl
+        self.store.set_values([(self.scope, key, value, expires) for key, value in items])
+
     def delete(self, key: str, expected: str | None = None) -> bool:
         """Remove ``key`` (only while it holds ``expected``, when given)."""
         return self.store.delete_value(self.scope, key, expected)

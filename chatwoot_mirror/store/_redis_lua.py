@@ -421,3 +421,22 @@ redis.call('HSET', k, 'tokens', string.format('%.6f', tokens), 'at', string.form
 redis.call('PEXPIRE', k, 600000)
 return string.format('%.6f', wait)
 """
+
+# Values, each replacing what its key held (and its expiry); Redis forgets an expiring one a
+# second after its expiry. ARGV: prefix, count, then 4 per value: key, value, expiry ('n':
+# none), Redis's own expiry in ms
+SET_VALUES = LUA_HELPERS + """
+local n = tonumber(ARGV[2])
+for i = 0, n - 1 do
+  local b = 3 + i * 4
+  local k = ARGV[b]
+  redis.call('DEL', k)
+  if ARGV[b + 2] == 'n' then
+    redis.call('HSET', k, 'v', ARGV[b + 1])
+  else
+    redis.call('HSET', k, 'v', ARGV[b + 1], 'exp', ARGV[b + 2])
+    redis.call('PEXPIREAT', k, tonumber(ARGV[b + 3]))
+  end
+end
+return n
+"""

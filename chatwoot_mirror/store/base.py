@@ -251,6 +251,13 @@ class Store(abc.ABC):
         """Atomically store ``value`` under ``(scope, key)``, replacing any earlier value
         and its expiry; committed (visible to every process) when this returns."""
 
+    def set_values(self, items: Sequence[tuple[str, str, str, float | None]]) -> None:
+        """Store each ``(scope, key, value, expires_at)`` as :meth:`set_value` does, in
+        order; a backend may send them in one round trip. On a failure some may be stored
+        and others not (each is idempotent: storing them all again is safe)."""
+        for scope, key, value, expires_at in items:
+            self.set_value(scope, key, value, expires_at)
+
     @abc.abstractmethod
     def add_value(self, scope: str, key: str, value: str, now: float) -> str:
         """Atomically store ``value`` under ``(scope, key)``, with no expiry, unless a value

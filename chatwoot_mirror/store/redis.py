@@ -108,6 +108,7 @@ class RedisStore(Store):
             "retry_dead": lua.RETRY_DEAD, "dead_letters": lua.DEAD_LETTERS,
             "put_handoff": lua.PUT_HANDOFF, "delete_value": lua.DELETE_VALUE,
             "add_value": lua.ADD_VALUE, "take_tokens": lua.TAKE_TOKENS,
+            "set_values": lua.SET_VALUES,
             "prune": lua.PRUNE,
         }.items()}
         self._scripts = scripts
@@ -345,18 +346,19 @@ class RedisStore(Store):
     def set_value(
         self, scope: str, key: str, value: str, expires_at: float | None = None
     ) -> None:
-        name = self._value_key(scope, key)
+        self.set_values([(scope, key, value, expires_at)])
 
-        def write() -> None:
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.delete(name)
-            pipe.hset(name, mapping={"v": value, **(
-                {"exp": repr(expires_at)} if expires_at is not None else {})})
-            if expires_at is not None:
-                # Redis forgets it on its own a little after its expiry (memory bounded)
-                pipe.pexpireat(name, int(expires_at * 1000) + 1000)
-            pipe.execute()
-        self._call(write)
+    def set_values(self, items: Sequence[tuple[str, str, str, float | None]]) -> None:
+        """One script, one round trip (the message-id map writes two or three per message)."""
+        if not items:
+            return
+        args: list[object] = [self.prefix, len(items)]
+        for scope, key, value, expires_at in items:
+            # Redis forgets it on its own a little after its expiry (memory bounded)
+            args += [self._value_key(scope, key), value,
+                     "n" if expires_at is None else repr(expires_at),
+                     0 if expires_at is None else int(expires_at * 1000) + 1000]
+        self._call(lambda: self._scripts["set_values"](args=args))
 
     def add_value(self, scope: str, key: str, value: str, now: float) -> str:
         return str(self._run("add_value", self._value_key(scope, key), value, repr(now)))

@@ -139,22 +139,31 @@ class SpillingStore(Store):
     def set_value(
         self, scope: str, key: str, value: str, expires_at: float | None = None
     ) -> None:
+        self.set_values([(scope, key, value, expires_at)])
+
+    def set_values(self, items: Sequence[tuple[str, str, str, float | None]]) -> None:
+        if not items:
+            return
         why: object = "it failed a moment ago"
         if not self.circuit.is_open and not self._holds_anything():
             try:
-                self.primary.set_value(scope, key, value, expires_at)
+                self.primary.set_values(items)
                 return
             except StoreUnavailable as exc:
                 self.circuit.trip(exc)
-                why = exc
+                why = exc  # all of them again, into the spill: each is idempotent
 
         def write(spill: SQLiteStore) -> None:
-            spill.set_value(scope, key, value, expires_at)
-            body = json.dumps({"scope": scope, "key": key, "value": value,
-                               "expires_at": expires_at})
-            spill.enqueue([OutboxRow(key=uuid.uuid4().hex, contact_key=_value_name(scope, key),
-                                     payload=body, created_at=time.time())])
-        self._spilled("value", write, why)
+            rows = []
+            for scope, key, value, expires_at in items:
+                spill.set_value(scope, key, value, expires_at)
+                body = json.dumps({"scope": scope, "key": key, "value": value,
+                                   "expires_at": expires_at})
+                rows.append(OutboxRow(key=uuid.uuid4().hex,
+                                      contact_key=_value_name(scope, key),
+                                      payload=body, created_at=time.time()))
+            spill.enqueue(rows)
+        self._spilled("values", write, why)
 
     def get_value(self, scope: str, key: str, now: float) -> str | None:
         spill = self._file(create=False)
