@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
@@ -85,7 +85,8 @@ def assemble(
     redaction.install([config.bot_token or "", config.api_token or "",
                        config.webhook_secret or "", config.webhook_token or "",
                        config.hmac_token or "", config.inbox_identifier,
-                       urlsplit(config.store).password or ""])  # a redis:// password
+                       urlsplit(config.store).password or "",  # a redis:// password
+                       *parse_qs(urlsplit(config.store).query).get("sentinel_password", [])])
     chatwoot = client or ChatwootClient(
         config.url,
         config.inbox_identifier,

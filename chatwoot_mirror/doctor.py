@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
@@ -243,8 +243,10 @@ def _spill(config: Config, store: Store) -> list[Check]:
 def _without_password(url: str) -> str:
     """A store URL fit for a report: the password never leaves the configuration."""
     parts = urlsplit(url)
-    # by text, not .port: a Sentinel URL lists several host:port pairs
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    # by text, not .port: a Sentinel URL lists several host:port pairs; the Sentinels' own
+    # password travels in the query
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "sentinel_password"])
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2], query=query))
 
 
 def _bot_token(client: ChatwootClient, config: Config) -> Check:

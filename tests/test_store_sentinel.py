@@ -10,19 +10,13 @@ import threading
 import pytest
 from conftest import SentinelSet, eventually, need_redis
 from test_outbox import assert_each_once_in_order, config
+from test_store_faults import CONTACTS, log_round
 
 from chatwoot_mirror import Mirror
 from chatwoot_mirror.errors import ConfigError
 from chatwoot_mirror.store import parse_store_url
 from chatwoot_mirror.store.redis import sentinel_spec
 from chatwoot_mirror.testing import FakeChatwoot, Faults
-
-CONTACTS = ["5511987650001", "5511987650002", "5511987650003"]
-
-
-def log_round(mirror: Mirror, first: int, last: int) -> list[bool]:
-    return [mirror.log_exchange(c, f"t q{i} {c}", f"t a{i} {c}")
-            for i in range(first, last) for c in CONTACTS]
 
 
 def test_a_sentinel_url_names_its_sentinels_service_db_and_password():
@@ -67,3 +61,17 @@ def test_a_failover_mid_drain_loses_and_doubles_nothing(tmp_path, how):
             assert_each_once_in_order(cw, CONTACTS, 20)
     finally:
         sentinels.stop()
+
+
+def test_doctor_never_shows_the_sentinels_password(tmp_path):
+    from conftest import free_port
+
+    from chatwoot_mirror.doctor import _store
+
+    url = (f"redis+sentinel://:redis-pw-1@127.0.0.1:{free_port()}/mymaster/0"
+           "?sentinel_password=sentinel-pw-2&prefix=bot:")
+    with FakeChatwoot() as cw:
+        checks = _store(config(cw, str(tmp_path / "x.db"), store_url=url))
+    shown = " ".join(c.detail + c.fix for c in checks)
+    assert "prefix=bot" in shown  # the URL is shown...
+    assert "redis-pw-1" not in shown and "sentinel-pw-2" not in shown  # ...without either
