@@ -196,17 +196,22 @@ class Deliverer:
         """After an ambiguous failure: the id of ``message`` if Chatwoot already has it.
 
         Reads the conversation's latest messages (20 a page, newest pages first) back to
-        the last message id we know we delivered for this contact. With a bot token the
-        match is exact (our marker key); without one it is an incoming message with the
-        same content, newer than that id and not older than the enqueue time minus two
-        minutes of clock skew.
+        the enqueue time minus two minutes of clock skew: nothing older can be it. With a
+        bot token the match is exact (our marker key). Without one it is an incoming
+        message with the same content, also newer than the last message id we know we
+        delivered for this contact (an earlier message with the same words is not it).
+        The exact match needs no such floor, and must not stop at one: another host, or
+        this one before a store timeout, may have delivered the message and moved the
+        floor past it (a spilled copy moved later is uncertain, and checked here).
         """
         if message.direction in (RELAY, ACTION, BOT):
             return None  # no look-up: relays, handoff actions and bot turns are at least once
         record = self.resolver.remembered(message.identity.key)
         if record is None or record.conversation_id is None:
             return None  # never resolved in this Chatwoot, so never posted to it
-        floor = self.resolver.store.last_message_id(message.identity.key) or 0
+        floor = 0 if self.use_bot_token else (
+            self.resolver.store.last_message_id(message.identity.key) or 0)
+        oldest = message.created_at - 120
         expected = self._content(message)
         before: int | None = None
         for _ in range(max_pages):
@@ -217,7 +222,7 @@ class Deliverer:
             except NotFound:
                 return None  # not this contact's conversation (any more): not posted there
             for item in reversed(page):
-                if int(item.get("id", 0)) <= floor:
+                if int(item.get("id", 0)) <= floor or float(item.get("created_at") or 0) < oldest:
                     return None
                 if self._matches(item, message, expected):
                     return int(item["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -400,3 +401,33 @@ def test_periodic_jobs_survive_store_failures(db_path, caplog):
     assert [r.getMessage() for r in warnings] == [
         "periodic job failed job=store checkpoint error=disk full"]
     assert errors and errors[0].exc_info is not None
+
+
+def test_a_maybe_delivered_copy_is_found_even_after_later_messages_moved_the_floor(tmp_path):
+    """A spilled copy of a row another host (or this one, before a store timeout) already
+    delivered comes back uncertain after later messages were delivered: the check before
+    posting reads back to the row's enqueue time, not to the last delivered id, and finds
+    it (bot token: exact marker match)."""
+    from chatwoot_mirror.store.sqlite import SQLiteStore
+
+    with FakeChatwoot() as cw:
+        db = str(tmp_path / "m.db")
+        with Mirror(config(cw, db), start=False) as mirror:
+            assert mirror.log_exchange("5511987650009", "first q", "first a")
+        store = SQLiteStore(db)
+        try:
+            copies = store.claim("test", 30, 10, time.time() + 1)
+            store.release(copies[0].contact_key, "test")
+        finally:
+            store.close()
+        assert [json.loads(r.payload)["content"] for r in copies] == ["first q", "first a"]
+        with Mirror(config(cw, db)) as mirror:
+            assert mirror.log_exchange("5511987650009", "later q", "later a")
+            assert mirror.flush(60)
+            assert mirror.store.last_message_id("wa-5511987650009") is not None
+            for copy in copies:
+                copy.uncertain, copy.id = True, None
+            assert mirror.store.enqueue(copies) == [True, True]
+            assert mirror.flush(60)
+        assert [m["content"] for m in cw.messages()] == [
+            "first q", "first a", "later q", "later a"]

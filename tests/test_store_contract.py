@@ -118,6 +118,19 @@ def test_enqueue_keeps_a_row_marked_uncertain(store):
     assert [(r.key, r.uncertain) for r in claimed] == [("a", True), ("b", False)]
 
 
+def test_a_row_moved_from_the_spill_is_admitted_once_even_after_delivery(store):
+    """A move repeated after a lost answer must not admit a row its first move admitted
+    and a worker already delivered (the delivery's Chatwoot check cannot see it then)."""
+    if isinstance(store, (MemoryStore, SQLiteStore)):
+        pytest.skip("never behind a spill: enqueue_moved is enqueue")
+    assert store.enqueue_moved([row("m1")]) == [True]
+    [claimed] = store.claim("w", 30, 10, time.time() + 1)
+    assert store.complete(claimed.key, "w")
+    assert store.enqueue_moved([row("m1"), row("m2")]) == [False, True]
+    assert [r.key for r in store.claim("w", 30, 10, time.time() + 1)] == ["m2"]
+    assert store.enqueue([row("m1")]) == [True]  # the host's own rows are not affected
+
+
 def test_a_row_key_already_queued_is_row_key_taken_and_writes_nothing(store):
     store.enqueue([row("a")])
     with pytest.raises(RowKeyTaken):

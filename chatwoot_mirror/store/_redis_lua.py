@@ -130,7 +130,7 @@ end
 """
 
 # ARGV: prefix, retention seconds, count, then 6 per row: key, contact, payload, unique, at,
-# uncertain (0/1)
+# flags (1: uncertain, +2: moved from a spill)
 ENQUEUE = LUA_HELPERS + ROWS + """
 local n = tonumber(ARGV[3])
 local seen = {}
@@ -145,9 +145,14 @@ local out = {}
 for i = 0, n - 1 do
   local b = 4 + i * 6
   local key, contact, payload, unique, at = ARGV[b], ARGV[b+1], ARGV[b+2], opt(ARGV[b+3]), ARGV[b+4]
-  local uncertain = tonumber(ARGV[b+5])
+  -- flags: 1 uncertain; 2 a row moved from a spill, never admitted twice under its key
+  local flags = tonumber(ARGV[b+5])
+  local uncertain = flags % 2
   local fresh = true
-  if unique then
+  if flags >= 2 then
+    fresh = redis.call('SET', p .. 'moved:' .. key, at, 'NX', 'EX', ARGV[2])
+  end
+  if fresh and unique then
     fresh = redis.call('SET', p .. 'uniq:' .. unique, at, 'NX', 'EX', ARGV[2])
   end
   if fresh then

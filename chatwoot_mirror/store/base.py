@@ -144,6 +144,14 @@ class Store(abc.ABC):
         order :meth:`claim` hands them out). A row ``key`` its contact already has queued
         or dead raises :class:`StoreError` and writes nothing."""
 
+    def enqueue_moved(self, rows: Sequence[OutboxRow]) -> list[bool]:
+        """As :meth:`enqueue`, for rows moved from a local spill: a row whose key was
+        enqueued this way before (until :meth:`prune_seen` forgets it) is skipped, even
+        when it was delivered and completed since, so a move repeated after a lost answer
+        admits nothing twice. The embedded backends are never behind a spill: for them it
+        is :meth:`enqueue`."""
+        return self.enqueue(rows)
+
     @abc.abstractmethod
     def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
         """Atomically claim, for ``ttl`` seconds, up to ``limit`` queued messages of ONE contact.

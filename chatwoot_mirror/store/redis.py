@@ -52,6 +52,9 @@ DEFAULT_PREFIX = "chatwoot-mirror:"
 DEFAULT_TIMEOUT = 1.0
 #: how long a write waits for ``?wait_replicas=`` replicas to confirm it (milliseconds)
 WAIT_MS = 500
+#: scripts whose writes need no replica: a read, and the shared pace (losing a few of its
+#: tokens to a failover costs a few requests of pace, never a message)
+_NOT_REPLICATED = frozenset({"dead_letters", "take_tokens"})
 
 def _opt(value: object) -> str:
     return "n" if value is None else "s" + str(value)
@@ -80,7 +83,6 @@ class RedisStore(Store):
         self.seen_retention = seen_retention
         self._closed = False
         self._sentinel: Any = None
-        self._warned = -1e9
         # Short timeouts, and one immediate retry only when the connection failed (a pooled
         # connection Redis dropped on a restart, a master Sentinel just replaced), never
         # after a timeout: the host's log_* call must not hang on a Redis that is down or
@@ -159,21 +161,28 @@ class RedisStore(Store):
             raise _translate(exc) from exc
 
     def _run(self, script: str, *args: object) -> Any:
-        result = self._call(lambda: self._scripts[script](args=[self.prefix, *args]))
-        if self.wait_replicas:
-            self._replicated()
-        return result
+        if self.wait_replicas and script not in _NOT_REPLICATED:
+            return self._call(lambda: self._run_replicated(script, [self.prefix, *args]))
+        return self._call(lambda: self._scripts[script](args=[self.prefix, *args]))
 
-    def _replicated(self) -> None:
-        """``?wait_replicas=N``: a script's write is on N replicas before it counts as done
-        (Redis's WAIT), so a failover to one of them loses none of it. Fewer within the
-        wait (a replica down) is logged and the write stands: the outbox stays usable."""
-        acked = self._call(lambda: self._redis.execute_command("WAIT", self.wait_replicas,
-                                                               WAIT_MS))
-        if int(acked) < self.wait_replicas and time.monotonic() - self._warned > 60:
-            self._warned = time.monotonic()
-            log.warning("redis write reached fewer replicas than wait_replicas "
-                        "replicas=%s wanted=%d", acked, self.wait_replicas)
+    def _run_replicated(self, script: str, args: list[object]) -> Any:
+        """``?wait_replicas=N``: the script, then Redis's WAIT on the same connection (WAIT
+        waits for what its own connection wrote). A write fewer than N replicas confirm
+        within WAIT_MS (a replica down, this master being demoted by a failover) does not
+        count: it is :class:`StoreUnavailable` with ``maybe_applied``, so an enqueue goes to
+        the spill marked uncertain and a claim delivers nothing, as when the answer is
+        lost. A failover then loses no write the caller was told had happened."""
+        pipe = self._redis.pipeline(transaction=False)
+        self._scripts[script](args=args, client=pipe)
+        pipe.execute_command("WAIT", self.wait_replicas, WAIT_MS)
+        result, acked = pipe.execute(raise_on_error=False)
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
+            raise StoreUnavailable(
+                f"redis write reached {_acked(acked)} of wait_replicas={self.wait_replicas} "
+                f"replicas within {WAIT_MS} ms", maybe_applied=True)
+        return result
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
@@ -219,13 +228,20 @@ class RedisStore(Store):
     # -- outbox -----------------------------------------------------------------------------
 
     def enqueue(self, rows: Sequence[OutboxRow]) -> list[bool]:
+        return self._enqueue(rows, moved=False)
+
+    def enqueue_moved(self, rows: Sequence[OutboxRow]) -> list[bool]:
+        return self._enqueue(rows, moved=True)
+
+    def _enqueue(self, rows: Sequence[OutboxRow], *, moved: bool) -> list[bool]:
         if not rows:
             return []
         now = time.time()
         args: list[object] = [int(self.seen_retention), len(rows)]
         for row in rows:
             args += [row.key, row.contact_key, row.payload, _opt(row.unique_key),
-                     repr(row.created_at or now), 1 if row.uncertain else 0]
+                     repr(row.created_at or now),
+                     (1 if row.uncertain else 0) + (2 if moved else 0)]
         ids = self._run("enqueue", *args)
         for row, outbox_id in zip(rows, ids, strict=True):
             row.id = int(outbox_id) or None
@@ -535,6 +551,12 @@ def sentinel_spec(url: str) -> SentinelSpec:
                           "redis+sentinel://host:26379,host2:26379/service_name/0")
     return SentinelSpec(nodes, unquote(path[0]), int(path[1]) if len(path) == 2 else 0,
                         unquote(username) or None, unquote(password) or None)
+
+
+def _acked(answer: object) -> str:
+    """WAIT's answer as a count, or what it said instead ("WAIT cannot be used with
+    replica instances": this server was demoted)."""
+    return "0 (WAIT failed)" if isinstance(answer, Exception) else str(int(answer))  # type: ignore[call-overload]
 
 
 def _count(text: str | None) -> int:

@@ -187,46 +187,47 @@ class SpillingStore(Store):
 
     def move_spilled(self, limit: int = 200) -> int:
         """Probe an open circuit when due, then move up to ``limit`` spilled writes of one
-        contact (or one value) into the store; returns how many moved."""
+        contact (or one value) into the store; returns how many moved. The probe is the
+        move itself when there is one: a store that answers reads but cannot take writes
+        (``?wait_replicas=`` short of replicas, OOM) keeps the circuit open, instead of
+        closing and reopening it (two log lines) at every probe."""
         self._mover_at = time.monotonic()
-        if self.circuit.is_open:
-            if not self.circuit.probe_due():
-                return 0
-            try:
-                self.primary.next_due_at(time.time())
-            except StoreUnavailable as exc:
-                self.circuit.trip(exc)
-                return 0
-            self.circuit.close()
+        if self.circuit.is_open and not self.circuit.probe_due():
+            return 0
         spill = self._file(create=False)
-        if spill is None or not self._holds_anything():
-            return 0
-        rows = spill.claim(self._owner, MOVE_CLAIM_SECONDS, limit, time.time())
-        if not rows:
-            return 0
-        contact = rows[0].contact_key
+        rows = spill.claim(self._owner, MOVE_CLAIM_SECONDS, limit, time.time()) \
+            if spill is not None and self._holds_anything() else []
         try:
-            if contact.startswith(_VALUE):
+            if not rows:
+                if self.circuit.is_open:  # nothing of ours to move: probe with a read
+                    self.primary.next_due_at(time.time())
+                    self.circuit.close()
+                return 0
+            assert spill is not None
+            if rows[0].contact_key.startswith(_VALUE):
                 self._replay_values(spill, rows)
             else:
                 self._move_rows(spill, rows)
         except StoreUnavailable as exc:
             self.circuit.trip(exc)
-            if not exc.maybe_applied:
-                spill.release(contact, self._owner)
+            if rows and not exc.maybe_applied:
+                assert spill is not None
+                spill.release(rows[0].contact_key, self._owner)
             # else the claim lapses and the rows come back uncertain: maybe moved already
             return 0
+        self.circuit.close()
         return len(rows)
 
     def _move_rows(self, spill: SQLiteStore, rows: list[OutboxRow]) -> None:
         moving = [_copy(row, uncertain=row.uncertain) for row in rows]
         try:
-            self.primary.enqueue(moving)
+            # a row an earlier move already admitted (even delivered since) is skipped
+            self.primary.enqueue_moved(moving)
         except RowKeyTaken:
-            # an earlier move of some of them reached the store: move the others one by one
+            # an earlier move of some of them is still queued: move the others one by one
             for row in moving:
                 try:
-                    self.primary.enqueue([row])
+                    self.primary.enqueue_moved([row])
                 except RowKeyTaken:
                     pass
                 spill.complete(row.key, self._owner)
@@ -271,6 +272,9 @@ class SpillingStore(Store):
 
     def release_lock(self, name: str, owner: str) -> None:
         self._through(lambda: self.primary.release_lock(name, owner))
+
+    def enqueue_moved(self, rows: Sequence[OutboxRow]) -> list[bool]:
+        return self._through(lambda: self.primary.enqueue_moved(rows))
 
     def claim(self, owner: str, ttl: float, limit: int, now: float) -> list[OutboxRow]:
         return self._through(lambda: self.primary.claim(owner, ttl, limit, now))
