@@ -144,6 +144,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000, Redis's rule) is free too."""
+    import socket
+
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 #: Where Redis is required, its tests must run, never skip (CI sets it).
 REDIS_REQUIRED = os.environ.get("MIRROR_TEST_REQUIRE_REDIS") == "1"
 
@@ -249,6 +265,63 @@ class SentinelSet:
             process.wait(10)
         self.master.stop()
         self.replica.stop()
+
+
+class RedisClusterSet:
+    """A Redis Cluster of three masters, no replicas (``redis-cli --cluster create``), each
+    a real process on loopback with its append-only file, so a master killed and
+    restarted comes back with its slots and its data."""
+
+    def __init__(self, folder: Path, masters: int = 3) -> None:
+        import shutil
+        import subprocess
+
+        self.nodes = [RedisServer(folder / f"node-{i}", appendonly=True, port=free_cluster_port(),
+                                  extra=(
+                                      "--cluster-enabled", "yes", "--cluster-config-file",
+                                      "nodes.conf", "--cluster-node-timeout", "2000"))
+                      for i in range(masters)]
+        cli = shutil.which("redis-cli")
+        assert cli is not None, "redis-cli (Debian's redis-tools) is needed for a cluster"
+        subprocess.run([cli, "--cluster", "create",
+                        *(f"127.0.0.1:{node.port}" for node in self.nodes),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=120)
+        self.wait_until_ok()
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def ok(self) -> bool:
+        import redis
+
+        for node in self.nodes:
+            client = redis.Redis(port=node.port, socket_timeout=2, decode_responses=True)
+            try:
+                if "cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
+                    return False
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+        return True
+
+    def wait_until_ok(self, timeout: float = 120.0) -> None:
+        assert eventually(self.ok, timeout), "the cluster did not reach cluster_state:ok"
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory):
+    need_redis()
+    cluster = RedisClusterSet(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from chatwoot_mirror.store import (
 
 #: "spilling": Redis behind the local spill (store/spill.py), which must keep every
 #: guarantee of the store it wraps while Redis answers
-BACKENDS = ["sqlite", "memory", "redis", "spilling", "sentinel"]
+BACKENDS = ["sqlite", "memory", "redis", "spilling", "sentinel", "cluster"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -34,6 +34,8 @@ def store(request, tmp_path):
         url = request.getfixturevalue("redis_url")
     elif request.param == "sentinel":  # the master that three Sentinels name
         url = f"{request.getfixturevalue('sentinel_set').url}?prefix=t{uuid.uuid4().hex[:10]}:"
+    elif request.param == "cluster":  # three masters, sharded by hash tags
+        url = f"{request.getfixturevalue('redis_cluster').url}?prefix=t{uuid.uuid4().hex[:10]}:"
     else:
         url = {"sqlite": f"sqlite:///{tmp_path}/contract.db", "memory": "memory://"}[
             request.param]

@@ -9,7 +9,9 @@ A URL selects the backend (``CHATWOOT_MIRROR_STORE``), as in kombu:
 * ``redis://[:password@]host:port/db`` or ``rediss://`` (TLS), optionally with
   ``?prefix=name:``: one store shared by several hosts (the ``[redis]`` extra);
   ``redis+sentinel://[:password@]host:26379[,host:26379]/service_name/db``: the same, on
-  whichever server the Sentinels name master (failovers followed).
+  whichever server the Sentinels name master (failovers followed);
+  ``redis+cluster://[:password@]host:port[,host:port]`` (or ``rediss+cluster://``): the same
+  on a Redis Cluster, sharded by hash tags (:mod:`.cluster`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
 VARIABLE = "CHATWOOT_MIRROR_STORE"
-SCHEMES = ("sqlite", "memory", "redis", "rediss", "redis+sentinel", "rediss+sentinel")
-REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+                 "rediss+cluster")
+SCHEMES = ("sqlite", "memory", *REDIS_SCHEMES)
 
 
 def parse_store_url(url: str) -> tuple[str, str]:
@@ -66,7 +69,13 @@ def open_store(url: str, *, spill: str | None = None) -> Store:
     if scheme in REDIS_SCHEMES:
         from .redis import RedisStore  # the optional redis package is imported only here
 
-        store: Store = RedisStore(location)
+        store: Store
+        if scheme.endswith("+cluster"):
+            from .cluster import RedisClusterStore
+
+            store = RedisClusterStore(location)
+        else:
+            store = RedisStore(location)
         if spill is not None:
             from .spill import SpillingStore
 

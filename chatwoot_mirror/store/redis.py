@@ -100,6 +100,22 @@ class RedisStore(Store):
         #: the epoch key as this store last saw it (see maintain)
         self._epoch: str | None = None
         self._check_password()
+        self._register_scripts()
+
+    @classmethod
+    def on_client(cls, client: Any, prefix: str, *, url: str,
+                  seen_retention: float = SEEN_RETENTION) -> RedisStore:
+        """A store of the keys under ``prefix`` over a client its caller made and closes:
+        one shard of a Redis Cluster (:mod:`.cluster`), its prefix holding the hash tag
+        that puts every key of the shard in one slot."""
+        self = cls.__new__(cls)
+        self.prefix, self.url, self.seen_retention = prefix, url, seen_retention
+        self.wait_replicas = 0
+        self._closed, self._sentinel, self._redis, self._epoch = False, None, client, None
+        self._register_scripts()
+        return self
+
+    def _register_scripts(self) -> None:
         scripts: dict[str, Any] = {name: self._redis.register_script(body) for name, body in {
             "save_contact": lua.SAVE_CONTACT, "set_conversation": lua.SET_CONVERSATION,
             "forget_conversation": lua.FORGET_CONVERSATION, "set_last": lua.SET_LAST,
@@ -157,13 +173,14 @@ class RedisStore(Store):
             raise StoreError("store is closed")
         try:
             return fn()
-        except redis.RedisError as exc:
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise _translate(exc) from exc
 
     def _run(self, script: str, *args: object) -> Any:
         if self.wait_replicas and script not in _NOT_REPLICATED:
             return self._call(lambda: self._run_replicated(script, [self.prefix, *args]))
-        return self._call(lambda: self._scripts[script](args=[self.prefix, *args]))
+        return self._call(lambda: self._scripts[script](keys=self._route,
+                                                        args=[self.prefix, *args]))
 
     def _run_replicated(self, script: str, args: list[object]) -> Any:
         """``?wait_replicas=N``: the script, then Redis's WAIT on the same connection (WAIT
@@ -173,7 +190,7 @@ class RedisStore(Store):
         the spill marked uncertain and a claim delivers nothing, as when the answer is
         lost. A failover then loses no write the caller was told had happened."""
         pipe = self._redis.pipeline(transaction=False)
-        self._scripts[script](args=args, client=pipe)
+        self._scripts[script](keys=self._route, args=args, client=pipe)
         pipe.execute_command("WAIT", self.wait_replicas, WAIT_MS)
         result, acked = pipe.execute(raise_on_error=False)
         if isinstance(result, Exception):
@@ -186,6 +203,17 @@ class RedisStore(Store):
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
+
+    def key(self, name: str) -> str:
+        """The Redis key of one of the layout's structures (``due``, ``heads``: see the
+        module docstring), for a caller that reads several shards in one pipeline."""
+        return self._key(name)
+
+    @property
+    def _route(self) -> list[str]:
+        # the scripts name their keys from ARGV's prefix; KEYS[1] is only the prefix, so
+        # a Cluster client sends each script to the node that holds the prefix's slot
+        return [self.prefix]
 
     # -- contacts ---------------------------------------------------------------------------
 
@@ -302,7 +330,7 @@ class RedisStore(Store):
 
     def outbox_counts(self, now: float) -> OutboxCounts:
         def read() -> OutboxCounts:
-            pipe = self._redis.pipeline(transaction=True)
+            pipe = self._redis.pipeline(transaction=False)  # Cluster: one slot, no MULTI
             pipe.get(self._key("queued"))
             pipe.zrange(self._key("heads"), 0, 0, withscores=True)
             pipe.zcard(self._key("dead"))
@@ -374,7 +402,7 @@ class RedisStore(Store):
             args += [self._value_key(scope, key), value,
                      "n" if expires_at is None else repr(expires_at),
                      0 if expires_at is None else int(expires_at * 1000) + 1000]
-        self._call(lambda: self._scripts["set_values"](args=args))
+        self._call(lambda: self._scripts["set_values"](keys=self._route, args=args))
 
     def add_value(self, scope: str, key: str, value: str, now: float) -> str:
         return str(self._run("add_value", self._value_key(scope, key), value, repr(now)))
@@ -387,7 +415,7 @@ class RedisStore(Store):
     def take_tokens(self, bucket: str, per_minute: float, capacity: float,
                     count: int = 1) -> float | None:
         # not through _run: pacing needs no replica's confirmation
-        return float(self._call(lambda: self._scripts["take_tokens"](args=[
+        return float(self._call(lambda: self._scripts["take_tokens"](keys=self._route, args=[
             self.prefix, bucket, repr(per_minute), repr(capacity), count])))
 
     # -- operations -------------------------------------------------------------------------
@@ -504,6 +532,9 @@ def _translate(exc: Exception) -> StoreError:
     if isinstance(exc, redis.AuthenticationError) or "WRONGPASS" in str(exc) \
             or "NOAUTH" in str(exc):
         return StoreError(f"redis store refused the password: {type(exc).__name__}")
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        # no node holds the slot now, or none answers: the command was not run
+        return StoreUnavailable(text)
     if isinstance(exc, redis.TimeoutError):
         # sent, and no answer in time: Redis may have run it
         return StoreUnavailable(text, maybe_applied=True)
