@@ -110,3 +110,15 @@ def test_a_cluster_down_at_start_keeps_every_exchange_until_it_comes(tmp_path):
             assert_each_once_in_order(cw, CONTACTS, 3)
     finally:
         cluster.stop()
+
+
+def test_doctor_reads_every_master_and_never_shows_the_password(tmp_path, redis_cluster):
+    from chatwoot_mirror.doctor import _store
+
+    url = redis_cluster.url.replace("redis+cluster://", "redis+cluster://:not-shown-pw@")
+    with FakeChatwoot() as cw:
+        checks = {c.name: c for c in _store(config(cw, str(tmp_path / "x.db"),
+                                                    store_url=url + "?prefix=doc:"))}
+    assert checks["store"].ok and "not-shown-pw" not in checks["store"].detail
+    assert checks["replicas"].detail.startswith("each of 3 masters: role master, 0 connected")
+    assert checks["outbox"].detail == "0 queued"

@@ -400,7 +400,10 @@ class RedisClusterStore(Store):
             nodes = self._nodes()
         except StoreError:
             return None
-        return "; ".join(f"{name}: {node.replication()}" for name, node in nodes)
+        texts = {name: node.replication() or "unreadable" for name, node in nodes}
+        if len(set(texts.values())) == 1:  # the usual case: every master set up alike
+            return f"each of {len(texts)} masters: {next(iter(texts.values()))}"
+        return "; ".join(f"{name}: {text}" for name, text in texts.items())
 
     def maintain(self) -> None:
         self._each(lambda shard: shard.maintain())
