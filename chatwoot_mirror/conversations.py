@@ -24,6 +24,7 @@ keep it so, both decided here:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -32,6 +33,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,13 +99,38 @@ class ConversationResolver:
         # forgetting one costs only one more check
         self._confirmed: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._confirmed_lock = threading.Lock()
+        self._run = threading.local()  # records read in the current run (one_run)
+
+    @contextlib.contextmanager
+    def one_run(self) -> Iterator[None]:
+        """Within one claimed run of a worker, each contact's record is read from the store
+        once, not once per message (a third of the store's work per message in the drain
+        benchmark). Safe because the claim keeps every other worker off the contact, and
+        this resolver's own writes drop what it read."""
+        self._run.records = {}
+        try:
+            yield
+        finally:
+            self._run.records = None
 
     def remembered(self, key: str) -> ContactRecord | None:
         """The stored record of ``key`` when it belongs to this Chatwoot, else ``None``."""
-        record = self.store.get_contact(key)
+        records: dict[str, ContactRecord | None] | None = getattr(self._run, "records", None)
+        if records is not None and key in records:
+            record = records[key]
+        else:
+            record = self.store.get_contact(key)
+            if records is not None:
+                records[key] = record
         if record is None or record.instance != self.instance:
             return None
         return record
+
+    def _changed(self, key: str) -> None:
+        """This resolver wrote ``key``'s record: the run reads it again."""
+        records = getattr(self._run, "records", None)
+        if records is not None:
+            records.pop(key, None)
 
     def resolve(self, identity: ContactIdentity, name: str | None = None) -> Target:
         """The contact's conversation; creates the contact and the conversation at most once."""
@@ -116,6 +143,7 @@ class ConversationResolver:
             self._take_lease(lease)
             try:
                 # Another thread or process may have finished while we waited.
+                self._changed(identity.key)
                 target = self._usable(identity)
                 if target is not None:
                     return target
@@ -127,6 +155,7 @@ class ConversationResolver:
         """Drop a conversation Chatwoot no longer knows (404) so the next resolve looks again."""
         with self._confirmed_lock:
             self._confirmed.pop((identity.key, conversation_id), None)
+        self._changed(identity.key)
         if self.store.forget_conversation(identity.key, conversation_id):
             log.info(
                 "conversation forgotten contact=%s conversation=%s",
@@ -205,6 +234,7 @@ class ConversationResolver:
                 if chosen is None:
                     raise
         self.store.set_conversation(identity.key, chosen)
+        self._changed(identity.key)
         target = Target(source_id, chosen)
         self._confirm(identity.key, target)  # from the contact's own list, or created for them
         log.info(
@@ -234,6 +264,7 @@ class ConversationResolver:
             identity.key, source_id, _int(contact.get("id")), identity.to_json(),
             instance=self.instance,
         )
+        self._changed(identity.key)
         return source_id
 
 

@@ -11,6 +11,7 @@ replies then carry a visible prefix, and the look-up matches on content instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -191,6 +192,10 @@ class Deliverer:
         except StoreError as exc:
             log.warning("message ids not recorded contact=%s chatwoot_message=%s error=%s",
                         message.identity.key, chatwoot_id, exc)
+
+    def one_run(self) -> contextlib.AbstractContextManager[None]:
+        """Around one claimed run of messages (see ConversationResolver.one_run)."""
+        return self.resolver.one_run()
 
     def find_delivered(self, message: MirroredMessage, *, max_pages: int = 5) -> int | None:
         """After an ambiguous failure: the id of ``message`` if Chatwoot already has it.

@@ -323,6 +323,12 @@ class DeliveryWorkers:
     def _deliver_claimed(
         self, owner: str, contact_key: str, messages: list[MirroredMessage]
     ) -> None:
+        with self.deliverer.one_run():
+            self._deliver_each(owner, contact_key, messages)
+
+    def _deliver_each(
+        self, owner: str, contact_key: str, messages: list[MirroredMessage]
+    ) -> None:
         for message in messages:
             # the pace (and an outage's probes) is Chatwoot's: a relay to the provider or
             # a bot turn never waits for it

@@ -261,6 +261,11 @@ def test_failed_attempts_schedule_retries_on_the_backoff_curve(db_path):
         def find_delivered(self, message):
             return None
 
+        def one_run(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
     cfg = Config(url="http://127.0.0.1:9", inbox_identifier="tok", db_path=db_path,
                  retry_base_seconds=1.0, retry_max_seconds=60.0)
     with freeze_time("2026-11-22 12:00:00") as frozen:
@@ -431,3 +436,28 @@ def test_a_maybe_delivered_copy_is_found_even_after_later_messages_moved_the_flo
             assert mirror.flush(60)
         assert [m["content"] for m in cw.messages()] == [
             "first q", "first a", "later q", "later a"]
+
+
+def test_a_claimed_run_reads_its_contacts_record_once_not_per_message():
+    """One claimed run of a contact's messages reads the contact's record from the store
+    a few times (resolving it), not once per message; Chatwoot still gets all, in order."""
+    from chatwoot_mirror.store import MemoryStore
+
+    class Counting(MemoryStore):
+        reads = 0
+
+        def get_contact(self, key):
+            Counting.reads += 1
+            return super().get_contact(key)
+
+    store = Counting()
+    with FakeChatwoot() as cw:
+        with Mirror(config(cw, "unused.db", store_url="memory://"), store=store,
+                    start=False) as mirror:
+            for i in range(15):
+                assert mirror.log_exchange("5511987650010", f"q{i}", f"a{i}")
+            mirror.start()
+            assert mirror.flush(60)
+        assert [m["content"] for m in cw.messages()] == [
+            text for i in range(15) for text in (f"q{i}", f"a{i}")]
+    assert Counting.reads < 10  # 30 messages: 30+ reads before runs kept the record
