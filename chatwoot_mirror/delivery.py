@@ -45,6 +45,7 @@ from .identity import ContactIdentity
 from .media import Fetcher, MediaError, MediaNotReady, MediaRef, MediaTooLarge, url_name
 from .message_ids import Located, MessageIds
 from .relay import AgentMessage, RelayRejected, Sender
+from .store import ValueItem
 from .texts import DEFAULTS, Texts
 
 log = logging.getLogger("chatwoot_mirror.delivery")
@@ -144,10 +145,13 @@ class Deliverer:
         #: (:meth:`Mirror.message_status`)
         self.on_failure: Callable[..., object] | None = None
 
-    def deliver(self, message: MirroredMessage) -> dict[str, Any]:
+    def deliver(self, message: MirroredMessage,
+                record_into: list[ValueItem] | None = None) -> dict[str, Any]:
         """Post ``message``; a 404 (conversation or contact deleted in Chatwoot) re-resolves once.
 
         Returns Chatwoot's message JSON. Raises :class:`~chatwoot_mirror.errors.ChatwootError`.
+        Where the message landed (the id map) is stored here, or, given ``record_into``,
+        appended to it for the caller to store with the row's completion.
         """
         if message.direction == RELAY:
             return self._relay(message)
@@ -167,7 +171,7 @@ class Deliverer:
             self.resolver.forget(message.identity, target.conversation_id)
             target = self.resolver.resolve(message.identity, _display_name(message))
             result = self._post(target, message)
-        self._remember(message, target, result)
+        self._remember(message, target.conversation_id, result.get("id"), record_into)
         log.debug(
             "message delivered contact=%s conversation=%s direction=%s key=%s",
             message.identity.key,
@@ -177,18 +181,21 @@ class Deliverer:
         )
         return result
 
-    def _remember(self, message: MirroredMessage, target: Target,
-                  result: dict[str, Any]) -> None:
+    def _remember(self, message: MirroredMessage, conversation_id: int, chatwoot_id: object,
+                  record_into: list[ValueItem] | None) -> None:
         """Note where ``message`` landed, for the replies and receipts that name it by the
         provider's id. The message is in Chatwoot whatever happens here: a store failure
         costs the link, never a second post."""
-        chatwoot_id = result.get("id")
         if self.message_ids is None or not isinstance(chatwoot_id, int) or not chatwoot_id:
             return
+        items = self.message_ids.posted_items(
+            message.key, Located(message.identity.key, conversation_id, chatwoot_id),
+            provider_id=message.provider_message_id)
+        if record_into is not None:
+            record_into.extend(items)
+            return
         try:
-            self.message_ids.posted(
-                message.key, Located(message.identity.key, target.conversation_id, chatwoot_id),
-                provider_id=message.provider_message_id)
+            self.message_ids.store(items)
         except StoreError as exc:
             log.warning("message ids not recorded contact=%s chatwoot_message=%s error=%s",
                         message.identity.key, chatwoot_id, exc)
@@ -197,8 +204,11 @@ class Deliverer:
         """Around one claimed run of messages (see ConversationResolver.one_run)."""
         return self.resolver.one_run()
 
-    def find_delivered(self, message: MirroredMessage, *, max_pages: int = 5) -> int | None:
-        """After an ambiguous failure: the id of ``message`` if Chatwoot already has it.
+    def find_delivered(self, message: MirroredMessage, *, max_pages: int = 5,
+                       record_into: list[ValueItem] | None = None) -> int | None:
+        """After an ambiguous failure: the id of ``message`` if Chatwoot already has it
+        (and, as :meth:`deliver` does, where it is: the first delivery's id-map write may
+        be what failed).
 
         Reads the conversation's latest messages (20 a page, newest pages first) back to
         the enqueue time minus two minutes of clock skew: nothing older can be it. With a
@@ -230,6 +240,8 @@ class Deliverer:
                 if int(item.get("id", 0)) <= floor or float(item.get("created_at") or 0) < oldest:
                     return None
                 if self._matches(item, message, expected):
+                    self._remember(message, record.conversation_id, int(item["id"]),
+                                   record_into)
                     return int(item["id"])
             if len(page) < 20:
                 return None

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .scoped import ScopedValues
-from .store import Store
+from .store import Store, ValueItem
 
 SCOPE = "message_ids"
 #: how far each status goes; a receipt never moves a message back (read, then a late
@@ -60,13 +60,23 @@ class MessageIds:
     def posted(self, key: str, where: Located, provider_id: str | None = None) -> None:
         """The mirrored message ``key`` is ``where`` in Chatwoot; ``provider_id`` when the
         provider's id came with it (a customer's message)."""
+        self.store(self.posted_items(key, where, provider_id))
+
+    def store(self, items: list[ValueItem]) -> None:
+        """Store writes made by :meth:`posted_items`."""
+        self.values.store.set_values(items)
+
+    def posted_items(self, key: str, where: Located, provider_id: str | None = None
+                     ) -> list[ValueItem]:
+        """:meth:`posted`'s writes as store items, stored by the caller with the row's
+        completion (one round trip for both)."""
         writes = [(f"k:{key}", where.encode())]
         if provider_id is None:
             # the provider's id comes (or came) from the send: provider_id() joins them
             writes.append((f"rk:{where.message_id}", key))
         else:
             writes += self._link(provider_id, where)
-        self.values.set_many(writes, ttl=self.ttl)
+        return self.values.items(writes, ttl=self.ttl)
 
     def sent(self, provider_id: str, *, key: str | None = None,
              where: Located | None = None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from .store import Store
+from .store import Store, ValueItem
 
 
 class ScopedValues:
@@ -28,8 +28,14 @@ class ScopedValues:
     def set_many(self, items: list[tuple[str, str]], ttl: float | None = None) -> None:
         """Store each ``(key, value)`` for ``ttl`` seconds, in one round trip where the
         store can (see :meth:`Store.set_values`)."""
+        self.store.set_values(self.items(items, ttl))
+
+    def items(self, items: list[tuple[str, str]],
+              ttl: float | None = None) -> list[ValueItem]:
+        """``set_many``'s writes, as the store's ``(scope, key, value, expires_at)`` items,
+        for a caller that stores them with another write (:meth:`Store.complete_with_values`)."""
         expires = None if ttl is None else time.time() + ttl
-        self.store.set_values([(self.scope, key, value, expires) for key, value in items])
+        return [(self.scope, key, value, expires) for key, value in items]
 
     def delete(self, key: str, expected: str | None = None) -> bool:
         """Remove ``key`` (only while it holds ``expected``, when given)."""

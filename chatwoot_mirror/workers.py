@@ -42,7 +42,7 @@ from .errors import (
 )
 from .outbox import Backoff, decode
 from .pacing import Pacer
-from .store import Store
+from .store import Store, ValueItem
 from .store.base import SEEN_RETENTION
 
 log = logging.getLogger("chatwoot_mirror.delivery")
@@ -350,8 +350,10 @@ class DeliveryWorkers:
 
     def _deliver_one(self, owner: str, message: MirroredMessage) -> str:
         key = message.identity.key
+        where: list[ValueItem] = []  # the id map, stored with the completion: one round trip
         try:
-            found = self.deliverer.find_delivered(message) if message.ambiguous else None
+            found = (self.deliverer.find_delivered(message, record_into=where)
+                     if message.ambiguous else None)
             if found is not None:
                 log.info(
                     "message already in chatwoot contact=%s chatwoot_message=%s key=%s",
@@ -359,9 +361,9 @@ class DeliveryWorkers:
                 )
                 message_id = found
             else:
-                result = self.deliverer.deliver(message)
+                result = self.deliverer.deliver(message, record_into=where)
                 message_id = int(result.get("id") or 0)
-            self.store.complete(message.key, owner, message_id or None)
+            self.store.complete_with_values(message.key, owner, message_id or None, where)
             self.pacer.reward()
             self._report(DONE, message, None)
             return DONE

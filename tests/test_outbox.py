@@ -255,10 +255,10 @@ def test_failed_attempts_schedule_retries_on_the_backoff_curve(db_path):
     """Drive one worker by hand under a frozen clock: each failure sets next_attempt_at."""
 
     class Down:
-        def deliver(self, message):
+        def deliver(self, message, record_into=None):
             raise Unavailable("HTTP 503", operation="create_message", status=503)
 
-        def find_delivered(self, message):
+        def find_delivered(self, message, record_into=None):
             return None
 
         def one_run(self):
@@ -461,3 +461,38 @@ def test_a_claimed_run_reads_its_contacts_record_once_not_per_message():
         assert [m["content"] for m in cw.messages()] == [
             text for i in range(15) for text in (f"q{i}", f"a{i}")]
     assert Counting.reads < 10  # 30 messages: 30+ reads before runs kept the record
+
+
+def test_a_message_found_on_redelivery_gets_the_id_map_its_first_delivery_lost():
+    """The store blips right after the post: the id-map write and the completion both
+    fail. The claim lapses, the redelivery finds the message in Chatwoot (not posted
+    twice) and records where it is, so a receipt or quote naming it still finds it."""
+    from chatwoot_mirror.errors import StoreUnavailable
+    from chatwoot_mirror.store import MemoryStore
+
+    class Blip(MemoryStore):
+        failing = {"set_values", "complete"}
+
+        def set_values(self, items):
+            if "set_values" in self.failing:
+                self.failing.discard("set_values")
+                raise StoreUnavailable("blip")
+            return super().set_values(items)
+
+        def complete(self, key, owner, chatwoot_message_id=None):
+            if "complete" in self.failing:
+                self.failing.discard("complete")
+                raise StoreUnavailable("blip")
+            return super().complete(key, owner, chatwoot_message_id)
+
+    store = Blip()
+    with FakeChatwoot() as cw:
+        with Mirror(config(cw, "unused.db", store_url="memory://", claim_ttl_seconds=1.0),
+                    store=store) as mirror:
+            assert mirror.log_incoming("5511987650011", "oi", message_id="wamid.LOST")
+            assert mirror.flush(60)
+            assert not store.failing  # the blip happened
+            [message] = cw.messages()
+            located = mirror.message_ids.find("wamid.LOST")
+            assert located is not None and located.message_id == message["id"]
+            assert mirror.message_ids.provider_id(message["id"]) == "wamid.LOST"

@@ -295,6 +295,27 @@ def test_complete_needs_the_claim_and_raises_the_last_message_id(store):
     assert store.next_due_at(time.time()) is None
 
 
+def test_complete_with_values_stores_the_values_whether_or_not_the_claim_is_held(store):
+    """One call per delivered message: its id map and its completion. The id map is
+    stored even when the claim lapsed (the message is in Chatwoot either way)."""
+    now = time.time()
+    store.save_contact("wa-1", "wa-1", 42)
+    store.enqueue([row("a"), row("b")])
+    claim_all(store, owner="w")
+    assert store.complete_with_values(
+        "a", "w", 601, [("ids", "wamid.A", "601", now + 60), ("ids", "cw:601", "wamid.A", None)]
+    ) is True
+    assert store.get_value("ids", "wamid.A", now) == "601"
+    assert store.get_value("ids", "cw:601", now + 10_000) == "wamid.A"
+    assert store.last_message_id("wa-1") == 601
+    assert store.complete_with_values("b", "intruder", 602, [("ids", "wamid.B", "602", None)]
+                                      ) is False
+    assert store.get_value("ids", "wamid.B", now) == "602"
+    assert [r.key for r in claim_all(store, owner="w", now=now + 60)] == ["b"]  # still queued
+    assert store.complete_with_values("b", "w", None, []) is True  # nothing to store
+    assert store.outbox_counts(time.time()).queued == 0
+
+
 def test_retry_later_counts_attempts_and_keeps_the_error(store):
     now = time.time()
     store.enqueue([row("a", created_at=now)])

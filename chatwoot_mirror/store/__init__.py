@@ -17,7 +17,7 @@ A URL selects the backend (``CHATWOOT_MIRROR_STORE``), as in kombu:
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
+from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store, ValueItem
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
@@ -85,4 +85,5 @@ def open_store(url: str, *, spill: str | None = None) -> Store:
 
 
 __all__ = ["ContactRecord", "HandoffRecord", "MemoryStore", "OutboxCounts", "OutboxRow",
-           "SQLiteStore", "Store", "open_store", "parse_store_url", "sqlite_url"]
+           "SQLiteStore", "Store", "ValueItem", "open_store", "parse_store_url",
+           "sqlite_url"]

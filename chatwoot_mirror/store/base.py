@@ -21,6 +21,9 @@ from ..identity import ContactIdentity
 #: hourly; backends with native expiry also expire them after this on their own)
 SEEN_RETENTION = 7 * 24 * 3600.0
 
+#: one write of :meth:`Store.set_values`: ``(scope, key, value, expires_at)``
+ValueItem = tuple[str, str, str, "float | None"]
+
 
 @dataclass(frozen=True)
 class ContactRecord:
@@ -170,6 +173,18 @@ class Store(abc.ABC):
     def complete(self, key: str, owner: str, chatwoot_message_id: int | None = None) -> bool:
         """Atomically remove a delivered message, only if ``owner`` still holds its claim,
         and raise the contact's last known Chatwoot message id to ``chatwoot_message_id``."""
+
+    def complete_with_values(
+        self, key: str, owner: str, chatwoot_message_id: int | None,
+        values: Sequence[ValueItem],
+    ) -> bool:
+        """:meth:`set_values` ``values`` (what the delivery learnt: where the message is),
+        then :meth:`complete`; a backend may send both in one round trip. The values are
+        stored whether or not ``owner`` still holds the claim (they describe a delivery
+        that happened); on a failure either part may be missing, and both are idempotent:
+        the row stays queued, and its redelivery finds the message and stores them again."""
+        self.set_values(values)
+        return self.complete(key, owner, chatwoot_message_id)
 
     @abc.abstractmethod
     def retry_later(

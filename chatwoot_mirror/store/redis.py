@@ -36,7 +36,15 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError, RowKeyTaken, StoreError, StoreUnavailable
 from . import _redis_lua as lua
-from .base import SEEN_RETENTION, ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
+from .base import (
+    SEEN_RETENTION,
+    ContactRecord,
+    HandoffRecord,
+    OutboxCounts,
+    OutboxRow,
+    Store,
+    ValueItem,
+)
 
 try:
     import redis
@@ -189,17 +197,45 @@ class RedisStore(Store):
         count: it is :class:`StoreUnavailable` with ``maybe_applied``, so an enqueue goes to
         the spill marked uncertain and a claim delivers nothing, as when the answer is
         lost. A failover then loses no write the caller was told had happened."""
+        return self._pipelined([(script, args)])[0]
+
+    def _pipelined(self, calls: list[tuple[str, list[object]]]) -> list[Any]:
+        """Run the scripts in order in one round trip (and, with ``?wait_replicas=``, the
+        WAIT after them on the same connection); raises the first one's error.
+
+        EVALSHA rather than redis-py's Script objects in a pipeline, which ask SCRIPT EXISTS
+        first: a second round trip each time. A script this server does not hold yet
+        (NOSCRIPT: it did not run) is loaded and run once more (a restarted server)."""
+        results, acked = self._send(calls)
+        missing = [i for i, result in enumerate(results)
+                   if isinstance(result, redis.exceptions.NoScriptError)]
+        if missing:
+            for i in missing:
+                self._redis.script_load(self._scripts[calls[i][0]].script)
+            again, acked_again = self._send([calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+            acked = [acked, acked_again]
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        if self.wait_replicas:
+            for count in acked if isinstance(acked, list) else [acked]:
+                if isinstance(count, Exception) or int(count) < self.wait_replicas:
+                    raise StoreUnavailable(
+                        f"redis write reached {_acked(count)} of "
+                        f"wait_replicas={self.wait_replicas} replicas within {WAIT_MS} ms",
+                        maybe_applied=True)
+        return results
+
+    def _send(self, calls: list[tuple[str, list[object]]]) -> tuple[list[Any], Any]:
         pipe = self._redis.pipeline(transaction=False)
-        self._scripts[script](keys=self._route, args=args, client=pipe)
-        pipe.execute_command("WAIT", self.wait_replicas, WAIT_MS)
-        result, acked = pipe.execute(raise_on_error=False)
-        if isinstance(result, Exception):
-            raise result
-        if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
-            raise StoreUnavailable(
-                f"redis write reached {_acked(acked)} of wait_replicas={self.wait_replicas} "
-                f"replicas within {WAIT_MS} ms", maybe_applied=True)
-        return result
+        for name, args in calls:
+            pipe.evalsha(self._scripts[name].sha, len(self._route), *self._route, *args)
+        if self.wait_replicas:
+            pipe.execute_command("WAIT", self.wait_replicas, WAIT_MS)
+        answers = pipe.execute(raise_on_error=False)
+        return answers[:len(calls)], answers[len(calls)] if self.wait_replicas else None
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
@@ -286,6 +322,17 @@ class RedisStore(Store):
 
     def complete(self, key: str, owner: str, chatwoot_message_id: int | None = None) -> bool:
         return bool(self._run("complete", key, owner, chatwoot_message_id or 0))
+
+    def complete_with_values(
+        self, key: str, owner: str, chatwoot_message_id: int | None,
+        values: Sequence[ValueItem],
+    ) -> bool:
+        """Both scripts in one round trip: one per delivered message, not two."""
+        if not values:
+            return self.complete(key, owner, chatwoot_message_id)
+        calls = [("set_values", self._values_args(values)),
+                 ("complete", [self.prefix, key, owner, chatwoot_message_id or 0])]
+        return bool(self._call(lambda: self._pipelined(calls))[1])
 
     def retry_later(
         self, key: str, owner: str, at: float, error: str, *, uncertain: bool, attempt: bool
@@ -396,13 +443,17 @@ class RedisStore(Store):
         """One script, one round trip (the message-id map writes two or three per message)."""
         if not items:
             return
+        args = self._values_args(items)
+        self._call(lambda: self._scripts["set_values"](keys=self._route, args=args))
+
+    def _values_args(self, items: Sequence[tuple[str, str, str, float | None]]) -> list[object]:
         args: list[object] = [self.prefix, len(items)]
         for scope, key, value, expires_at in items:
             # Redis forgets it on its own a little after its expiry (memory bounded)
             args += [self._value_key(scope, key), value,
                      "n" if expires_at is None else repr(expires_at),
                      0 if expires_at is None else int(expires_at * 1000) + 1000]
-        self._call(lambda: self._scripts["set_values"](keys=self._route, args=args))
+        return args
 
     def add_value(self, scope: str, key: str, value: str, now: float) -> str:
         return str(self._run("add_value", self._value_key(scope, key), value, repr(now)))

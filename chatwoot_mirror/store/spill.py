@@ -40,7 +40,7 @@ from typing import TypeVar
 
 from ..errors import RowKeyTaken, StoreError, StoreUnavailable
 from ._circuit import Circuit
-from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
+from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store, ValueItem
 from .sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -284,6 +284,22 @@ class SpillingStore(Store):
 
     def complete(self, key: str, owner: str, chatwoot_message_id: int | None = None) -> bool:
         return self._through(lambda: self.primary.complete(key, owner, chatwoot_message_id))
+
+    def complete_with_values(
+        self, key: str, owner: str, chatwoot_message_id: int | None,
+        values: Sequence[ValueItem],
+    ) -> bool:
+        if values and (self.circuit.is_open or self._holds_anything()):
+            # the values take set_values' way (spilled, or behind spilled ones, in order)
+            self.set_values(values)
+            return self.complete(key, owner, chatwoot_message_id)
+        try:
+            return self._through(lambda: self.primary.complete_with_values(
+                key, owner, chatwoot_message_id, values))
+        except StoreUnavailable:
+            # the row stays queued (its claim lapses), but what its delivery learnt is kept
+            self.set_values(values)
+            raise
 
     def retry_later(
         self, key: str, owner: str, at: float, error: str, *, uncertain: bool, attempt: bool
