@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -110,6 +110,7 @@ class Deliverer:
         self.can_merge = can_merge
         #: ``fn(key) -> key``: the person a contact key is now (people.People.current)
         self.current_person: Callable[[str], str] | None = None
+        self._run = threading.local()  # within one claimed run: who its contact is now
         self.media_max_bytes = media_max_bytes
         # Downloads may take up to CHATWOOT_MEDIA_DOWNLOAD_SECONDS; with one worker kept
         # out of them, a slow file host never holds up every contact's texts.
@@ -161,7 +162,7 @@ class Deliverer:
             return self._bot_turn(message)
         if self.current_person is not None:
             # queued for a person since merged into another: it goes to that one's conversation
-            person = self.current_person(message.identity.key)
+            person = self._person_now(message.identity.key)
             if person != message.identity.key:
                 message = replace(message, identity=replace(message.identity, key=person))
         target = self.resolver.resolve(message.identity, _display_name(message))
@@ -200,9 +201,27 @@ class Deliverer:
             log.warning("message ids not recorded contact=%s chatwoot_message=%s error=%s",
                         message.identity.key, chatwoot_id, exc)
 
-    def one_run(self) -> contextlib.AbstractContextManager[None]:
-        """Around one claimed run of messages (see ConversationResolver.one_run)."""
-        return self.resolver.one_run()
+    @contextlib.contextmanager
+    def one_run(self) -> Iterator[None]:
+        """Around one claimed run of messages: the contact's record (see
+        ConversationResolver.one_run) and who the contact is now are read once, not per
+        message. A merge landing mid-run sends the run's rest to the older conversation of
+        the same person, which Chatwoot's merge moves to the person it keeps."""
+        self._run.persons = {}
+        try:
+            with self.resolver.one_run():
+                yield
+        finally:
+            self._run.persons = None
+
+    def _person_now(self, key: str) -> str:
+        assert self.current_person is not None
+        persons: dict[str, str] | None = getattr(self._run, "persons", None)
+        if persons is None:
+            return self.current_person(key)
+        if key not in persons:
+            persons[key] = self.current_person(key)
+        return persons[key]
 
     def find_delivered(self, message: MirroredMessage, *, max_pages: int = 5,
                        record_into: list[ValueItem] | None = None) -> int | None:

@@ -439,16 +439,22 @@ def test_a_maybe_delivered_copy_is_found_even_after_later_messages_moved_the_flo
 
 
 def test_a_claimed_run_reads_its_contacts_record_once_not_per_message():
-    """One claimed run of a contact's messages reads the contact's record from the store
-    a few times (resolving it), not once per message; Chatwoot still gets all, in order."""
+    """One claimed run of a contact's messages reads the contact's record and who the
+    contact is now from the store a few times (resolving it), not once per message;
+    Chatwoot still gets all, in order."""
     from chatwoot_mirror.store import MemoryStore
 
     class Counting(MemoryStore):
         reads = 0
+        alias_reads = 0
 
         def get_contact(self, key):
             Counting.reads += 1
             return super().get_contact(key)
+
+        def get_value(self, scope, key, now):
+            Counting.alias_reads += scope == "alias"
+            return super().get_value(scope, key, now)
 
     store = Counting()
     with FakeChatwoot() as cw:
@@ -456,11 +462,13 @@ def test_a_claimed_run_reads_its_contacts_record_once_not_per_message():
                     start=False) as mirror:
             for i in range(15):
                 assert mirror.log_exchange("5511987650010", f"q{i}", f"a{i}")
+            Counting.alias_reads = 0  # the host's calls read theirs: the delivery's count
             mirror.start()
             assert mirror.flush(60)
         assert [m["content"] for m in cw.messages()] == [
             text for i in range(15) for text in (f"q{i}", f"a{i}")]
     assert Counting.reads < 10  # 30 messages: 30+ reads before runs kept the record
+    assert Counting.alias_reads < 10  # and who the contact is now (a merge forwards them)
 
 
 def test_a_message_found_on_redelivery_gets_the_id_map_its_first_delivery_lost():
