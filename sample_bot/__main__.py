@@ -58,12 +58,32 @@ def main(argv: list[str] | None = None, prog: str = "python -m sample_bot") -> i
         stop.wait()
     except KeyboardInterrupt:
         pass
+    # Every stage below is bounded (the server's poll, the mirror's 2 s drain and 5 s stop,
+    # the store's 1 s close, the emulator's 2 s stop): the watchdog only tells if one
+    # ever is not, naming what still runs, instead of a process that never exits.
+    watchdog = threading.Timer(SHUTDOWN_SECONDS, _overdue)
+    watchdog.daemon = True
+    watchdog.start()
     server.shutdown()
     # closed too, so Chatwoot's webhooks while the mirror drains are refused at once
     # instead of waiting on a socket nobody serves
     server.server_close()
     sample.close()
+    watchdog.cancel()
     return 0
+
+
+#: The longest the sample may take to stop after SIGTERM or Ctrl+C (seconds).
+SHUTDOWN_SECONDS = 15.0
+
+
+def _overdue() -> None:
+    running = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+    logging.getLogger("sample_bot").error(
+        "shutdown overdue after %.0fs, exiting; still running threads=%s", SHUTDOWN_SECONDS,
+        ",".join(running))
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,33 @@ def test_close_while_other_threads_use_the_store(db_path):
     assert errors and all("closed" in str(e) for e in errors)
     with pytest.raises(StoreError, match="closed"):
         store.get_value("s", "k", 0)
+
+
+def test_close_ends_while_another_thread_holds_the_write_lock_or_a_reader_the_wal(db_path):
+    """A shutdown must end: close() waits a bounded while for a write of another thread
+    and for a reader of another connection (the checkpoint), then closes what is its own.
+    It used to wait for the lock without limit, and 10 s for the reader."""
+    store = SQLiteStore(db_path)
+    store.enqueue([])  # the schema exists
+    reader = sqlite3.connect(db_path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM queue").fetchone()  # holds a WAL snapshot
+    held, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store._write_lock:  # a write of another thread that does not finish
+            held.set()
+            release.wait(120)
+
+    threading.Thread(target=writer, daemon=True).start()
+    assert held.wait(30)
+    closing = threading.Thread(target=store.close, daemon=True)
+    closing.start()
+    closing.join(60)
+    try:
+        assert not closing.is_alive()
+        with pytest.raises(StoreError):
+            store.outbox_counts(time.time())  # closed for every later call
+    finally:
+        release.set()
+        reader.close()

@@ -20,6 +20,9 @@ from .base import ContactRecord, HandoffRecord, OutboxCounts, OutboxRow, Store
 
 T = TypeVar("T")
 
+#: The longest :meth:`SQLiteStore.close` waits for another thread or process (seconds).
+CLOSE_WAIT = 1.0
+
 # Each entry moves the schema one version forward; PRAGMA user_version records where a file is.
 MIGRATIONS: list[str] = [
     """
@@ -675,15 +678,31 @@ class SQLiteStore(Store):
             raise StoreError(f"store write failed: {exc}") from exc
 
     def close(self) -> None:
+        """Checkpoint and close; bounded by ``CLOSE_WAIT`` seconds whatever other threads
+        and processes hold (a shutdown must end: what they hold is theirs to close)."""
         if self._closed:
             return
         try:
-            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            conn = self._conn()
+            # not the busy timeout (10 s): a reader elsewhere would hold the exit that long
+            conn.execute(f"PRAGMA busy_timeout={int(CLOSE_WAIT * 1000)}")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except (sqlite3.Error, StoreError):
             pass  # another process may hold the database; its own close checkpoints
         self._closed = True  # from now on every call fails with StoreError
         me = threading.current_thread()
-        with self._write_lock, self._connections_lock:  # no write is half done
+        if not self._write_lock.acquire(timeout=CLOSE_WAIT):
+            # a write of another thread is still running: its connection is left to it
+            self._local.conn = None
+            return
+        try:
+            self._close_connections(me)
+        finally:
+            self._write_lock.release()
+        self._local.conn = None
+
+    def _close_connections(self, me: threading.Thread) -> None:
+        with self._connections_lock:  # no write is half done: the caller holds the lock
             keep = []
             for owner, conn in self._connections:
                 if owner is me or _finished(owner):
@@ -694,7 +713,6 @@ class SQLiteStore(Store):
                 else:  # still running (a web server's thread): it closes its own
                     keep.append((owner, conn))
             self._connections = keep
-        self._local.conn = None
 
 
 def _finished(thread: threading.Thread) -> bool:

@@ -21,6 +21,9 @@ from .versions import DEFAULT_VERSION
 
 log = logging.getLogger("chatwoot_mirror.testing")
 
+#: The longest FakeChatwoot.stop() waits for its threads (seconds).
+STOP_SECONDS = 2.0
+
 # Events the API inbox webhook receives (research §4.1, column b).
 INBOX_EVENTS = {
     "message_created", "message_updated", "conversation_created", "conversation_status_changed",
@@ -206,8 +209,11 @@ class FakeChatwoot:
         self._server.server_close()
         self._stopping = True  # webhooks still queued are dropped, not sent
         self._webhooks.put(None)
+        # one bound for all: a webhook mid-post (its own timeout is longer) is abandoned
+        # with its daemon thread, so stopping takes at most STOP_SECONDS
+        deadline = time.monotonic() + STOP_SECONDS
         for t in self._threads:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
         self._server = None
         self._session.close()
 
