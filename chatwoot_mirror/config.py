@@ -148,6 +148,10 @@ class Config:
     webhook_max_age_seconds: float = setting(
         300.0, "CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", "float",
         "signed webhooks older than this are rejected")
+    event_clock_skew_seconds: float = setting(
+        5.0, "CHATWOOT_EVENT_CLOCK_SKEW_SECONDS", "float",
+        "how far ahead of this host's clock a Chatwoot event time is believed; a later "
+        "one counts as the time it arrived")
     resume_after_minutes: float = setting(
         0.0, "CHATWOOT_RESUME_AFTER_MINUTES", "float",
         "resume the bot this long after the last human message")
@@ -305,6 +309,8 @@ class Config:
         _check_range("CHATWOOT_DRAIN_SECONDS", self.drain_seconds, 0, 3600)
         _check_range("CHATWOOT_WEBHOOK_MAX_AGE_SECONDS", self.webhook_max_age_seconds, 0,
                      86_400, low_open=True)
+        _check_range("CHATWOOT_EVENT_CLOCK_SKEW_SECONDS", self.event_clock_skew_seconds, 0,
+                     60)
         if self.language not in LANGUAGES:
             raise ConfigError("CHATWOOT_LANGUAGE", f"must be one of {', '.join(LANGUAGES)}")
         texts = DEFAULTS[self.language]

@@ -752,10 +752,9 @@ class Mirror:
         return all(queued)
 
     def webhook_handler(self) -> WebhookHandler:
-        """The framework-neutral Chatwoot webhook handler (the Flask blueprint wraps it).
-
-        Raises :class:`~chatwoot_mirror.errors.ConfigError` when no verification is
-        configured and ``CHATWOOT_WEBHOOK_INSECURE`` is not set."""
+        """The framework-neutral Chatwoot webhook handler (the Flask blueprint wraps it);
+        a :class:`~chatwoot_mirror.errors.ConfigError` without any verification configured
+        and without ``CHATWOOT_WEBHOOK_INSECURE``."""
         return WebhookHandler(
             self.store,
             self.handoff_state,
@@ -763,6 +762,7 @@ class Mirror:
             token=self.config.webhook_token,
             insecure=self.config.webhook_insecure,
             max_age=self.config.webhook_max_age_seconds,
+            clock_skew=self.config.event_clock_skew_seconds,
             resume_on_unassign=self.config.resume_on_unassign,
             relay=self.relay,
             relay_templates=self.config.relay_templates,

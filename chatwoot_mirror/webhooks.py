@@ -79,6 +79,7 @@ class WebhookHandler:
         token: str | None = None,
         insecure: bool = False,
         max_age: float = 300.0,
+        clock_skew: float = 5.0,
         max_bytes: int = MAX_BYTES,
         resume_on_unassign: bool = False,
         relay: Callable[[AgentMessage], bool] | None = None,
@@ -104,6 +105,9 @@ class WebhookHandler:
         self.secret = secret
         self.token = token
         self.max_age = max_age
+        #: how far ahead of our clock a Chatwoot event time is believed (see _event_time)
+        self.clock_skew = clock_skew
+        self._told_skew = False
         self.max_bytes = max_bytes
         self.resume_on_unassign = resume_on_unassign
         self.relay = relay
@@ -351,12 +355,26 @@ class WebhookHandler:
         return _reply(200, result)
 
     def _event_time(self, at: float | None) -> float:
-        """A signed event's Chatwoot time, made safe for the handoff clock: none means
-        now; a time past now plus the allowed skew (``max_age``) is clamped there, so one
-        event dated in the far future cannot make every later event look stale. (Non-finite
-        and overflowing numbers never get here: :func:`parse_json` refuses them.)"""
+        """A signed event's Chatwoot time, made safe for the handoff clock.
+
+        None means now. A time up to ``clock_skew`` seconds ahead of this host's clock is
+        Chatwoot's, believed (clocks differ a little). A time further ahead (a Chatwoot
+        clock running fast, a replayed or hand-made event, a bug) says nothing about order:
+        the event counts as happening when it arrived, so it can never outrank an event
+        that really happens after it. (Non-finite and overflowing numbers never get here:
+        :func:`parse_json` refuses them.)"""
         now = self.clock()
-        return now if at is None else min(at, now + self.max_age)
+        if at is None:
+            return now
+        if at > now + self.clock_skew:
+            # once at WARNING (a clock to fix), then quietly: a clock 90 s ahead dates
+            # every event so
+            level = logging.DEBUG if self._told_skew else logging.WARNING
+            self._told_skew = True
+            log.log(level, "webhook event time ahead of this host's clock, taken as its "
+                    "arrival ahead_seconds=%.0f skew_allowed=%.0f", at - now, self.clock_skew)
+            return now
+        return at
 
 
 # -- careful readers of untrusted payloads ------------------------------------------------------

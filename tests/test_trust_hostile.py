@@ -11,6 +11,7 @@ webhooks (uazapi's flat ``{EventType, message, token}``, 360dialog's Cloud API e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -24,6 +25,7 @@ from conftest import emulator_config, eventually, serve_wsgi
 from flask import Flask
 
 from chatwoot_mirror import Config, Mirror
+from chatwoot_mirror.errors import ConfigError
 from chatwoot_mirror.flask import create_blueprint
 from chatwoot_mirror.integrations import Dialog360Adapter, UazapiAdapter, ZproAdapter
 from chatwoot_mirror.integrations.flask import create_provider_blueprint, create_typebot_blueprint
@@ -304,31 +306,80 @@ def test_non_finite_event_times_are_refused(host, value):
     assert mirror.is_paused(MARIA)  # nothing changed
 
 
-def test_a_far_future_event_time_cannot_poison_the_handoff_clock(tmp_path):
+@contextlib.contextmanager
+def clocked_handler(tmp_path, **settings):
+    """A mirror's webhook handler whose clock the test moves (``now[0]``)."""
     with FakeChatwoot() as cw:
         config = Config(url=cw.url, inbox_identifier=cw.inbox_identifier,
                         account_id=cw.account_id, bot_token=cw.bot_token,
                         webhook_secret=SECRET, webhook_max_age_seconds=300,
-                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0)
+                        db_path=str(tmp_path / "m.db"), max_requests_per_minute=0, **settings)
         with Mirror(config) as mirror:
             handler = mirror.webhook_handler()
             now = [time.time()]
             handler.clock = lambda: now[0]
+            yield mirror, handler, now
 
-            def signed(body: bytes) -> WebhookRequest:
-                return WebhookRequest(headers=sign(body, str(int(now[0]))), body=body)
 
-            reply = json.dumps(agent_reply("oi", now[0])).encode()
-            assert handler.handle(signed(reply)).body["result"] == "paused"
-            # a resolve dated in the year 33658 counts as "now plus the allowed skew"
-            assert handler.handle(signed(status_changed("resolved", "1e18"))).body == {
-                "result": "resumed"}
-            record = mirror.store.get_handoff(KEY)
-            assert record.changed_at <= now[0] + 300
-            now[0] += 301  # past the skew: a genuine agent reply pauses again
-            later = json.dumps(agent_reply("voltei", now[0], message_id=9002)).encode()
-            assert handler.handle(signed(later)).body["result"] == "paused"
-            assert mirror.is_paused(MARIA)
+def test_a_far_future_event_time_cannot_outrank_a_later_real_one(tmp_path):
+    """Issue #30: a signed resolve dated 1e18 used to count as now + 300 s, so a genuine
+    agent reply a moment later was older and did not pause the bot."""
+    with clocked_handler(tmp_path) as (mirror, handler, now):
+        def signed(body: bytes) -> WebhookRequest:
+            return WebhookRequest(headers=sign(body, str(int(now[0]))), body=body)
+
+        reply = json.dumps(agent_reply("oi", now[0])).encode()
+        assert handler.handle(signed(reply)).body["result"] == "paused"
+        # a resolve dated in the year 33658 counts as the moment it arrived
+        assert handler.handle(signed(status_changed("resolved", "1e18"))).body == {
+            "result": "resumed"}
+        assert mirror.store.get_handoff(KEY).changed_at == now[0]
+        now[0] += 1  # a moment later, a genuine agent reply pauses again
+        later = json.dumps(agent_reply("voltei", now[0], message_id=9002)).encode()
+        assert handler.handle(signed(later)).body["result"] == "paused"
+        assert mirror.is_paused(MARIA)
+
+
+def test_a_chatwoot_clock_90_s_ahead_still_hands_over_both_ways(tmp_path):
+    """Every event (and signature stamp) 90 s ahead: past the allowed skew, each counts
+    as its arrival, so the conversation still changes hands in the order things happen."""
+    with clocked_handler(tmp_path) as (mirror, handler, now):
+        def signed(body: bytes) -> WebhookRequest:
+            return WebhookRequest(headers=sign(body, str(int(now[0] + 90))), body=body)
+
+        steps = [(json.dumps(agent_reply("oi", now[0] + 90)).encode(), "paused"),
+                 (status_changed("resolved", int(now[0] + 91)), "resumed"),
+                 (json.dumps(agent_reply("voltei", now[0] + 92, 9002)).encode(), "paused"),
+                 (status_changed("resolved", int(now[0] + 93)), "resumed")]
+        for body, expected in steps:
+            now[0] += 1
+            assert handler.handle(signed(body)).body["result"] == expected
+        assert not mirror.is_paused(MARIA)
+
+
+def test_a_chatwoot_clock_a_little_ahead_keeps_chatwoots_order(tmp_path):
+    """Within the skew Chatwoot's times are believed: a late-arriving agent reply older
+    than the resolve stays stale."""
+    with clocked_handler(tmp_path, event_clock_skew_seconds=5) as (mirror, handler, now):
+        def signed(body: bytes) -> WebhookRequest:
+            return WebhookRequest(headers=sign(body, str(int(now[0]))), body=body)
+
+        t = now[0]
+        assert handler.handle(signed(json.dumps(agent_reply("oi", t)).encode())).body[
+            "result"] == "paused"
+        assert handler.handle(signed(status_changed("resolved", t + 4))).body[
+            "result"] == "resumed"
+        late = json.dumps(agent_reply("antes", t + 3, 9002)).encode()  # before the resolve
+        assert handler.handle(signed(late)).body["result"] == "stale"
+        assert not mirror.is_paused(MARIA)
+
+
+@pytest.mark.parametrize("value", ["-1", "61", "x"])
+def test_the_clock_skew_setting_is_range_checked(value):
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env({"CHATWOOT_URL": "http://127.0.0.1:9", "CHATWOOT_INBOX_ID": "x",
+                         "CHATWOOT_EVENT_CLOCK_SKEW_SECONDS": value}, dotenv=False)
+    assert caught.value.variable == "CHATWOOT_EVENT_CLOCK_SKEW_SECONDS"
 
 
 # -- answers ----------------------------------------------------------------------------------
