@@ -43,4 +43,5 @@ def render(texts: Texts, shown_as: str | None, text: str, raw_type: str = "", *,
     if template is None:
         return text or f"[{raw_type or shown_as}]"
     # str.format with a value the customer wrote is safe: only the template is parsed
-    return template.format(text=text.strip(), type=raw_type or "?").strip()
+    kind = texts.kind_names.get(raw_type, raw_type) if raw_type else "?"
+    return template.format(text=text.strip(), type=kind).strip()

@@ -41,6 +41,9 @@ class Texts:
     #: how a kind of WhatsApp message shows to agents (see :mod:`chatwoot_mirror.kinds`);
     #: {text}: what the customer sent, {type}: the provider's name of the kind
     kinds: dict[str, str]
+    #: the provider's names of kinds WhatsApp does not show (Meta's ``unsupported.type``) in
+    #: words agents read, for ``{type}`` above; a name not listed shows as it is
+    kind_names: dict[str, str]
     #: a file the bot sent by URL that could not be copied into Chatwoot; {kind}, {url}
     file_link: str
     #: private note when the provider could not deliver a message; {reason}
@@ -102,6 +105,10 @@ DEFAULTS: dict[str, Texts] = {
                "withheld": "[mensagem sem texto (arquivo, figurinha ou outro tipo): o "
                            "provedor não repassa o conteúdo; veja no WhatsApp]",
                "unseen": "[o provedor avisou do envio, mas não do conteúdo]"},
+        kind_names={"poll_creation": "enquete", "poll_update": "voto em enquete",
+                    "view_once": "visualização única", "event": "evento",
+                    "event_creation": "evento", "pin": "mensagem fixada",
+                    "edit": "edição", "unsupported": "desconhecido"},
         file_link="[{kind}] {url}",
         not_delivered="Mensagem não entregue ao cliente: {reason}",
         file_not_ready="o arquivo {name} não ficou disponível no Chatwoot a tempo",
@@ -157,6 +164,10 @@ DEFAULTS: dict[str, Texts] = {
                "withheld": "[mensaje sin texto (archivo, sticker u otro tipo): el "
                            "proveedor no envía el contenido; véalo en WhatsApp]",
                "unseen": "[el proveedor avisó del envío, pero no del contenido]"},
+        kind_names={"poll_creation": "encuesta", "poll_update": "voto en encuesta",
+                    "view_once": "visualización única", "event": "evento",
+                    "event_creation": "evento", "pin": "mensaje fijado",
+                    "edit": "edición", "unsupported": "desconocido"},
         file_link="[{kind}] {url}",
         not_delivered="Mensaje no entregado al cliente: {reason}",
         file_not_ready="el archivo {name} no estuvo disponible en Chatwoot a tiempo",
@@ -209,10 +220,13 @@ DEFAULTS: dict[str, Texts] = {
                "location": "Location: {text}", "contacts": "Contact: {text}",
                "order": "Order:\n{text}", "product": "Catalog product: {text}",
                "poll": "Poll vote: {text}",
-               "unsupported": "[a {type} message, which WhatsApp does not show here]",
+               "unsupported": "[a message of kind {type}, which WhatsApp does not show here]",
                "withheld": "[a message without text (a file, sticker or other kind): the "
                            "provider does not pass its content on; see it in WhatsApp]",
                "unseen": "[the provider told of the send, not of its content]"},
+        kind_names={"poll_creation": "poll", "poll_update": "poll vote",
+                    "view_once": "view-once", "event": "event", "event_creation": "event",
+                    "pin": "pinned message", "edit": "edit", "unsupported": "unknown"},
         file_link="[{kind}] {url}",
         not_delivered="Message not delivered to the customer: {reason}",
         file_not_ready="the file {name} was not available in Chatwoot in time",
@@ -256,7 +270,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "file_not_ready": frozenset({"name"}), "sent_without_file": frozenset({"reason"}),
 }
 #: texts that are tables: a file's object is laid over the default one, key by key
-_TABLES = ("reasons", "kinds", "failures")
+_TABLES = ("reasons", "kinds", "kind_names", "failures")
 #: texts that are lists of words: a file's list replaces the default one
 _LISTS = {"who": 4, "keywords": None}
 
@@ -283,9 +297,10 @@ def check_placeholders(name: str, text: str, label: str | None = None) -> None:
 def with_overrides(texts: Texts, overrides: Mapping[str, Any]) -> Texts:
     """``texts`` with ``overrides`` laid over them, as read from ``CHATWOOT_TEXTS_FILE``: a
     string replaces a text (``""`` turns a customer text off), an object adds to or
-    replaces entries of a table (``kinds``, ``failures``, ``reasons``), a list of strings
-    replaces ``who`` (four labels) or ``keywords``. Raises ``ValueError`` naming the first
-    key that is unknown, of the wrong type or with a placeholder the text cannot fill."""
+    replaces entries of a table (``kinds``, ``kind_names``, ``failures``, ``reasons``), a
+    list of strings replaces ``who`` (four labels) or ``keywords``. Raises ``ValueError``
+    naming the first key that is unknown, of the wrong type or with a placeholder the text
+    cannot fill."""
     known = {f.name for f in fields(Texts)}
     changes: dict[str, Any] = {}
     for name, value in overrides.items():

@@ -239,6 +239,9 @@ class Dialog360Adapter(SharedSecretWebhooks, HttpAdapter):
         if shown is None:
             return None  # a reaction taken back: nothing to show
         text, shown_as, attachments, target = shown
+        if raw_type == "unsupported" and _str(body.get("type")):
+            # Meta names the kind it does not deliver (poll_creation, view_once, event...)
+            raw_type = str(body["type"])
         return InboundEvent(
             kind=kind, contact=contact, text=text, name=name,
             message_id=_str(message.get("id")), timestamp=seconds(message.get("timestamp")),

@@ -54,6 +54,7 @@ WEBHOOKS = {
     "cloud_contacts.json": [(MESSAGE, MARIA, "Carlos Lima +55 11 96666-5555", "contacts",
                              ["document"], True)],
     "cloud_unsupported.json": [(MESSAGE, MARIA, "", "unsupported", [], False)],
+    "cloud_unsupported_poll.json": [(MESSAGE, MARIA, "", "poll_creation", [], False)],
     "cloud_product_inquiry.json": [(MESSAGE, MARIA, "camiseta-azul-m\nTem no tamanho G?",
                                     "text", [], True)],
     "cloud_smb_echo_image.json": [(OWNER, MARIA, "Seu pedido, embalado", "image", ["image"],
@@ -341,3 +342,23 @@ def test_rate_limits_and_temporary_errors_are_retryable_and_refusals_are_not(
         adapter.send_text(MARIA, "x")
     assert failed.value.retryable is retryable
     assert isinstance(failed.value, ProviderRejected) is not retryable
+
+
+@pytest.mark.parametrize("language,kind,label", [
+    ("pt-BR", "poll_creation", "[mensagem do tipo enquete, que o WhatsApp não mostra aqui]"),
+    ("es", "view_once", "[mensaje de tipo visualización única, que WhatsApp no muestra aquí]"),
+    ("en", "event", "[a message of kind event, which WhatsApp does not show here]"),
+    ("en", "some_new_kind", "[a message of kind some_new_kind, which WhatsApp does not show here]"),
+])
+def test_an_unsupported_message_shows_the_kind_meta_names_in_each_language(
+        adapter, language, kind, label):
+    """Meta's payload names what it did not deliver (``unsupported.type``): agents read
+    that kind in their language, or Meta's own name for one we do not know."""
+    from chatwoot_mirror.kinds import render
+    from chatwoot_mirror.texts import DEFAULTS
+
+    body = contract("dialog360/cloud_unsupported_poll.json")
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["unsupported"]["type"] = kind
+    [event] = adapter.parse({}, json.dumps(body).encode())
+    assert (event.shown_as, event.raw_type, event.expects_reply) == ("unsupported", kind, False)
+    assert render(DEFAULTS[language], event.shown_as, event.text, event.raw_type) == label

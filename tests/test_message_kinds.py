@@ -82,8 +82,11 @@ CASES = {
     "cloud_product_inquiry.json": ("Produto do catálogo: camiseta-azul-m\nTem no tamanho G?",
                                    False, True),
     "cloud_contacts.json": ("Contato: Carlos Lima +55 11 96666-5555", False, True),
-    "cloud_unsupported.json": ("[mensagem do tipo unsupported, que o WhatsApp não mostra aqui]",
+    "cloud_unsupported.json": ("[mensagem do tipo desconhecido, que o WhatsApp não mostra aqui]",
                                False, False),
+    # issue #30: Meta names the kind (unsupported.type), the label shows it
+    "cloud_unsupported_poll.json": ("[mensagem do tipo enquete, que o WhatsApp não mostra aqui]",
+                                    False, False),
 }
 
 
