@@ -599,9 +599,8 @@ class Mirror:
                         _safe_key(self, contact), provider_id, (error or "?")[:200])
             if not (self.deliverer.report_status or self.config.has_bot_token):
                 return False  # no token may show it: the log line above is all
-        try:
-            identity = self.identify(contact)
-        except ValueError:
+        identity = self._parts.people.of_receipt(contact, provider_id, self.message_ids)
+        if identity is None:
             return False
         try:
             queued = self.store.enqueue([encode(MirroredMessage(

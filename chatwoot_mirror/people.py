@@ -27,6 +27,7 @@ from dataclasses import replace
 
 from .errors import StoreError, store_log_level
 from .identity import ContactIdentity
+from .message_ids import MessageIds
 from .store import Store
 
 log = logging.getLogger("chatwoot_mirror.people")
@@ -96,6 +97,29 @@ class People:
         """The person ``person`` is now: themselves, or the one they were merged into (so
         what was queued for them before the merge reaches that person's conversation)."""
         return self._follow(person) or person
+
+    def of_receipt(self, contact: object, provider_id: str,
+                   ids: MessageIds) -> ContactIdentity | None:
+        """Whose receipt this is: the contact it names, else (a receipt naming only the
+        message: Z-PRO's acks carry no number) the person the id map says the message is
+        to, so it still reaches that message. ``None`` when neither says."""
+        if isinstance(contact, ContactIdentity):
+            return contact
+        if contact is not None and str(contact).strip():
+            try:
+                return self.identity(contact)
+            except ValueError:
+                return None
+        try:
+            located = ids.find(provider_id)
+            if located is None:
+                return None
+            return self.address(located.contact_key) or ContactIdentity(
+                key=located.contact_key, kind="opaque", identifier=located.contact_key)
+        except StoreError as exc:
+            log.log(store_log_level(exc), "receipt without a contact unplaced "
+                    "provider_message=%s error=%s", provider_id, exc)
+            return None
 
     def address(self, person: str) -> ContactIdentity | None:
         """Where ``person`` last wrote from, or ``None`` when no event recorded it."""

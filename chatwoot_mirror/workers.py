@@ -207,16 +207,17 @@ class DeliveryWorkers:
 
     def drain(self, target: float, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until nothing created at or before ``target`` is
-        queued or spilled. A store error (Redis restarting) is waited out with short
-        pauses, not taken as the answer: ``False`` only when the time is up."""
+        queued and the spill is empty. The whole spill, not only what is older: writes
+        spilled while the backlog is delivered (its id map) belong to it. A store error
+        (Redis restarting) is waited out with short pauses, not taken as the answer:
+        ``False`` only when the time is up."""
         deadline = time.monotonic() + timeout
         pause, error = 0.05, None
         self.wake()
         while True:
             try:
-                _, oldest_spilled = self.store.spilled()
-                busy = (oldest_spilled is not None and oldest_spilled <= target) \
-                    or self.store.has_queued_before(target)
+                spilled, _ = self.store.spilled()
+                busy = spilled > 0 or self.store.has_queued_before(target)
                 pause, error = 0.05, None
             except StoreError as exc:
                 busy, error = True, exc

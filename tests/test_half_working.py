@@ -311,8 +311,20 @@ def test_rules_undo_only_the_opening_chatwoot_did_on_a_bot_error():
     replied = HandoffRecord("wa-1", HUMAN, "agent_reply", 100.0, 100.0, 7, version=3)
     assert decide(replied, error(100.4)) .outcome == UNCHANGED
     assert decide(replied, error(100.4)).record is None
-    # an opening long before this bot error was someone's decision, not this error's
-    assert decide(opened, error(300.0)).outcome == UNCHANGED
+    # an activity older than the opening on record explains an earlier one, not this
+    assert decide(opened, error(90.0)).outcome == UNCHANGED
+    # Chatwoot's evidence, not a clock: an activity its background job wrote late still
+    # undoes the opening it follows (a bot error happens only to a pending conversation)
+    assert decide(opened, error(300.0)).outcome == RESUMED
+    # issue #30: the system opens, an agent answers 2 s later without assigning, and the
+    # activity arrives after the answer: the agent keeps the customer
+    answered = decide(opened, Event("wa-1", CHATWOOT, HUMAN, "agent_reply", 0.0, at=102.0,
+                                    human_activity=True))
+    assert answered.outcome == UNCHANGED and answered.record.reason == "agent_reply"
+    assert decide(answered.record, error(100.4)).outcome == UNCHANGED
+    # and so does an assignment
+    assigned = decide(opened, Event("wa-1", CHATWOOT, HUMAN, "assigned", 0.0, at=101.0))
+    assert decide(assigned.record, error(100.4)).outcome == UNCHANGED
     # the activity came first: the conversation still goes back to pending, and the
     # opening's own events, arriving after, are stale
     first = decide(HandoffRecord("wa-1", BOT, None, 90.0, None, 7, version=1), error(100.4))
@@ -429,3 +441,38 @@ def test_chatwoots_rate_limit_is_met_with_a_pause_not_a_storm(cw, db_path):
     assert refused >= 1  # the limit was met
     assert refused <= answered // 4, (refused, answered)  # a pause, not a storm
     assert_each_once_in_order(cw, CONTACTS, 15)
+
+
+def test_an_agent_answering_2_s_after_the_system_opened_keeps_the_customer(bot_inbox):
+    """Issue #30: the race the 60 s window lost. Chatwoot opens the pending conversation on
+    a bot error, an agent answers 2 s later without assigning, and the opening's activity
+    (a background job) arrives after the answer. The agent keeps the customer: the bot
+    stays paused and the conversation is not put back to pending."""
+    from datetime import datetime, timedelta
+
+    cw, mirror, sent = bot_inbox()
+    assert mirror.log_incoming(CONTACTS[0], "oi") and mirror.flush()
+    [conv] = cw.conversations()
+    assert cw.wait_for_webhooks()
+    url, cw.webhook_url = cw.webhook_url, None  # Chatwoot's webhooks held, then replayed
+    captured: list = []
+    cw.emulator.listeners.append(lambda event, payload: captured.append((event, payload)))
+    assert cw.emulator.open_on_bot_error(conv["id"])
+    cw.agent_reply(conv["id"], "Oi, aqui é a Ana")  # no assignment
+    cw.webhook_url = url
+
+    # as Chatwoot sent them, but the activity last (its job ran late) and the answer 2 s
+    # after the opening
+    activity = [(e, p) for e, p in captured if p.get("message_type") == "activity"]
+    replay = [(e, p) for e, p in captured if p.get("message_type") != "activity"] + activity
+    [reply] = [p for e, p in replay if p.get("message_type") == "outgoing"]
+    at = datetime.fromisoformat(str(reply["created_at"]).replace("Z", "+00:00"))
+    reply["created_at"] = (at + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+    assert [e for e, _ in replay] == ["conversation_status_changed", "conversation_updated",
+                                      "message_created", "conversation_updated",
+                                      "message_created"]
+    for event, payload in replay:
+        cw._deliver(event, payload)
+    assert mirror.is_paused(CONTACTS[0])
+    assert cw.conversations()[0]["status"] == "open"
+    assert not [r for r in cw.requests if r[0] == "POST" and r[1].endswith("/toggle_status")]

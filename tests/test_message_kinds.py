@@ -743,3 +743,29 @@ def test_a_receipt_reaching_another_host_finds_its_message(tmp_path, request, ba
             assert cw.messages(conv["id"])[-1]["content_attributes"]["in_reply_to"] == bot["id"]
         finally:
             host_b.close(timeout=1)
+
+
+def test_a_zpro_receipt_without_a_number_reaches_its_message_through_the_id_map(tmp_path):
+    """Issue #30: Izing/Whaticket post acks from HandleMsgAck as ``{ack, messageId,
+    externalKey, type}`` with no ``number``. The id map knows whose message it is: the
+    ticks still reach the bot's reply in Chatwoot (with a user token: PATCH status)."""
+    with FakeChatwoot() as cw:
+        mirror = Mirror(make_config(cw, tmp_path))
+        try:
+            adapter, fake, case = zpro()
+            handle_inbound(mirror, adapter, parsed(adapter, case["text"]), faq_bot)
+            assert mirror.flush() and mirror.flush()
+            [bot_id] = case["ids"][:]
+            for status in ("delivered", "read"):
+                ack = case["receipt"](bot_id, status)
+                del ack["number"]  # as HandleMsgAck sends it
+                assert handle_inbound(mirror, adapter, parsed(adapter, ack), faq_bot) == "status"
+            assert mirror.flush() and mirror.flush()
+            [conv] = cw.conversations()
+            bot = cw.messages(conv["id"])[1]
+            assert bot["content"] == "Entregamos sim, Maria Souza!"
+            assert bot["status"] == "read"
+            patches = [r for r in cw.requests if r[0] == "PATCH"]
+            assert patches and all(str(bot["id"]) in r[1] for r in patches)
+        finally:
+            mirror.close(timeout=1)

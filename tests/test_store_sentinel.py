@@ -5,7 +5,10 @@ killing the master."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 
 import pytest
 from conftest import SentinelSet, eventually, need_redis
@@ -14,7 +17,7 @@ from test_store_faults import CONTACTS, log_round
 
 from chatwoot_mirror import Mirror
 from chatwoot_mirror.errors import ConfigError
-from chatwoot_mirror.store import parse_store_url
+from chatwoot_mirror.store import OutboxRow, open_store, parse_store_url
 from chatwoot_mirror.store.redis import sentinel_spec
 from chatwoot_mirror.testing import FakeChatwoot, Faults
 
@@ -80,3 +83,42 @@ def test_doctor_never_shows_the_sentinels_password(tmp_path):
     shown = " ".join(c.detail + c.fix for c in checks)
     assert "prefix=bot" in shown  # the URL is shown...
     assert "redis-pw-1" not in shown and "sentinel-pw-2" not in shown  # ...without either
+
+
+def test_a_row_queued_only_on_the_master_keeps_its_spilled_copy(tmp_path):
+    """The host's enqueue reaches the master but not its replica (stalled): it is
+    spilled, maybe written. The mover then hears "row key already queued" from the
+    master. That answer used to drop the spilled copy, and a failover right after lost
+    the exchange (issue #28's Sentinel test, 1 run in 3 under load). It counts now only
+    once the replica confirms it: until then the copy stays in the spill."""
+    import redis
+
+    need_redis()
+    sentinels = SentinelSet(tmp_path / "set")
+    store = None
+    try:
+        store = open_store(sentinels.url + "?wait_replicas=1&prefix=fence:",
+                           spill=str(tmp_path / "spill.db"))
+        master = redis.Redis(port=sentinels.master.port)
+        os.kill(sentinels.replica.process.pid, signal.SIGSTOP)  # replication stalls
+        try:
+            row = OutboxRow(key="k1", contact_key="wa-1", payload="{}", created_at=time.time())
+            assert store.enqueue([row]) == [True]  # spilled, maybe written
+            assert store.spilled()[0] == 1
+            assert master.exists("fence:q:wa-1")  # the master has it, the replica not
+            # the mover asks the master (the circuit's probe): "already queued", unconfirmed
+            def tried() -> bool:
+                store.move_spilled()
+                return bool(master.exists("fence:fence")) or store.spilled()[0] == 0
+            assert eventually(tried, 60)
+            assert store.spilled()[0] == 1  # the copy is kept
+        finally:
+            os.kill(sentinels.replica.process.pid, signal.SIGCONT)
+        # the replica confirms the queued row: the copy may go now, and goes once
+        assert eventually(lambda: store.move_spilled() >= 0 and store.spilled()[0] == 0, 60)
+        claimed = store.claim("w", 30, 10, time.time() + 1)
+        assert [r.key for r in claimed] == ["k1"]
+    finally:
+        if store is not None:
+            store.close()
+        sentinels.stop()

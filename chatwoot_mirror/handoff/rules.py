@@ -19,8 +19,9 @@ below are the whole state machine:
   ``max_bot_turns`` hands the contact to humans.
 * Chatwoot opening a pending conversation because its call to the bot failed
   (``CHATWOOT_BOT_ERROR``) is not a takeover: a pause that Chatwoot's own opening caused
-  at that moment is undone and the conversation goes back to pending; a pause a human
-  caused stays.
+  is undone and the conversation goes back to pending, when its activity message is not
+  older than that opening and no person has replied or been assigned since; a pause a
+  human caused stays, however soon after the opening it came.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ LOCAL_PAUSE = (NOTIFY, OPEN, LABEL, NOTE)
 RESUME = (NOTIFY, TYPING_OFF, UNASSIGN)
 #: the pause reasons of Chatwoot's own status changes (what its bot-error opening causes)
 OPENED_BY_CHATWOOT = frozenset({"taken_over", "opened"})
-#: how far apart (Chatwoot's seconds) the opening and its activity message may be: the
-#: activity is written by a background job, which a busy Chatwoot runs late
-SAME_MOMENT = 60.0
+#: Chatwoot writes a message's time in whole seconds, a conversation's with fractions: an
+#: activity written right after its opening may read up to this much earlier
+TIME_GRAIN = 1.0
 
 # -- what happened, as a webhook answers it --------------------------------------------------
 PAUSED, RESUMED, UNCHANGED, STALE, COUNTED = "paused", "resumed", "unchanged", "stale", "counted"
@@ -137,6 +138,11 @@ def decide(current: HandoffRecord | None, event: Event) -> Decision:
     if record.state == event.to:
         if event.at is not None:
             record = replace(record, changed_at=event.at)
+        if event.to == HUMAN and record.reason in OPENED_BY_CHATWOOT \
+                and event.reason not in OPENED_BY_CHATWOOT:
+            # a person answered or took it after Chatwoot's own opening: the pause is
+            # theirs now, and a bot-error activity arriving later must not undo it
+            record = replace(record, reason=event.reason)
         return _unchanged(current, record, UNCHANGED)
     return _change(record, event, human_at)
 
@@ -173,7 +179,11 @@ def _bot_error(current: HandoffRecord | None, event: Event) -> Decision:
         record = replace(base, changed_at=max(base.changed_at, at),
                          version=base.version + 1)
         return Decision(record, UNCHANGED, (PENDING,), event.reason)
-    if current.reason in OPENED_BY_CHATWOOT and abs(current.changed_at - at) <= SAME_MOMENT:
+    # Chatwoot's evidence, not a time window: its activity follows the opening it
+    # explains (so it is not older than it), and nobody has acted since (a reply or an
+    # assignment makes the pause a person's, above). A bot error only happens to a
+    # pending conversation, so an earlier opening still on record was undone since.
+    if current.reason in OPENED_BY_CHATWOOT and at >= current.changed_at - TIME_GRAIN:
         record = replace(current, state=BOT, reason=event.reason, bot_turns=0,
                          changed_at=max(current.changed_at, at), version=current.version + 1)
         return Decision(record, RESUMED, (PENDING,), event.reason)

@@ -137,6 +137,10 @@ local seen = {}
 for i = 0, n - 1 do
   local key, contact = ARGV[4 + i * 6], ARGV[5 + i * 6]
   if seen[key] or redis.call('HEXISTS', p .. 'k:' .. contact, key) == 1 then
+    -- a write, so that a WAIT after this script proves the queued row is on the replicas
+    -- too: a spill drops its copy on this answer, and must not for a row that a failover
+    -- is about to lose with the old master
+    redis.call('INCR', p .. 'fence')
     return redis.error_reply('row key already queued: ' .. key)
   end
   seen[key] = true

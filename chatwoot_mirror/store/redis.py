@@ -216,9 +216,8 @@ class RedisStore(Store):
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
             acked = [acked, acked_again]
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        # The replicas first: an answer about what is stored (a row key already queued)
+        # counts only once they hold it too (the enqueue script writes a fence for that)
         if self.wait_replicas:
             for count in acked if isinstance(acked, list) else [acked]:
                 if isinstance(count, Exception) or int(count) < self.wait_replicas:
@@ -226,6 +225,9 @@ class RedisStore(Store):
                         f"redis write reached {_acked(count)} of "
                         f"wait_replicas={self.wait_replicas} replicas within {WAIT_MS} ms",
                         maybe_applied=True)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
         return results
 
     def _send(self, calls: list[tuple[str, list[object]]]) -> tuple[list[Any], Any]:
