@@ -444,7 +444,8 @@ class Deliverer:
         if self.sender is None:
             raise Rejected("no channel sender registered (mirror.on_agent_message)",
                            operation="relay")
-        agent_message = self._quoting(agent_message)
+        agent_message = replace(self._quoting(agent_message), send_key=message.key,
+                                maybe_sent=message.ambiguous or message.attempts > 0)
         ready = self._ready_files(message, agent_message)
         if ready is None:
             return {"id": 0}  # nothing left to send; the agent was told

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -16,41 +16,34 @@ from . import redaction
 from .activity import Activity
 from .assembly import assemble, naming
 from .backlog import outbox_numbers
+from .bot_files import BotFiles, inline_file
 from .channels import Channel, ChannelRouter
 from .client import Attachment, ChatwootClient
 from .config import Config
 from .delivery import ACTION, BOT, INCOMING, OUTGOING, RELAY, MirroredMessage
-from .errors import ConfigError, Deferred, StoreError
+from .errors import ConfigError, StoreError
 from .handoff import Callback, HandoffActions
 from .handoff.rules import BOT_FAILURE, BOT_HANDOFF, OWNER, TRIGGER
 from .identity import ContactIdentity, identify
 from .kinds import QUIET, UNSEEN, render
 from .media import (
     INLINE_FILE,
-    INLINE_MAX,
     URL_FILE,
     Fetcher,
-    MediaError,
-    MediaNotReady,
     MediaRef,
-    MediaTooLarge,
-    file_from,
 )
 from .message_ids import RANKS, MessageIds
 from .metrics import Metrics
-from .outbound import OutboundPolicy, host_of
+from .outbound import OutboundPolicy
 from .outbox import encode
 from .relay import AgentAttachment, AgentMessage, Sender
 from .scoped import ScopedValues
 from .store import Store
 from .texts import Texts
+from .turns import BotTurns, TurnReply, TurnRunner
 from .webhooks import WebhookHandler
 
 log = logging.getLogger("chatwoot_mirror")
-
-
-#: ``fn(turn, identity)``: answer a queued customer message (see :meth:`Mirror.on_bot_turn`)
-TurnRunner = Callable[[Mapping[str, Any], ContactIdentity], None]
 
 
 @dataclass(frozen=True)
@@ -106,6 +99,7 @@ class Mirror:
         #: the channel adapters connected with :meth:`connect` (a disabled mirror still
         #: sends the bot's replies through them)
         self.channels = ChannelRouter(None)
+        self._turns: BotTurns | None = None  # the queued bot turns (none when disabled)
         if not self.enabled:
             return  # a DisabledMirror (see __new__): nothing to build
         parts = assemble(config, store=store, client=client, session=session)
@@ -127,14 +121,14 @@ class Mirror:
         self.deliverer.media_wait_seconds = config.media_wait_seconds
         self.deliverer.on_failure = self._refused
         self.deliverer.on_sent_elsewhere = self._sent_elsewhere
-        self.deliverer.file_ready = self._file_ready
+        self._files = BotFiles(self.outbound, config.url)
+        self.deliverer.file_ready = self._files.ready
         # files the bot sends by URL, fetched within the media rules; vCards built here
-        self._files = requests.Session()
-        self.on_media_download(URL_FILE, self._fetch_url)
-        self.on_media_download(INLINE_FILE, _inline_file)
-        #: channel name -> runner of that channel's queued bot turns
-        self._turn_runners: dict[str, TurnRunner] = {}
-        self.deliverer.bot_runner = self._run_turn
+        self.on_media_download(URL_FILE, self._files.fetch)
+        self.on_media_download(INLINE_FILE, inline_file)
+        self._turns = BotTurns(self.store, is_paused=self.is_paused, answer=lambda who, reply,
+                               channel: self.answer(who, **vars(reply), channel=channel))
+        self.deliverer.bot_runner = self._turns.run
         if config.has_bot_token:
             self.deliverer.on_handoff_done = actions.ticket_if_nobody_is_online
         self.activity.store = self.store
@@ -329,16 +323,10 @@ class Mirror:
     def on_bot_turn(self, channel: str, runner: TurnRunner) -> TurnRunner:
         """Register ``runner(turn, identity)`` for the bot turns queued with
         :meth:`receive` for ``channel``; the delivery workers call it (turns queued before
-        it is registered wait for it)."""
-        self._turn_runners[channel] = runner
-        return runner
-
-    def _run_turn(self, message: MirroredMessage) -> None:
-        turn = (message.action or {}).get("turn") or {}
-        runner = self._turn_runners.get(str(turn.get("channel")))
-        if runner is None:
-            raise Deferred(f"no bot registered for channel {turn.get('channel')!r} yet")
-        runner(turn, message.identity)
+        it is registered wait for it). What the runner answers through :meth:`answer` goes
+        out once, even when a crash brings the turn back (:mod:`.turns`)."""
+        assert self._turns is not None  # DisabledMirror overrides this
+        return self._turns.register(channel, runner)
 
     def _owner_message(self, contact: object, text: str, message_id: str | None,
                        pause: bool, files: tuple[Attachment | MediaRef, ...] = (),
@@ -370,18 +358,25 @@ class Mirror:
         with ``note`` for the agents; ``failed=True`` (the bot could not answer) hands
         over with reason ``ai_failure`` instead of leaving the customer without one.
 
+        Inside a queued bot turn the answer is recorded before any of it is queued, and
+        queued once however often the turn runs (:mod:`.turns`).
+
         Returns ``answered``, ``no_reply`` or ``handed_off``. Never raises for mirroring
         trouble."""
-        if failed:
+        reply = TurnReply(list(messages), handoff, note, failed)
+        turn = self._turns.current if self._turns is not None else None
+        if self._turns is not None and turn is not None:
+            reply = self._turns.record(turn, reply)
+        if reply.failed:
             self._bot_handoff(contact, "ai_failure", None, BOT_FAILURE)
             return "handed_off"
-        items = list(messages)
-        for item in items:
-            self._send_bot_message(contact, item, channel)
-        if handoff:
-            self._bot_handoff(contact, handoff, note, BOT_HANDOFF)
+        for n, item in enumerate(reply.messages):
+            self._send_bot_message(contact, item, channel,
+                                   once=None if turn is None else f"{turn}:{n}")
+        if reply.handoff:
+            self._bot_handoff(contact, reply.handoff, reply.note, BOT_HANDOFF)
             return "handed_off"
-        return "answered" if items else "no_reply"
+        return "answered" if reply.messages else "no_reply"
 
     def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
         try:
@@ -392,14 +387,15 @@ class Mirror:
             log.error("handoff not recorded reason=%s error=%s", reason, exc)
 
     def _send_bot_message(self, contact: object, item: str | AgentAttachment,
-                          channel: str | None) -> None:
+                          channel: str | None, once: str | None = None) -> None:
         text, media = (item, ()) if isinstance(item, str) else ("", (item,))
         if not self._closed:
             try:
-                # False here can mean the relay was queued but not its mirror copy: sending
-                # directly as well would reach the customer twice
-                self.notify_customer(contact, text, media=media, kind="bot", channel=channel)
-                return
+                # the copy and the relay are queued together: only nothing written at all
+                # (None) means the customer has no answer on its way
+                if self._notify(contact, text, media, "bot", channel, once) is not None:
+                    return
+                log.error("bot reply not queued, sending directly channel=%s", channel)
             except Exception as exc:  # the queue failed: answer directly rather than not at all
                 log.error("bot reply not queued, sending directly channel=%s error=%s",
                           channel, exc)
@@ -437,11 +433,15 @@ class Mirror:
         turn: Mapping[str, Any] | None = None,
         reply_to: str | None = None,
         key: str | None = None,
+        relay: AgentMessage | None = None,
+        once: str | None = None,
     ) -> list[bool] | None:
-        """Queue ``items`` in one transaction: one flag per item written (``False`` for a
+        """Queue ``items`` in one transaction: one flag per row written (``False`` for a
         provider message id seen before), or ``None`` when nothing could be written.
         ``turn``: a bot turn queued behind the (first) item, in the same transaction;
-        ``reply_to`` and ``key`` are the first item's."""
+        ``relay``: the first item's send to the customer, likewise; ``reply_to`` and
+        ``key`` are the first item's. ``once``: every row gets a unique key made of it,
+        so queuing the same ``once`` again writes nothing."""
         if self._closed:
             return None
         try:
@@ -478,8 +478,12 @@ class Mirror:
                 identity=identity, direction=BOT, content="",
                 provider_message_id=None if first is None else "bot:" + first,
                 action={"name": "bot_turn", "turn": dict(turn)}))
+        if relay is not None:
+            messages.append(MirroredMessage(identity=relay.contact, direction=RELAY,
+                                            content=relay.text, relay=relay))
         try:
-            queued = self.store.enqueue([encode(m) for m in messages])
+            queued = self.store.enqueue([encode(m, once=None if once is None else f"{once}:{n}")
+                                         for n, m in enumerate(messages)])
         except StoreError as exc:
             log.error("message not queued contact=%s error=%s", identity.key, exc)
             self.activity.count("not_queued", str(exc))
@@ -494,7 +498,7 @@ class Mirror:
         self.workers.wake()
         if triggers:
             fresh = [m for m, new in zip(messages, queued, strict=True)
-                     if new and m.direction != BOT]
+                     if new and m.direction not in (BOT, RELAY)]
             self._apply_triggers(identity, fresh)
         return list(queued)
 
@@ -542,10 +546,17 @@ class Mirror:
         sender, and mirror it as the bot's message in Chatwoot; both through the durable
         queue. ``kind="bot"`` marks the bot's own replies (they count as bot turns);
         ``channel`` names the adapter to send through (see ``integrations``)."""
+        flags = self._notify(contact, text, tuple(media), kind, channel) or []
+        # With no sender registered there is nothing to relay; the notice is still mirrored.
+        return all(flags) and len(flags) == (1 if self.deliverer.sender is None else 2)
+
+    def _notify(self, contact: object, text: str, media: tuple[AgentAttachment, ...],
+                kind: str, channel: str | None, once: str | None = None) -> list[bool] | None:
+        """:meth:`notify_customer`'s queuing: the copy, then the relay, in one transaction
+        (flags as :meth:`_queue`'s); ``once`` as there."""
         if self._closed:
-            return False
+            return None
         identity = self.identify(contact)
-        media = tuple(media)
         # the mirrored copy's key links the provider's id of the sent message to its
         # Chatwoot message, for the receipts that follow (see .message_ids)
         key = uuid.uuid4().hex
@@ -556,16 +567,15 @@ class Mirror:
                                filename=m.filename) for m in media)
         # The copy is queued before the send: whatever the send's outcome queues for the
         # contact (a refusal shown on the copy, receipts) then finds the copy ahead of it.
-        mirrored = self._queue(identity.raw or identity.key,
-                               [(OUTGOING, text, None, None, files)],
-                               triggers=kind == "bot", key=key) is not None
-        relayed = self._enqueue_relay(
-            AgentMessage(contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
-                         attachments=media, kind=kind, channel=channel, mirror_key=key),
-            dedupe_id=None,
-        )
-        # With no sender registered there is nothing to relay; the notice is still mirrored.
-        return (relayed or self.deliverer.sender is None) and mirrored
+        relay = AgentMessage(contact=identity, text=text, chatwoot_message_id=0,
+                             conversation_id=0, attachments=media, kind=kind, channel=channel,
+                             mirror_key=key)
+        if self.deliverer.sender is None:
+            log.warning("%s not sent to the customer, no sender registered "
+                        "(mirror.on_agent_message) contact=%s", kind, identity.key)
+        return self._queue(identity.raw or identity.key, [(OUTGOING, text, None, None, files)],
+                           triggers=kind == "bot", key=key, once=once,
+                           relay=relay if self.deliverer.sender is not None else None)
 
     def message_status(self, contact: object, provider_id: str, status: str, *,
                        error: str | None = None, others: bool = False,
@@ -626,32 +636,6 @@ class Mirror:
                  reason: str) -> None:
         """A send the channel refused for good, shown like a failure receipt."""
         self.message_status(contact, provider_id, status, error=reason)
-
-    def _fetch_url(self, ref: MediaRef, max_bytes: int) -> Attachment:
-        """A file the bot sent by URL, for Chatwoot: fetched like customers' files (no
-        private target unless ``CHATWOOT_MEDIA_ALLOWED_HOSTS``, each redirect checked,
-        within the size and time limits)."""
-        data, content_type = self.outbound.fetch(
-            self._files, ref.ref, max_bytes=max_bytes, size=ref.size, operation="fetch_file")
-        return file_from(data, ref, content_type)
-
-    def _file_ready(self, url: str) -> bool | None:
-        """Whether a file the provider is about to fetch by ``url`` is there: ``False``
-        while it answers 404 or 410 (Chatwoot's S3 direct upload still under way),
-        ``None`` when we cannot tell (a target the policy refuses, no answer), when the
-        provider is left to try. Reads one chunk at most; Chatwoot's own host is trusted,
-        as it is for the relay itself."""
-        trusted = (host_of(self.config.url),) if self.config.url else ()
-        try:
-            self.outbound.fetch(self._files, url, max_bytes=1, trusted=trusted,
-                                operation="probe_file")
-        except MediaTooLarge:
-            return True  # it has bytes
-        except MediaNotReady:
-            return False
-        except MediaError:
-            return None
-        return True
 
     # -- handoff ----------------------------------------------------------------------------
 
@@ -863,14 +847,15 @@ class DisabledMirror(Mirror):
 
     def _queue(self, contact: object, items: list[Any], *, triggers: bool = True,
                turn: Mapping[str, Any] | None = None, reply_to: str | None = None,
-               key: str | None = None) -> None:
+               key: str | None = None, relay: AgentMessage | None = None,
+               once: str | None = None) -> None:
         return None
 
     def _bot_handoff(self, contact: object, reason: str, note: str | None, kind: str) -> None:
         return None
 
     def _send_bot_message(self, contact: object, item: str | AgentAttachment,
-                          channel: str | None) -> None:
+                          channel: str | None, once: str | None = None) -> None:
         text, media = (item, ()) if isinstance(item, str) else ("", (item,))
         self._send_directly(contact, text, media, channel)
 
@@ -939,14 +924,6 @@ class DisabledMirror(Mirror):
 
     def close(self, timeout: float | None = None) -> None:
         self._closed = True
-
-
-def _inline_file(ref: MediaRef, max_bytes: int) -> Attachment:
-    """A file made from the message itself (a contact card): its text is the file."""
-    data = ref.ref.encode("utf-8")[:INLINE_MAX]
-    if len(data) > max_bytes:
-        raise MediaError("inline file over the limit")
-    return Attachment(data, ref.filename or "file.txt", ref.mime_type or "text/plain")
 
 
 def _safe_key(mirror: Mirror, contact: object) -> str:

@@ -26,7 +26,13 @@ _QUEUES = {RELAY: "relay:", BOT: "bot:"}
 FLOOD_DELAY = 60.0
 
 
-def encode(message: MirroredMessage) -> OutboxRow:
+#: unique keys that only keep a row from being queued twice (a bot turn's reply, see
+#: :mod:`.turns`) start so; provider message ids never do
+ONCE = "once:"
+
+
+def encode(message: MirroredMessage, *, once: str | None = None) -> OutboxRow:
+    """``message`` as a row; ``once`` (without a provider id): its unique key instead."""
     identity = message.identity
     payload = {
         # by hand: dataclasses.asdict deep-copies and was a quarter of the host path
@@ -59,6 +65,8 @@ def encode(message: MirroredMessage) -> OutboxRow:
     # so do bot turns: a Chatwoot outage never keeps the bot from answering.
     prefix = _QUEUES.get(message.direction, "")
     provider_id = message.provider_message_id
+    if provider_id is None and once is not None:
+        provider_id = ONCE + once
     return OutboxRow(
         key=message.key,
         contact_key=repair_text(prefix + message.identity.key),
@@ -77,7 +85,7 @@ def decode(row: OutboxRow) -> MirroredMessage:
         direction=payload["direction"],
         content=payload["content"],
         sender_name=payload.get("sender_name"),
-        provider_message_id=row.unique_key,
+        provider_message_id=None if (row.unique_key or "").startswith(ONCE) else row.unique_key,
         attachments=tuple(
             MediaRef.from_dict(a["ref"]) if "ref" in a else
             Attachment(base64.b64decode(a["data"]), a["filename"], a["content_type"])

@@ -46,6 +46,11 @@ class AgentMessage:
     #: the key of the mirrored copy of a bot reply, which links its provider id to its
     #: Chatwoot message (see :mod:`chatwoot_mirror.message_ids`)
     mirror_key: str | None = None
+    #: set by the delivery worker, never stored: a key that stays the same each time this
+    #: send is tried (adapters that can track sends give the provider one made of it), and
+    #: whether an earlier try may have reached the provider (a crash, a timeout)
+    send_key: str | None = None
+    maybe_sent: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -184,21 +184,41 @@ class ChannelAdapter(abc.ABC):
         """Fetch a customer's file; raises :class:`~chatwoot_mirror.media.MediaError`."""
         raise MediaError(f"{self.name} cannot download files")
 
+    #: whether :meth:`send_text` and :meth:`send_media` take a ``track_id`` the provider
+    #: keeps with the message, and :meth:`sent_before` finds a message by it: then a send
+    #: tried again after a crash or a timeout is looked up first and never sent twice.
+    #: Without it such a send goes out again (the customer may see it twice, never
+    #: zero times).
+    tracks_sends: ClassVar[bool] = False
+
+    def sent_before(self, contact: str | ContactIdentity, track_id: str) -> str | None:
+        """The provider's id of the message sent with ``track_id``, or ``None`` when there
+        is none (only where :attr:`tracks_sends`). Raises :class:`ProviderError` when the
+        provider cannot say: the send then waits rather than risk a second copy."""
+        return None
+
     def relay(self, message: AgentMessage) -> str | None:
         """Send an agent's reply (or the bot's): the text, then each file. A single file
         that takes captions carries the text as its caption instead."""
         files = list(message.attachments)
         text = message.text.strip()
-        last: str | None = None
-        # only the first message sent quotes: one reply on the phone, as the agent wrote it
-        quote = message.reply_to
         caption_taken = len(files) == 1 and kind_of(mime_for(files[0])) in CAPTIONED and text
+        parts: list[tuple[Callable[..., str | None], tuple[Any, ...], dict[str, Any]]] = []
         if text and not caption_taken:
-            last = self.send_text(message.contact, text, reply_to=quote)
-            quote = None
+            parts.append((self.send_text, (message.contact, text), {}))
         for item in files:
-            last = self.send_media(message.contact, item.url, mime_for(item),
-                                   caption=text if caption_taken else None,
-                                   filename=item.filename, reply_to=quote)
-            quote = None
+            parts.append((self.send_media, (message.contact, item.url, mime_for(item)),
+                          {"caption": text if caption_taken else None,
+                           "filename": item.filename}))
+        last: str | None = None
+        for n, (send, args, kwargs) in enumerate(parts):
+            # only the first message sent quotes: one reply on the phone, as the agent wrote it
+            kwargs["reply_to"] = message.reply_to if n == 0 else None
+            track = f"{message.send_key}-{n}" if self.tracks_sends and message.send_key else None
+            found = self.sent_before(message.contact, track) if (
+                track and message.maybe_sent) else None
+            if found:
+                last = found  # an earlier try sent this part: the customer has it
+                continue
+            last = send(*args, **kwargs, **({"track_id": track} if track else {}))
         return last

@@ -48,7 +48,16 @@ from chatwoot_mirror.untrusted import UntrustedInput, parse_json
 from ._env import env_flag, env_value
 from ._files import as_attachment, kind_of
 from ._http import HttpAdapter, ProviderError
-from ._payload import digits_of, load_json, obj, other_names, seconds, skip, vcard_file
+from ._payload import (
+    dicts,
+    digits_of,
+    load_json,
+    obj,
+    other_names,
+    seconds,
+    skip,
+    vcard_file,
+)
 from .base import ECHO, INTEGRATION, MESSAGE, OWNER, STATUS, InboundEvent
 
 TRACK_SOURCE = "chatwoot-mirror"
@@ -248,12 +257,26 @@ class UazapiAdapter(HttpAdapter):
         return self._json(operation, "POST", self.base_url + path, json=body,
                           headers=self._headers())
 
+    #: uazapi keeps the ``track_id`` we send with the message and finds it again
+    #: (``POST /message/find``): a send tried again after a crash is looked up first
+    tracks_sends = True
+
+    def sent_before(self, contact: str | ContactIdentity, track_id: str) -> str | None:
+        found = self._post("find_sent", "/message/find",
+                           {"track_source": self.track_source, "track_id": track_id,
+                            "limit": 1})
+        for message in dicts(found.get("messages")):
+            if message.get("track_id") == track_id and message.get("messageid"):
+                return str(message["messageid"])
+        return None
+
     def send_text(
-        self, contact: str | ContactIdentity, text: str, *, reply_to: str | None = None
+        self, contact: str | ContactIdentity, text: str, *, reply_to: str | None = None,
+        track_id: str | None = None,
     ) -> str | None:
         body: dict[str, Any] = {
             "number": digits_of(contact), "text": text,
-            "track_source": self.track_source, "track_id": uuid.uuid4().hex,
+            "track_source": self.track_source, "track_id": track_id or uuid.uuid4().hex,
         }
         if self.typing_delay_ms:
             body["delay"] = self.typing_delay_ms
@@ -270,13 +293,14 @@ class UazapiAdapter(HttpAdapter):
         filename: str | None = None,
         *,
         reply_to: str | None = None,
+        track_id: str | None = None,
     ) -> str | None:
         kind = kind_of(mime_type)
         file = (base64.b64encode(url_or_bytes).decode("ascii")
                 if isinstance(url_or_bytes, bytes) else url_or_bytes)
         body: dict[str, Any] = {
             "number": digits_of(contact), "type": kind, "file": file,
-            "track_source": self.track_source, "track_id": uuid.uuid4().hex,
+            "track_source": self.track_source, "track_id": track_id or uuid.uuid4().hex,
         }
         if caption and kind != "audio":
             body["text"] = caption

@@ -11,10 +11,12 @@ from conftest import CONTRACTS, contract
 from jsonschema import Draft202012Validator
 from responses import matchers
 
-from chatwoot_mirror.integrations import ProviderRejected
+from chatwoot_mirror.identity import ContactIdentity
+from chatwoot_mirror.integrations import ProviderError, ProviderRejected
 from chatwoot_mirror.integrations.base import ECHO, INTEGRATION, MESSAGE, OWNER, STATUS
 from chatwoot_mirror.integrations.uazapi import UazapiAdapter
 from chatwoot_mirror.media import MediaRef, MediaTooLarge
+from chatwoot_mirror.relay import AgentMessage
 
 BASE = "https://example.uazapi.com"
 TOKEN = "00000000-0000-4000-8000-000000000001"  # the instance token in the captures
@@ -230,3 +232,59 @@ def test_download_of_a_file_known_to_be_too_big_asks_nothing(adapter):
     with pytest.raises(MediaTooLarge):
         adapter.download(media, 1_000_000)
     assert len(responses.calls) == 0
+
+
+def _relayed(send_key: str, maybe_sent: bool) -> AgentMessage:
+    return AgentMessage(contact=ContactIdentity(key="5511988887777", kind="phone",
+                                                identifier="5511988887777"),
+                        text="Seu pedido saiu para entrega", chatwoot_message_id=0,
+                        conversation_id=0, kind="bot", send_key=send_key,
+                        maybe_sent=maybe_sent)
+
+
+def _find_answer(*tracks: str) -> dict:
+    # the shape of POST /message/find's 200 in uazapi-openapi.json (Message: messageid,
+    # track_source, track_id)
+    return {"returnedMessages": len(tracks), "limit": 1, "offset": 0, "hasMore": False,
+            "messages": [{"id": "r3EB0538", "messageid": "3EB0F00D" + t[-1],
+                          "chatid": CHAT, "fromMe": True, "track_source": "chatwoot-mirror",
+                          "track_id": t} for t in tracks]}
+
+
+@responses.activate
+def test_a_first_try_is_sent_with_its_send_key_as_track_id_and_looks_nothing_up(adapter):
+    responses.post(f"{BASE}/send/text", json=contract("uazapi/uazapi_send_text_response.json"))
+    assert adapter.relay(_relayed("row7", maybe_sent=False)) == "3EB0A1B2C3D4E5F6A7B8C9"
+    assert [c.request.url for c in responses.calls] == [f"{BASE}/send/text"]
+    assert json.loads(responses.calls[0].request.body)["track_id"] == "row7-0"
+
+
+@responses.activate
+def test_a_retried_send_that_reached_uazapi_is_found_by_its_track_id_and_not_sent_again(
+        adapter, spec):
+    responses.post(f"{BASE}/message/find", json=_find_answer("row7-0"))
+    assert adapter.relay(_relayed("row7", maybe_sent=True)) == "3EB0F00D0"
+    assert [c.request.url for c in responses.calls] == [f"{BASE}/message/find"]
+    body = json.loads(responses.calls[0].request.body)
+    request_schema(spec, "/message/find").validate(body)
+    assert body == {"track_source": "chatwoot-mirror", "track_id": "row7-0", "limit": 1}
+    assert responses.calls[0].request.headers["token"] == TOKEN
+
+
+@responses.activate
+def test_a_retried_send_uazapi_never_got_is_sent_with_the_same_track_id(adapter):
+    responses.post(f"{BASE}/message/find", json=_find_answer())
+    responses.post(f"{BASE}/send/text", json=contract("uazapi/uazapi_send_text_response.json"))
+    assert adapter.relay(_relayed("row7", maybe_sent=True)) == "3EB0A1B2C3D4E5F6A7B8C9"
+    assert [c.request.url for c in responses.calls] == [f"{BASE}/message/find",
+                                                        f"{BASE}/send/text"]
+    assert json.loads(responses.calls[1].request.body)["track_id"] == "row7-0"
+
+
+@responses.activate
+def test_a_retried_send_waits_when_uazapi_cannot_say_whether_it_has_it(adapter):
+    responses.post(f"{BASE}/message/find", status=503, json={"error": "busy"})
+    with pytest.raises(ProviderError) as unsure:
+        adapter.relay(_relayed("row7", maybe_sent=True))
+    assert unsure.value.retryable
+    assert all(c.request.url != f"{BASE}/send/text" for c in responses.calls)
