@@ -364,9 +364,7 @@ class Mirror:
         Returns ``answered``, ``no_reply`` or ``handed_off``. Never raises for mirroring
         trouble."""
         reply = TurnReply(list(messages), handoff, note, failed)
-        turn = self._turns.current if self._turns is not None else None
-        if self._turns is not None and turn is not None:
-            reply = self._turns.record(turn, reply)
+        turn, reply = self._turns.settle(reply) if self._turns is not None else (None, reply)
         if reply.failed:
             self._bot_handoff(contact, "ai_failure", None, BOT_FAILURE)
             return "handed_off"
@@ -433,15 +431,15 @@ class Mirror:
         turn: Mapping[str, Any] | None = None,
         reply_to: str | None = None,
         key: str | None = None,
-        relay: AgentMessage | None = None,
+        relay: MirroredMessage | None = None,
         once: str | None = None,
     ) -> list[bool] | None:
         """Queue ``items`` in one transaction: one flag per row written (``False`` for a
         provider message id seen before), or ``None`` when nothing could be written.
         ``turn``: a bot turn queued behind the (first) item, in the same transaction;
-        ``relay``: the first item's send to the customer, likewise; ``reply_to`` and
-        ``key`` are the first item's. ``once``: every row gets a unique key made of it,
-        so queuing the same ``once`` again writes nothing."""
+        ``relay``: the first item's send to the customer (:meth:`_relay_row`), likewise;
+        ``reply_to`` and ``key`` are the first item's. ``once``: every row gets a unique
+        key made of it, so queuing the same ``once`` again writes nothing."""
         if self._closed:
             return None
         try:
@@ -479,8 +477,7 @@ class Mirror:
                 provider_message_id=None if first is None else "bot:" + first,
                 action={"name": "bot_turn", "turn": dict(turn)}))
         if relay is not None:
-            messages.append(MirroredMessage(identity=relay.contact, direction=RELAY,
-                                            content=relay.text, relay=relay))
+            messages.append(relay)
         try:
             queued = self.store.enqueue([encode(m, once=None if once is None else f"{once}:{n}")
                                          for n, m in enumerate(messages)])
@@ -567,15 +564,11 @@ class Mirror:
                                filename=m.filename) for m in media)
         # The copy is queued before the send: whatever the send's outcome queues for the
         # contact (a refusal shown on the copy, receipts) then finds the copy ahead of it.
-        relay = AgentMessage(contact=identity, text=text, chatwoot_message_id=0,
-                             conversation_id=0, attachments=media, kind=kind, channel=channel,
-                             mirror_key=key)
-        if self.deliverer.sender is None:
-            log.warning("%s not sent to the customer, no sender registered "
-                        "(mirror.on_agent_message) contact=%s", kind, identity.key)
+        relay = self._relay_row(AgentMessage(
+            contact=identity, text=text, chatwoot_message_id=0, conversation_id=0,
+            attachments=media, kind=kind, channel=channel, mirror_key=key))
         return self._queue(identity.raw or identity.key, [(OUTGOING, text, None, None, files)],
-                           triggers=kind == "bot", key=key, once=once,
-                           relay=relay if self.deliverer.sender is not None else None)
+                           triggers=kind == "bot", key=key, once=once, relay=relay)
 
     def message_status(self, contact: object, provider_id: str, status: str, *,
                        error: str | None = None, others: bool = False,
@@ -722,17 +715,24 @@ class Mirror:
     def _enqueue_relay(self, message: AgentMessage, *, dedupe_id: str | None) -> bool:
         """Queue ``message`` for the channel sender; ``False`` when no sender is registered
         (there is nobody to send it) or ``dedupe_id`` was queued before."""
+        row = self._relay_row(message, dedupe_id)
+        if row is None:
+            return False
+        queued = self.store.enqueue([encode(row)])
+        self.workers.wake()
+        return all(queued)
+
+    def _relay_row(self, message: AgentMessage,
+                   dedupe_id: str | None = None) -> MirroredMessage | None:
+        """``message`` as a row for the channel sender; ``None``, said in a log line, when
+        no sender is registered (there is nobody to send it)."""
         if self.deliverer.sender is None:
             log.warning("%s not sent to the customer, no sender registered "
                         "(mirror.on_agent_message) contact=%s conversation=%s",
                         message.kind, message.contact.key, message.conversation_id)
-            return False
-        queued = self.store.enqueue([encode(MirroredMessage(
-            identity=message.contact, direction=RELAY, content=message.text, relay=message,
-            provider_message_id=dedupe_id,
-        ))])
-        self.workers.wake()
-        return all(queued)
+            return None
+        return MirroredMessage(identity=message.contact, direction=RELAY, content=message.text,
+                               relay=message, provider_message_id=dedupe_id)
 
     def webhook_handler(self) -> WebhookHandler:
         """The framework-neutral Chatwoot webhook handler (the Flask blueprint wraps it);
@@ -847,7 +847,7 @@ class DisabledMirror(Mirror):
 
     def _queue(self, contact: object, items: list[Any], *, triggers: bool = True,
                turn: Mapping[str, Any] | None = None, reply_to: str | None = None,
-               key: str | None = None, relay: AgentMessage | None = None,
+               key: str | None = None, relay: MirroredMessage | None = None,
                once: str | None = None) -> None:
         return None
 

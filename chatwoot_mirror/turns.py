@@ -5,7 +5,7 @@ completed, so a crash anywhere in it brings the turn back. Two rules keep the cu
 hearing the bot twice, or a different second answer:
 
 * the reply is **recorded under the turn's row key before anything of it is queued**
-  (:meth:`BotTurns.record`); a redelivered turn that finds a record sends it instead of
+  (:meth:`BotTurns.settle`); a redelivered turn that finds a record sends it instead of
   asking the bot again. The bot is asked again only when it never answered (the crash
   came before its answer was recorded).
 * each part of the reply is queued, with its Chatwoot copy, in one transaction under a
@@ -121,18 +121,22 @@ class BotTurns:
         finally:
             self._local.key = self._local.recorded = None
 
-    def record(self, key: str, reply: TurnReply) -> TurnReply:
-        """The reply to send for turn ``key``: the one recorded before (a redelivery), or
-        ``reply``, recorded now, before any of it is queued. A record that cannot be written
-        does not keep the customer from the answer: it goes out, and only a crash before
-        the turn completes would ask the bot again."""
-        recorded = getattr(self._local, "recorded", None) if self.current == key else None
+    def settle(self, reply: TurnReply) -> tuple[str | None, TurnReply]:
+        """The turn this thread is running (``None`` outside one) and the reply to send
+        for it: the one recorded before (a redelivery), or ``reply``, recorded now, before
+        any of it is queued. A record that cannot be written does not keep the customer
+        from the answer: it goes out, and only a crash before the turn completes would ask
+        the bot again."""
+        key = self.current
+        if key is None:
+            return None, reply
+        recorded = getattr(self._local, "recorded", None)
         if recorded is not None:
-            return TurnReply.from_json(recorded)
+            return key, TurnReply.from_json(recorded)
         text = reply.to_json()
         try:
             self._store.set_value(SCOPE, key, text, time.time() + RECORD_SECONDS)
         except StoreError as exc:
             log.error("bot reply not recorded, sent anyway turn=%s error=%s", key, exc)
         self._local.recorded = text
-        return reply
+        return key, reply

@@ -177,7 +177,7 @@ def test_a_recorded_reply_is_sent_instead_of_asking_again_unless_humans_have_the
 
     def runner(turn, identity):  # the bot answers, as Mirror.answer records it
         asked.append(turn)
-        turns.record(turns.current, TurnReply(["Chega amanhã"], handoff="vendas"))
+        turns.settle(TurnReply(["Chega amanhã"], handoff="vendas"))
 
     turns.register("uazapi", runner)
     turns.run(_turn("t1"))
