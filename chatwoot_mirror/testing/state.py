@@ -7,12 +7,19 @@ Shapes follow Chatwoot's jbuilder views and ``webhook_data`` methods as recorded
 
 from __future__ import annotations
 
+import random
 import secrets
+import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from .versions import DEFAULT_VERSION, behaviour
+from .wire import Faults
 
 MESSAGE_TYPES = {"incoming": 0, "outgoing": 1, "activity": 2, "template": 3}
 MESSAGE_TYPE_NAMES = {v: k for k, v in MESSAGE_TYPES.items()}
@@ -215,3 +222,103 @@ class Conversation:
     @staticmethod
     def new(display_id: int, contact_inbox: ContactInbox, status: str) -> Conversation:
         return Conversation(display_id, str(uuid.uuid4()), contact_inbox, status=status)
+
+
+#: the agent whose access token ``user_token`` is (Ana, role agent)
+USER_ID = 3
+
+
+class Account:
+    """All state of one emulated Chatwoot account with one API inbox, and the few lookups
+    every layer shares. The rules live above it: ``models`` (app/models, builders,
+    services), ``webhooks`` (listeners and presenters), ``public_api`` and
+    ``application_api`` (the controllers and their views)."""
+
+    def __init__(
+        self,
+        *,
+        inbox_identifier: str | None = None,
+        bot_token: str | None = None,
+        user_token: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        lock_to_single_conversation: bool = False,
+        bot_active: bool = False,
+        hmac_token: str | None = None,
+        hmac_mandatory: bool = False,
+        flood_limit: int = 200,
+        flood_window: float = 60.0,
+        faults: Faults | None = None,
+        chatwoot_version: str = DEFAULT_VERSION,
+    ) -> None:
+        self.lock = threading.RLock()
+        #: the version-dependent rules (testing/versions.py); 4.16.2 unless told otherwise
+        self.behaviour = behaviour(chatwoot_version)
+        self.account = {"id": 1, "name": "Acme Suporte"}
+        self.inbox_id = 7
+        self.inbox_name = "WhatsApp Bot (API)"
+        self.inbox_identifier = inbox_identifier or token()
+        self.webhook_url = webhook_url
+        self.webhook_secret = webhook_secret
+        self.lock_to_single_conversation = lock_to_single_conversation
+        self.bot_active = bot_active
+        self.hmac_token = hmac_token or token()
+        self.hmac_mandatory = hmac_mandatory
+        self.flood_limit = flood_limit
+        self.flood_window = flood_window
+        self.faults = faults or Faults()
+        self.random = random.Random(self.faults.seed)
+        #: the account setting (v4.11+) that leaves conversations pending on bot errors
+        self.keep_pending_on_bot_failure = False
+        self.bot = Bot(5, "chatwoot-mirror bot", bot_token or token())
+        self.user_token = user_token or token()
+        self.agents = {
+            3: Agent(3, "Ana Agente", "ana@acme.example"),
+            4: Agent(4, "Bruno Atendente", "bruno@acme.example", availability_status="offline"),
+        }
+        self.contacts: dict[int, Contact] = {}
+        self.contact_inboxes: dict[str, ContactInbox] = {}
+        self.conversations: dict[int, Conversation] = {}
+        self.messages: list[Message] = []
+        self._by_conversation: dict[int, list[Message]] = {}
+        #: ActiveStorage's blobs by data_url: filename, content_type, byte_size
+        self.blobs: dict[str, dict[str, Any]] = {}
+        self.request_log: list[tuple[str, str, int]] = []
+        self._ids = {"contact": 41, "contact_inbox": 310, "conversation": 127, "message": 9000}
+        self._rate_window: deque[float] = deque()
+        #: Listeners get ``(event_name, payload)`` for every webhook event (the server sends them).
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        #: Payloads are only built when this says someone will read them.
+        self.wants_events: Callable[[], bool] = lambda: bool(self.listeners)
+
+    def _next(self, kind: str) -> int:
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    def _emit(self, event: str, build: Callable[[], dict[str, Any]]) -> None:
+        if not self.wants_events():
+            return
+        payload = {**build(), "event": event}
+        for listener in list(self.listeners):
+            listener(event, payload)
+
+    def _messages_of(self, conv: Conversation) -> list[Message]:
+        return self._by_conversation.get(conv.id, [])
+
+    def _sender(self, msg: Message) -> Contact | Agent | Bot | None:
+        if msg.sender_type == "Contact":
+            return self.contacts.get(msg.sender_id or 0)
+        if msg.sender_type == "User":
+            return self.agents.get(msg.sender_id or 0)
+        if msg.sender_type == "AgentBot":
+            return self.bot
+        return None  # Chatwoot's own template messages
+
+    def _conversation(self, conversation_id: int) -> Conversation:
+        conv = self.conversations.get(int(conversation_id))
+        if conv is None:
+            raise KeyError(f"no conversation {conversation_id}")
+        return conv
+
+    def _contact_conversations(self, contact_id: int) -> list[Conversation]:
+        return [c for c in self.conversations.values() if c.contact_inbox.contact_id == contact_id]

@@ -1,0 +1,437 @@
+"""The Application API, ``/api/v1/accounts/{account_id}/...``, with user and AgentBot
+tokens (app/controllers/api/v1/accounts/**, app/controllers/concerns/
+access_token_auth_helper.rb, and the jbuilder views under app/views/api/v1/)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from .models import CONTENT_TYPES, Models, check_attributes, content_and_files, tag_list
+from .state import MESSAGE_TYPES, USER_ID, ContactInbox, Conversation, Message, iso
+from .wire import BOT_REFUSED, NOT_FOUND_APP, ApiError, Reply, Request, parse_body
+
+
+class ApplicationApi(Models):
+    """The account-scoped controllers a bot or agent token reaches, checked as
+    ``Api::V1::Accounts::BaseController`` and ``AccessTokenAuthHelper`` check them."""
+
+    def _who(self, r: Request) -> str:
+        value = r.header("api_access_token")
+        if value and hmac.compare_digest(value, self.bot.access_token):
+            return "bot"
+        if value and hmac.compare_digest(value, self.user_token):
+            return "user"
+        raise ApiError(401, {"error": "Invalid Access Token"})
+
+    def _application(self, r: Request, account_id: int, rest: str) -> Reply:
+        who = self._who(r)
+        if account_id != self.account["id"]:
+            # EnsureCurrentAccountHelper: Account.find raises RecordNotFound (one account here)
+            raise ApiError(404, NOT_FOUND_APP)
+        body = parse_body(r)
+        controller, action, conv, extra = self._app_route(r.method, rest, who)
+        if controller == "agents":
+            return Reply(200, [a.api() for a in self.agents.values()])
+        if controller == "contact_merges":
+            # actions/contact_merges_controller.rb: contacts.find (404), ContactMergeAction
+            # (the mergee's conversations and contact inboxes move, the mergee goes)
+            try:
+                base, mergee = int(body["base_contact_id"]), int(body["mergee_contact_id"])
+            except (KeyError, TypeError, ValueError):
+                raise ApiError(404, NOT_FOUND_APP) from None
+            if base not in self.contacts or mergee not in self.contacts or base == mergee:
+                raise ApiError(404, NOT_FOUND_APP)
+            self.merge_contacts(base, mergee)
+            contact = self.contacts[base]
+            return Reply(200, {"id": contact.id, "name": contact.name, "email": contact.email,
+                               "phone_number": contact.phone_number,
+                               "identifier": contact.identifier})
+        if (controller, action) == ("conversations", "create"):
+            return Reply(200, self._conversation_api(self._app_conversation_create(body)))
+        if controller == "accounts":  # app/views/api/v1/models/_account.json.jbuilder
+            return Reply(200, {
+                "settings": {"keep_pending_on_bot_failure": self.keep_pending_on_bot_failure},
+                "features": {}, "id": self.account["id"], "locale": "en",
+                "name": self.account["name"], "domain": None, "support_email": None,
+                "status": "active", "auto_resolve_duration": None,
+                "created_at": "2025-01-01T00:00:00.000Z"})
+        if (controller, action) == ("inboxes", "index"):
+            return Reply(200, {"payload": [self._inbox_app()]})
+        if controller == "inboxes":
+            return Reply(200, self._inbox_app())
+        assert conv is not None
+        if (controller, action) == ("conversations", "show"):
+            return Reply(200, self._conversation_api(conv))
+        if (controller, action) == ("messages", "create"):
+            data = self._message_app(self._app_message(r, conv, body, who))
+            if body.get("echo_id") not in (None, ""):
+                # an attr_accessor, never stored: only this answer (and websockets) carry it
+                data = {"echo_id": body["echo_id"], **data}
+            return Reply(200, data)
+        if (controller, action) == ("messages", "update"):
+            return Reply(200, self._message_status(conv, int(extra or 0), body))
+        if (controller, action) == ("conversations", "toggle_status"):
+            return Reply(200, self._toggle_status(conv, body, who))
+        if (controller, action) == ("conversations", "toggle_typing_status"):
+            state = body.get("typing_status")
+            if state in ("on", "off"):
+                self._emit(f"conversation_typing_{state}", lambda: {
+                    "user": self.bot.webhook() if who == "bot" else self.agents[USER_ID].webhook(),
+                    "conversation": self._conversation_webhook(conv),
+                    "is_private": bool(body.get("is_private")),
+                })
+            return Reply(200, None)
+        if (controller, action) == ("conversations", "toggle_priority"):
+            self._save(conv, priority=body.get("priority") or None)
+            return Reply(200, None)
+        if (controller, action) == ("conversations", "update"):
+            # ConversationsController#update permits only priority, then renders the partial
+            if "priority" in body:
+                priority = body.get("priority") or None
+                if priority not in (None, "low", "medium", "high", "urgent"):
+                    raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
+                self._save(conv, priority=priority)
+            return Reply(200, self._conversation_api(conv))
+        if (controller, action) == ("conversations", "custom_attributes"):
+            attrs = body.get("custom_attributes") or {}
+            if not isinstance(attrs, dict):
+                attrs = {}
+            new = {**conv.custom_attributes, **attrs} if body.get("merge") else dict(attrs)
+            check_attributes(new)
+            self._save(conv, custom_attributes=new)
+            return Reply(200, {"custom_attributes": conv.custom_attributes})
+        if controller == "labels":
+            if action == "create":
+                self._save(conv, label_list=tag_list(body.get("labels")))
+            return Reply(200, {"payload": conv.labels})
+        if (controller, action) == ("assignments", "create"):
+            assigned = self._assignment(conv, body)
+            # jbuilder renders nil as the JSON literal null, not an empty body
+            return Reply(200, b"null" if assigned is None else assigned)
+        raise ApiError(404, NOT_FOUND_APP)
+
+    def _app_route(
+        self, method: str, rest: str, who: str
+    ) -> tuple[str, str, Conversation | None, str | None]:
+        """The action a request reaches, checked as Chatwoot's before_actions run: the
+        bots' allow-list before the record is looked up. A route we do not model answers
+        a bot with the bots' 401 (it is one of Chatwoot's many we leave out) and a user
+        with 404."""
+        try:
+            controller, action, conversation_id, extra = self._action(method, rest)
+        except ApiError:
+            if who == "bot":
+                raise ApiError(401, BOT_REFUSED) from None
+            raise
+        if who == "bot" and (controller, action) not in self.behaviour.bot_endpoints:
+            raise ApiError(401, BOT_REFUSED)
+        conv = None
+        if conversation_id is not None:
+            conv = self.conversations.get(conversation_id)
+            if conv is None:
+                raise ApiError(404, NOT_FOUND_APP)
+        return controller, action, conv, extra
+
+    def _action(self, method: str, rest: str) -> tuple[str, str, int | None, str | None]:
+        if rest == "" and method == "GET":
+            return "accounts", "show", None, None
+        if rest == "/agents" and method == "GET":
+            return "agents", "index", None, None
+        if rest == "/actions/contact_merge" and method == "POST":
+            return "contact_merges", "create", None, None
+        if rest == "/conversations" and method == "POST":
+            return "conversations", "create", None, None
+        if rest == "/inboxes" and method == "GET":
+            return "inboxes", "index", None, None
+        if rest == f"/inboxes/{self.inbox_id}" and method == "GET":
+            return "inboxes", "show", None, None
+        m = re.match(r"^/conversations/(\d+)(?:/([a-z_]+))?(?:/(\d+))?$", rest)
+        if not m:
+            raise ApiError(404, NOT_FOUND_APP)
+        conv = int(m.group(1))
+        sub, extra = m.group(2), m.group(3)
+        routes = {
+            (None, "GET"): ("conversations", "show"),
+            (None, "PATCH"): ("conversations", "update"),
+            (None, "PUT"): ("conversations", "update"),
+            ("messages", "POST"): ("messages", "create"),
+            ("toggle_status", "POST"): ("conversations", "toggle_status"),
+            ("toggle_typing_status", "POST"): ("conversations", "toggle_typing_status"),
+            ("toggle_priority", "POST"): ("conversations", "toggle_priority"),
+            ("custom_attributes", "POST"): ("conversations", "custom_attributes"),
+            ("labels", "GET"): ("labels", "index"),
+            ("labels", "POST"): ("labels", "create"),
+            ("assignments", "POST"): ("assignments", "create"),
+        }
+        if sub == "messages" and extra and method in ("PATCH", "PUT"):
+            return "messages", "update", conv, extra
+        if extra or (sub, method) not in routes:
+            raise ApiError(404, NOT_FOUND_APP)
+        controller, action = routes[(sub, method)]
+        return controller, action, conv, None
+
+    def _inbox_app(self) -> dict[str, Any]:
+        """app/views/api/v1/models/_inbox.json.jbuilder for an API inbox: the inbox's own
+        columns, every channel-specific key (null when not this channel's), then the API
+        channel's webhook, identifier and secrets (an administrator's view)."""
+        return {
+            "id": self.inbox_id,
+            "avatar_url": "",
+            "channel_id": self.inbox_id + 100,
+            "name": self.inbox_name,
+            "channel_type": "Channel::Api",
+            "greeting_enabled": False,
+            "greeting_message": None,
+            "working_hours_enabled": False,
+            "enable_email_collect": True,
+            "csat_survey_enabled": False,
+            "enable_auto_assignment": True,
+            "out_of_office_message": None,
+            "working_hours": [],
+            "timezone": "UTC",
+            "callback_webhook_url": None,
+            "allow_messages_after_resolved": True,
+            "sender_name_type": "friendly",
+            "business_name": None,
+            "widget_color": None,
+            "website_url": None,
+            "welcome_title": None,
+            "welcome_tagline": None,
+            "web_widget_script": None,
+            "website_token": None,
+            "selected_feature_flags": None,
+            "reply_time": None,
+            "page_id": None,
+            "phone_number": None,
+            "forward_to_email": None,
+            "lock_to_single_conversation": self.lock_to_single_conversation,
+            "webhook_url": self.webhook_url or "",
+            "secret": self.webhook_secret,
+            "hmac_mandatory": self.hmac_mandatory,
+            "hmac_token": self.hmac_token,
+            "inbox_identifier": self.inbox_identifier,
+        }
+
+    def _app_conversation_create(self, body: dict[str, Any]) -> Conversation:
+        """``ConversationsController#create`` (bots may call it): the contact inbox of
+        ``contact_id`` in ``inbox_id`` (made with ``source_id``, or a new uuid, when
+        missing), else the one whose ``source_id`` is given (404 when none); then the
+        same ``ConversationBuilder`` as the public API, lock_to_single_conversation
+        included. ``status`` sets a new conversation's status."""
+        contact_id, source_id = body.get("contact_id"), body.get("source_id")
+        if contact_id is not None:
+            if int(contact_id) not in self.contacts or body.get("inbox_id") not in (
+                    self.inbox_id, str(self.inbox_id)):
+                raise ApiError(404, NOT_FOUND_APP)
+            ci = next((c for c in self.contact_inboxes.values()
+                       if c.contact_id == int(contact_id)
+                       and (source_id is None or c.source_id == str(source_id))), None)
+            if ci is None:
+                ci = ContactInbox(self._next("contact_inbox"), int(contact_id), self.inbox_id,
+                                  str(source_id or uuid.uuid4()))
+                self.contact_inboxes[ci.source_id] = ci
+        else:
+            found = self.contact_inboxes.get(str(source_id)) if source_id else None
+            if found is None or found.contact_id not in self.contacts:
+                raise ApiError(404, NOT_FOUND_APP)
+            ci = found
+        before = set(self.conversations)
+        conv = self._conversation_create(ci, body)
+        status = body.get("status")
+        if conv.id not in before and status in ("open", "pending", "resolved", "snoozed"):
+            conv.status = str(status)
+        return conv
+
+    def _conversation_api(self, conv: Conversation) -> dict[str, Any]:
+        """``GET /conversations/{id}``: app/views/api/v1/conversations/partials/
+        _conversation.json.jbuilder (the REST partial, not the webhook's push form): the
+        sender as api/v1/models/_contact, the assignee as api/v1/models/_agent, times as
+        integers, no contact_inbox (it would carry the contact's pubsub_token)."""
+        contact = self.contacts[conv.contact_inbox.contact_id]
+        messages = self._messages_of(conv)
+        spoken = [m for m in messages if m.message_type != MESSAGE_TYPES["activity"]]
+        meta: dict[str, Any] = {
+            "sender": {
+                "additional_attributes": contact.additional_attributes,
+                "availability_status": "offline",
+                "email": contact.email,
+                "id": contact.id,
+                "name": contact.name,
+                "phone_number": contact.phone_number,
+                "blocked": contact.blocked,
+                "identifier": contact.identifier,
+                "thumbnail": "",
+                "custom_attributes": contact.custom_attributes,
+                "last_activity_at": int(contact.updated_at),
+                "created_at": int(contact.created_at),
+            },
+            "channel": "Channel::Api",
+            "hmac_verified": conv.contact_inbox.hmac_verified,
+        }
+        if conv.assignee_id is not None and conv.assignee_id in self.agents:
+            meta["assignee"] = {**self.agents[conv.assignee_id].api(), "provider": "email"}
+        return {
+            "meta": meta,
+            "id": conv.id,
+            "messages": [self._message_push(messages[-1], conv)] if messages else [],
+            "account_id": self.account["id"],
+            "uuid": conv.uuid,
+            "additional_attributes": {},
+            "agent_last_seen_at": int(conv.agent_last_seen_at),
+            "assignee_last_seen_at": 0,
+            "can_reply": True,
+            "contact_last_seen_at": int(conv.contact_last_seen_at),
+            "custom_attributes": conv.custom_attributes,
+            "inbox_id": self.inbox_id,
+            "labels": list(conv.labels),
+            "muted": False,
+            "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None,
+            "status": conv.status,
+            "created_at": int(conv.created_at),
+            "timestamp": int(conv.last_activity_at),
+            "first_reply_created_at": int(conv.first_reply_created_at or 0),
+            "unread_count": sum(1 for m in messages if m.message_type == 0
+                                and m.created_at > conv.agent_last_seen_at),
+            "last_non_activity_message": (self._message_push(spoken[-1], conv)
+                                          if spoken else None),
+            "last_activity_at": int(conv.last_activity_at),
+            "priority": conv.priority,
+            "waiting_since": int(conv.waiting_since or 0),
+            "sla_policy_id": None,
+        }
+
+    def _app_message(
+        self, r: Request, conv: Conversation, body: dict[str, Any], who: str
+    ) -> Message:
+        content, files = content_and_files(r, body, self.blobs)
+        message_type = str(body.get("message_type") or "outgoing")
+        if message_type not in ("incoming", "outgoing", "template"):
+            raise ApiError(422, {"error": f"'{message_type}' is not a valid message_type"})
+        attrs = body.get("content_attributes") or {}
+        if isinstance(attrs, str):
+            try:
+                attrs = json.loads(attrs)
+            except ValueError:
+                attrs = {}
+        if not isinstance(attrs, dict):
+            attrs = {}
+        attrs = self._in_reply_to(conv, dict(attrs))
+        private = str(body.get("private")).lower() == "true"
+        if message_type != "outgoing":
+            # MessageBuilder#sender: anything not outgoing (incoming, template) is the contact's
+            sender: tuple[str | None, int | None] = ("Contact", conv.contact_inbox.contact_id)
+        elif body.get("sender_type") == "AgentBot" and who == "user":
+            sender = ("AgentBot", self.bot.id)
+        elif who == "bot":
+            sender = ("AgentBot", self.bot.id)
+        else:
+            sender = ("User", USER_ID)
+        # Messages::MessageBuilder reads content_type from the raw params (default text)
+        content_type = str(body.get("content_type") or "text")
+        if content_type not in CONTENT_TYPES:
+            raise ApiError(422, {"error": f"'{content_type}' is not a valid content_type"})
+        try:
+            return self._create_message(
+                conv, content, message_type, sender, private=private,
+                source_id=body.get("source_id"), content_attributes=attrs, attachments=files,
+                content_type=content_type,
+            )
+        except ApiError as exc:
+            # MessagesController#create rescues every error as {error: e.message}, 422
+            problem = exc.reply.body if isinstance(exc.reply.body, dict) else {}
+            if exc.reply.status != 422 or "message" not in problem:
+                raise
+            raise ApiError(422, {"error": f"Validation failed: {problem['message']}"}) from None
+
+    def _message_app(self, msg: Message) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": msg.id,
+            "content": msg.content,
+            "inbox_id": self.inbox_id,
+            "conversation_id": msg.conversation_id,
+            "message_type": msg.message_type,
+            "content_type": msg.content_type,
+            "status": msg.status,
+            "content_attributes": msg.content_attributes,
+            "created_at": int(msg.created_at),
+            "private": msg.private,
+            "source_id": msg.source_id,
+            "sender": self._sender_push(msg),
+        }
+        if msg.attachments:
+            data["attachments"] = msg.attachments
+        return data
+
+    def _message_status(
+        self, conv: Conversation, message_id: int, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        msg = next((m for m in self._messages_of(conv) if m.id == message_id), None)
+        if msg is None:
+            raise ApiError(404, NOT_FOUND_APP)
+        self._update_status(msg, body.get("status"), body.get("external_error"))
+        return self._message_app(msg)
+
+    def _toggle_status(self, conv: Conversation, body: dict[str, Any], who: str) -> dict[str, Any]:
+        """``ConversationsController#toggle_status`` and its toggle_status.json.jbuilder."""
+        status = body.get("status") or None
+        success: bool | None = True
+        if who == "bot" and conv.status == "pending" and status == "open":
+            # Conversation#bot_handoff!: the waiting time starts (its own save) and the
+            # conversation opens; @status is never assigned here, so success renders null
+            if conv.waiting_since is None:
+                self._save(conv, waiting_since=time.time())
+            self._save(conv, status="open")
+            success = None
+        else:
+            if status is None:  # Conversation#toggle_status
+                status = "resolved" if conv.status == "open" else "open"
+            if status not in ("open", "resolved", "pending", "snoozed"):
+                # the enum's ArgumentError is not rescued
+                raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
+            columns: dict[str, Any] = {"status": status}
+            if status == "snoozed" and body.get("snoozed_until") not in (None, ""):
+                # unix seconds, kept on the conversation
+                try:
+                    columns["snoozed_until"] = float(body["snoozed_until"])
+                except (TypeError, ValueError):
+                    raise ApiError(500, {"status": 500, "error": "Internal Server Error"}) \
+                        from None
+            self._save(conv, **columns)
+        if conv.status == "open" and who == "user":
+            # handle_human_open: the bot's assignment ends, and a user whose role is agent
+            # takes the conversation
+            owner = self.agents[USER_ID]
+            self._save(conv, assignee_agent_bot_id=None,
+                       **({"assignee_id": owner.id} if owner.role == "agent" else {}))
+        return {"meta": {}, "payload": {
+            "success": success, "conversation_id": conv.id, "current_status": conv.status,
+            "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None}}
+
+    def _assignment(self, conv: Conversation, body: dict[str, Any]) -> Any:
+        """``Conversations::AssignmentsController#create``: an agent (or bot) when
+        ``assignee_id`` is given, else a team when ``team_id`` is (the account has none,
+        so ``null``), else ``null``; the answer is the agent's JSON
+        (api/v1/models/_agent), the bot's (api/v1/models/_agent_bot_slim) or ``null``
+        (rendered, not an empty body)."""
+        if str(body.get("assignee_type") or "") == "AgentBot":
+            # AssignmentService#assign_ai_assignee: an unknown bot changes nothing
+            if str(body.get("assignee_id")) != str(self.bot.id):
+                return None
+            self._save(conv, assignee_id=None, assignee_agent_bot_id=self.bot.id,
+                       status="pending")
+            return self.bot.slim()
+        if "assignee_id" not in body:
+            return None  # {} or {team_id}: the agent assignment is left alone
+        # AssignmentService#assign_agent: users.find_by(id:) so an unknown id is nil,
+        # which unassigns and renders null
+        try:
+            agent = self.agents.get(int(body["assignee_id"]))
+        except (TypeError, ValueError):
+            agent = None
+        self._assign(conv, agent.id if agent else None)
+        return agent.api() if agent else None
