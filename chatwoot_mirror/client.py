@@ -510,6 +510,10 @@ def _detail(response: requests.Response) -> str:
     return (response.reason or "error")[:_MAX_DETAIL]
 
 
+#: Accounts::BaseController#validate_token_api_access's 403 (Chatwoot >= 4.16.0, #14973)
+_NO_API_ACCESS = "api access is not enabled for this account"
+
+
 def _error_for(response: requests.Response, operation: str, token: str | None) -> ChatwootError:
     status = response.status_code
     detail = _detail(response)
@@ -520,6 +524,10 @@ def _error_for(response: requests.Response, operation: str, token: str | None) -
                 "assign and set labels/custom attributes: this call needs CHATWOOT_API_TOKEN "
                 "(a user access token)"
             )
+        elif _NO_API_ACCESS in detail.lower():
+            detail += ("; this Chatwoot Cloud account's plan has no API access (the "
+                       "api_and_webhooks feature, Chatwoot 4.16+): tokens work again on a "
+                       "plan that includes it")
         elif "invalid access token" in detail.lower():
             variable = "CHATWOOT_BOT_TOKEN" if token == "bot" else "CHATWOOT_API_TOKEN"
             detail += f"; check {variable}"

@@ -311,7 +311,8 @@ def test_labels_are_cleaned_and_an_unchanged_list_sends_nothing(cw):
     status, body = cw.app("POST", f"/conversations/{conv}/labels",
                           {"labels": [" vip ", "", "VIP", "bot,urgente", "  "]})
     assert (status, body) == (200, {"payload": ["vip", "bot", "urgente"]})
-    assert [changed_keys(u) for u in cw.updates()] == [{"label_list", "updated_at"}]
+    assert [changed_keys(u) for u in cw.updates()] == [
+        {"label_list", "cached_label_list", "updated_at"}]
     status, body = cw.app("POST", f"/conversations/{conv}/labels",
                           {"labels": ["vip", "bot", "urgente"]})
     assert body == {"payload": ["vip", "bot", "urgente"]} and len(cw.updates()) == 1
@@ -343,9 +344,10 @@ def test_echo_id_is_echoed_in_the_create_answer_only(cw):
 
 
 def test_attachment_json_and_file_types_are_chatwoots(cw):
-    """app/models/attachment.rb#push_event_data: base data and file metadata only (no name,
-    no content type); app/helpers/file_type_helper.rb: a fixed image list, so an SVG is a
-    ``file``, and any audio/* is audio."""
+    """app/models/attachment.rb#push_event_data: base data and file metadata only (no
+    name; the content type since 4.13.0, see test_emulator_round_three.py);
+    app/helpers/file_type_helper.rb: a fixed image list, so an SVG is a ``file``, and any
+    audio/* is audio."""
     conv = cw.conversation()
     boundary = "b0undary"
     parts = []
@@ -362,8 +364,8 @@ def test_attachment_json_and_file_types_are_chatwoots(cw):
     assert status == 200, body
     assert [a["file_type"] for a in body["attachments"]] == ["file", "image", "audio", "file"]
     assert set(body["attachments"][0]) == {"id", "message_id", "file_type", "account_id",
-                                           "extension", "data_url", "thumb_url", "file_size",
-                                           "width", "height"}
+                                           "extension", "content_type", "data_url",
+                                           "thumb_url", "file_size", "width", "height"}
     blob = cw.emulator.blob(body["attachments"][0]["data_url"])
     assert blob == {"filename": "logo.svg", "content_type": "image/svg+xml", "byte_size": 4}
 

@@ -41,6 +41,14 @@ def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.Ar
     p.add_argument("--error-rate", type=float, default=0.0, help="share of requests that 500")
     p.add_argument("--rate-limit", type=int, default=None,
                    help="requests per minute before a bare 429 (Chatwoot's default is 3000)")
+    p.add_argument("--hmac-token",
+                   help="the inbox's HMAC token for identity validation (random if not given)")
+    p.add_argument("--enforce-identity", action="store_true",
+                   help="the inbox's 'enforce user identity' (hmac_mandatory): every public "
+                        "contact call needs identifier_hash = HMAC-SHA256(token, identifier)")
+    p.add_argument("--no-api-access", action="store_true",
+                   help="a Chatwoot Cloud account without the api_and_webhooks feature: "
+                        "token calls answer 403 (4.16.0 and later)")
     p.add_argument("--chatwoot-version", type=chatwoot_version, default=DEFAULT_VERSION,
                    help="the Chatwoot release to behave like, 4.10.0 to 4.16.2 (default "
                         f"{DEFAULT_VERSION}): bot endpoints, webhook signing, bot assignment")
@@ -48,9 +56,23 @@ def build_parser(prog: str = "python -m chatwoot_mirror.testing") -> argparse.Ar
     return p
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    args = (build_parser(prog) if prog else build_parser()).parse_args(argv)
-    emulator = FakeChatwoot(
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    """The command line's options; a wrong one exits 2 with argparse's message."""
+    parser = build_parser(prog) if prog else build_parser()
+    args = parser.parse_args(argv)
+    if args.enforce_identity and not args.hmac_token:
+        # a random token nobody knows would refuse every contact call
+        parser.error("--enforce-identity needs --hmac-token (the token clients hash with)")
+    return args
+
+
+def build(argv: list[str] | None = None, prog: str | None = None) -> FakeChatwoot:
+    """The emulator the command line describes, not started."""
+    return from_args(parse_args(argv, prog))
+
+
+def from_args(args: argparse.Namespace) -> FakeChatwoot:
+    return FakeChatwoot(
         host=args.host,
         port=args.port,
         inbox_identifier=args.inbox_identifier,
@@ -60,10 +82,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         webhook_secret=args.webhook_secret,
         lock_to_single_conversation=args.lock_to_single_conversation,
         bot_active=args.bot_active,
+        hmac_token=args.hmac_token,
+        hmac_mandatory=args.enforce_identity,
         faults=Faults(latency=args.latency, error_rate=args.error_rate,
                       rate_limit_per_minute=args.rate_limit),
         chatwoot_version=args.chatwoot_version,
+        api_access=not args.no_api_access,
     )
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
+    emulator = from_args(args)
     try:
         chatwoot = emulator.start()
     except OSError as exc:
@@ -83,6 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         "lock to single conversation": args.lock_to_single_conversation,
         "bot active": args.bot_active,
         "latency": f"{args.latency}s",
+        "enforce user identity": args.enforce_identity,
         "behaves like chatwoot": args.chatwoot_version,
     }
     print("fake Chatwoot listening")  # a test double: printing its own tokens is the point

@@ -11,7 +11,15 @@ import time
 import uuid
 from typing import Any
 
-from .models import CONTENT_TYPES, Models, check_attributes, content_and_files, tag_list
+from .models import (
+    CONTENT_TYPES,
+    Models,
+    check_attributes,
+    content_and_files,
+    permitted_list,
+    rails_true,
+    tag_list,
+)
 from .state import MESSAGE_TYPES, USER_ID, ContactInbox, Conversation, Message, iso
 from .wire import BOT_REFUSED, NOT_FOUND_APP, ApiError, Reply, Request, parse_body
 
@@ -73,6 +81,8 @@ class ApplicationApi(Models):
                 # an attr_accessor, never stored: only this answer (and websockets) carry it
                 data = {"echo_id": body["echo_id"], **data}
             return Reply(200, data)
+        if (controller, action) == ("messages", "index"):
+            return Reply(200, self._messages_index_app(conv))
         if (controller, action) == ("messages", "update"):
             return Reply(200, self._message_status(conv, int(extra or 0), body))
         if (controller, action) == ("conversations", "toggle_status"):
@@ -90,12 +100,7 @@ class ApplicationApi(Models):
             self._save(conv, priority=body.get("priority") or None)
             return Reply(200, None)
         if (controller, action) == ("conversations", "update"):
-            # ConversationsController#update permits only priority, then renders the partial
-            if "priority" in body:
-                priority = body.get("priority") or None
-                if priority not in (None, "low", "medium", "high", "urgent"):
-                    raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
-                self._save(conv, priority=priority)
+            self._update_conversation(conv, body)
             return Reply(200, self._conversation_api(conv))
         if (controller, action) == ("conversations", "custom_attributes"):
             attrs = body.get("custom_attributes") or {}
@@ -107,7 +112,7 @@ class ApplicationApi(Models):
             return Reply(200, {"custom_attributes": conv.custom_attributes})
         if controller == "labels":
             if action == "create":
-                self._save(conv, label_list=tag_list(body.get("labels")))
+                self._save(conv, label_list=tag_list(permitted_list(body.get("labels"))))
             return Reply(200, {"payload": conv.labels})
         if (controller, action) == ("assignments", "create"):
             assigned = self._assignment(conv, body)
@@ -130,6 +135,11 @@ class ApplicationApi(Models):
             raise
         if who == "bot" and (controller, action) not in self.behaviour.bot_endpoints:
             raise ApiError(401, BOT_REFUSED)
+        if not self.api_access and self.behaviour.token_api_gate:
+            # Accounts::BaseController#validate_token_api_access (#14973): Chatwoot Cloud
+            # without the api_and_webhooks feature; Api::BaseController's token checks run
+            # before it, the controllers' record look-ups after
+            raise ApiError(403, {"error": "API access is not enabled for this account"})
         conv = None
         if conversation_id is not None:
             conv = self.conversations.get(conversation_id)
@@ -159,6 +169,7 @@ class ApplicationApi(Models):
             (None, "GET"): ("conversations", "show"),
             (None, "PATCH"): ("conversations", "update"),
             (None, "PUT"): ("conversations", "update"),
+            ("messages", "GET"): ("messages", "index"),
             ("messages", "POST"): ("messages", "create"),
             ("toggle_status", "POST"): ("conversations", "toggle_status"),
             ("toggle_typing_status", "POST"): ("conversations", "toggle_typing_status"),
@@ -218,22 +229,26 @@ class ApplicationApi(Models):
         }
 
     def _app_conversation_create(self, body: dict[str, Any]) -> Conversation:
-        """``ConversationsController#create`` (bots may call it): the contact inbox of
-        ``contact_id`` in ``inbox_id`` (made with ``source_id``, or a new uuid, when
-        missing), else the one whose ``source_id`` is given (404 when none); then the
-        same ``ConversationBuilder`` as the public API, lock_to_single_conversation
-        included. ``status`` sets a new conversation's status."""
+        """``ConversationsController#create`` (bots may call it): with ``contact_id`` and
+        ``inbox_id``, ContactInboxBuilder's contact inbox of that contact and
+        ``source_id``, a new uuid when none is given (so a new contact inbox each time),
+        created ``hmac_verified`` when the param says so (concerns/hmac_concern.rb) and
+        found unchanged when it exists; else the contact inbox whose ``source_id`` is
+        given (404 when none). Then the same ``ConversationBuilder`` as the public API,
+        lock_to_single_conversation included. ``status`` sets a new conversation's
+        status."""
         contact_id, source_id = body.get("contact_id"), body.get("source_id")
         if contact_id is not None:
             if int(contact_id) not in self.contacts or body.get("inbox_id") not in (
                     self.inbox_id, str(self.inbox_id)):
                 raise ApiError(404, NOT_FOUND_APP)
-            ci = next((c for c in self.contact_inboxes.values()
-                       if c.contact_id == int(contact_id)
-                       and (source_id is None or c.source_id == str(source_id))), None)
-            if ci is None:
+            source_id = str(source_id or uuid.uuid4())
+            existing = self.contact_inboxes.get(source_id)
+            if existing is not None and existing.contact_id == int(contact_id):
+                ci = existing
+            else:
                 ci = ContactInbox(self._next("contact_inbox"), int(contact_id), self.inbox_id,
-                                  str(source_id or uuid.uuid4()))
+                                  source_id, hmac_verified=rails_true(body.get("hmac_verified")))
                 self.contact_inboxes[ci.source_id] = ci
         else:
             found = self.contact_inboxes.get(str(source_id)) if source_id else None
@@ -293,6 +308,7 @@ class ApplicationApi(Models):
             "snoozed_until": iso(conv.snoozed_until) if conv.snoozed_until else None,
             "status": conv.status,
             "created_at": int(conv.created_at),
+            "updated_at": float(conv.updated_at),
             "timestamp": int(conv.last_activity_at),
             "first_reply_created_at": int(conv.first_reply_created_at or 0),
             "unread_count": sum(1 for m in messages if m.message_type == 0
@@ -302,13 +318,98 @@ class ApplicationApi(Models):
             "last_activity_at": int(conv.last_activity_at),
             "priority": conv.priority,
             "waiting_since": int(conv.waiting_since or 0),
-            "sla_policy_id": None,
+            "sla_policy_id": conv.sla_policy_id if self._sla_applicable(conv) else None,
+            **self._sla_partial(conv),
         }
+
+    def _sla_applicable(self, conv: Conversation) -> bool:
+        """The partial's ``sla_applicable``: the account has the ``sla`` feature and the
+        contact is not blocked (enterprise/.../concerns/conversation.rb#sla_applicable?)."""
+        return (self.sla_policies is not None
+                and not self.contacts[conv.contact_inbox.contact_id].blocked)
+
+    def _sla_partial(self, conv: Conversation) -> dict[str, Any]:
+        """enterprise/app/views/enterprise/api/v1/conversations/partials/_conversation:
+        with the ``sla`` feature, ``applied_sla`` (models/_applied_sla, thresholds not
+        modelled) and ``sla_events`` (none are raised here); nothing without it."""
+        if self.sla_policies is None:
+            return {}
+        if not self._sla_applicable(conv):
+            return {"applied_sla": None, "sla_events": []}
+        applied: dict[str, Any] = {}  # json.applied_sla do ... end with nothing inside
+        if conv.sla_policy_id is not None and conv.applied_sla_at is not None:
+            applied = {
+                "id": conv.id, "sla_id": conv.sla_policy_id, "sla_status": "active",
+                "created_at": int(conv.applied_sla_at), "updated_at": int(conv.applied_sla_at),
+                "sla_completed_at": None, "sla_description": None,
+                "sla_name": self.sla_policies.get(conv.sla_policy_id),
+                "sla_first_response_time_threshold": None,
+                "sla_next_response_time_threshold": None,
+                "sla_only_during_business_hours": False,
+                "sla_resolution_time_threshold": None,
+                "sla_frt_due_at": None, "sla_nrt_due_at": None, "sla_rt_due_at": None,
+            }
+        return {"applied_sla": applied, "sla_events": []}
+
+    def _update_conversation(self, conv: Conversation, body: dict[str, Any]) -> None:
+        """``ConversationsController#update``: ``update!(permitted_update_params)``, which
+        permits only ``priority`` (an unknown one is the enum's unrescued ArgumentError,
+        a 500) and, with the Enterprise ``sla`` feature, ``sla_policy_id``, validated by
+        Enterprise::Concerns::Conversation#validate_sla_policy before anything is saved.
+        Custom attributes, status and assignee have their own endpoints."""
+        columns: dict[str, Any] = {}
+        if "priority" in body:
+            priority = body.get("priority") or None
+            if priority not in (None, "low", "medium", "high", "urgent"):
+                raise ApiError(500, {"status": 500, "error": "Internal Server Error"})
+            columns["priority"] = priority
+        if self.sla_policies is not None and "sla_policy_id" in body:
+            try:
+                wanted = int(body["sla_policy_id"]) if body["sla_policy_id"] not in (
+                    None, "") else None
+            except (TypeError, ValueError):
+                wanted = None  # ActiveModel's integer cast
+            if wanted != conv.sla_policy_id:
+                problem = self._sla_problem(conv, wanted)
+                if problem:
+                    raise ApiError(422, {"message": f"Sla policy {problem}",
+                                         "attributes": ["sla_policy"]})
+                columns["sla_policy_id"] = wanted
+        self._save(conv, **columns)
+        if "sla_policy_id" in columns and conv.applied_sla_at is None:
+            conv.applied_sla_at = time.time()  # ensure_applied_sla_is_created
+
+    def _sla_problem(self, conv: Conversation, wanted: int | None) -> str | None:
+        """validate_sla_policy's checks, in its order."""
+        assert self.sla_policies is not None
+        if wanted is None and conv.sla_policy_id is not None:
+            return "cannot remove sla policy from conversation"
+        if self.contacts[conv.contact_inbox.contact_id].blocked:
+            return "cannot be assigned to conversations with blocked contacts"
+        if conv.sla_policy_id is not None:
+            return "conversation already has a different sla"
+        if wanted not in self.sla_policies:
+            return "sla policy account mismatch"
+        return None
+
+    def _messages_index_app(self, conv: Conversation) -> dict[str, Any]:
+        """``Conversations::MessagesController#index``: MessageFinder's last 20 messages
+        (private and activity ones too) in messages/index.json.jbuilder."""
+        contact = self.contacts[conv.contact_inbox.contact_id]
+        meta: dict[str, Any] = {"labels": list(conv.labels), "additional_attributes": {},
+                                "contact": contact.push()}
+        if conv.assignee_id in self.agents:
+            meta["assignee"] = self.agents[conv.assignee_id].push()
+        meta["agent_last_seen_at"] = iso(conv.agent_last_seen_at) if conv.agent_last_seen_at \
+            else None
+        meta["assignee_last_seen_at"] = None
+        return {"meta": meta,
+                "payload": [self._message_app(m) for m in self._messages_of(conv)[-20:]]}
 
     def _app_message(
         self, r: Request, conv: Conversation, body: dict[str, Any], who: str
     ) -> Message:
-        content, files = content_and_files(r, body, self.blobs)
+        content, files = content_and_files(r, body, self.blobs, self.behaviour)
         message_type = str(body.get("message_type") or "outgoing")
         if message_type not in ("incoming", "outgoing", "template"):
             raise ApiError(422, {"error": f"'{message_type}' is not a valid message_type"})
@@ -361,8 +462,10 @@ class ApplicationApi(Models):
             "created_at": int(msg.created_at),
             "private": msg.private,
             "source_id": msg.source_id,
-            "sender": self._sender_push(msg),
         }
+        sender = self._sender_push(msg)
+        if sender is not None:  # api/v1/models/_message: json.sender ... if message.sender
+            data["sender"] = sender
         if msg.attachments:
             data["attachments"] = msg.attachments
         return data

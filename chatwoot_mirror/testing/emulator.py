@@ -108,7 +108,8 @@ class Emulator(PublicApi, ApplicationApi):
         """What ActiveStorage keeps of an upload and Chatwoot's JSON does not show
         (``filename``, ``content_type``, ``byte_size``); KeyError for an unknown URL."""
         with self.lock:
-            return {k: v for k, v in self.blobs[data_url].items() if not k.startswith("_")}
+            record = self.blobs[data_url.partition("?")[0]]
+            return {k: v for k, v in record.items() if not k.startswith("_")}
 
     def upload(self, data: bytes, filename: str, content_type: str, *,
                ready_after: float = 0.0) -> dict[str, Any]:
@@ -116,8 +117,8 @@ class Emulator(PublicApi, ApplicationApi):
         ``attachments``; ``ready_after`` seconds pass before it can be fetched (an S3
         direct upload finishing after the webhook)."""
         with self.lock:
-            return store_blob(self.blobs, data, filename, content_type,
-                               time.time() + ready_after)
+            return store_blob(self.blobs, data, filename, content_type, self.behaviour,
+                              time.time() + ready_after)
 
     def agent_reply(
         self,

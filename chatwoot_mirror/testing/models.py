@@ -6,6 +6,7 @@ ActiveStorage uploads)."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 import time
 import uuid
@@ -14,10 +15,12 @@ from urllib.parse import quote
 
 from .multipart import parse_form
 from .state import MESSAGE_TYPES, ContactInbox, Conversation, Message, iso
+from .versions import Behaviour
 from .webhooks import WebhookPayloads
 from .wire import ApiError, Request
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+#: app/models/contact.rb: /\A\+[1-9]\d{1,14}\z/ (\z is the very end: no trailing newline)
+E164 = re.compile(r"\+[1-9]\d{1,14}\Z")
 #: Devise.email_regexp, which app/models/contact.rb validates emails with
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 MAX_CONTENT = 150_000
@@ -107,13 +110,12 @@ class Models(WebhookPayloads):
             content_attributes=dict(content_attributes or {}),
             attachments=list(attachments or []),
         )
-        for i, att in enumerate(msg.attachments):
-            # app/models/attachment.rb#push_event_data: base data and file metadata
-            att.setdefault("id", msg.id * 10 + i)
-            att.setdefault("message_id", msg.id)
-            att.setdefault("account_id", self.account["id"])
-            att.setdefault("width", None)
-            att.setdefault("height", None)
+        # app/models/attachment.rb#push_event_data: base_data, then the file's metadata
+        msg.attachments = [
+            {"id": msg.id * 10 + i, "message_id": msg.id,
+             "file_type": att.get("file_type", "file"), "account_id": self.account["id"],
+             **{k: v for k, v in att.items() if k != "file_type"}}
+            for i, att in enumerate(msg.attachments)]
         self.messages.append(msg)
         self._by_conversation.setdefault(conv.id, []).append(msg)
         # Message#execute_after_create_commit_callbacks, in its order
@@ -128,9 +130,13 @@ class Models(WebhookPayloads):
         """Message#dispatch_create_events: the first human reply records itself and stops
         the waiting time (one save); a later human or bot reply stops it
         (clear_waiting_since_on_outgoing_response); a customer's message starts it when
-        none runs. Private notes change nothing. Each save is its own conversation_updated."""
+        none runs. Private notes change nothing. Each save is its own conversation_updated.
+        A human reply is Message#human_response?: outgoing, not an automation's, and a
+        user's or an ``external_echo`` (sent from the native app, whoever posted it)."""
         outgoing = msg.message_type == MESSAGE_TYPES["outgoing"] and not msg.private
-        human = outgoing and msg.sender_type == "User"
+        attrs = msg.content_attributes
+        human = (outgoing and not attrs.get("automation_rule_id")
+                 and (msg.sender_type == "User" or bool(attrs.get("external_echo"))))
         if human and conv.first_reply_created_at is None:
             self._save(conv, first_reply_created_at=msg.created_at, waiting_since=None)
         elif (human or (outgoing and msg.sender_type == "AgentBot")) and conv.waiting_since:
@@ -191,7 +197,8 @@ class Models(WebhookPayloads):
         sends ``conversation_status_changed`` (its ``changed_attributes`` is null in
         practice), and a change to a key of ``list_of_keys`` sends ONE
         ``conversation_updated`` listing every changed column (``previous_changes``), so
-        several changes made together are one event. Nothing changed: no event, False."""
+        several changes made together are one event. Nothing changed: no event, False.
+        A save of only columns outside list_of_keys (the labels' cache) sends nothing."""
         if "status" in columns and columns["status"] != "snoozed":
             columns.setdefault("snoozed_until", None)  # ensure_snooze_until_reset
         if columns.get("assignee_id") is not None:
@@ -199,6 +206,14 @@ class Models(WebhookPayloads):
         elif columns.get("status") not in (None, "pending") and conv.status == "pending":
             # leaving the bot's queue ends the bot's assignment (bot_handoff!, human open)
             columns.setdefault("assignee_agent_bot_id", None)
+        if "label_list" in columns:
+            # acts-as-taggable-on: label_list= marks a change only when the sorted lists
+            # differ; save_cached_tag_list (before_save) writes the cached column either way
+            labels = list(columns["label_list"])
+            if sorted(labels) == sorted(conv.labels):
+                del columns["label_list"]
+                conv.labels = labels
+            columns["cached_label_list"] = ", ".join(labels)
         diff: dict[str, tuple[Any, Any]] = {}
         for column, new in columns.items():
             name = _FIELDS.get(column, column)
@@ -255,10 +270,10 @@ def normalise_email(value: Any) -> str | None:
 
 
 def content_and_files(
-    r: Request, body: dict[str, Any], blobs: dict[str, dict[str, Any]]
+    r: Request, body: dict[str, Any], blobs: dict[str, dict[str, Any]], rules: Behaviour
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """The content and the uploads of a message; each upload's blob (its filename and
-    content type, which Chatwoot stores but does not render) goes into ``blobs``."""
+    content type, which ActiveStorage keeps) goes into ``blobs``."""
     files: list[dict[str, Any]] = []
     ctype = r.header("Content-Type") or ""
     if ctype.lower().startswith("multipart/form-data"):
@@ -267,26 +282,46 @@ def content_and_files(
             if upload.name != "attachments[]":
                 continue
             files.append(store_blob(blobs, upload.data, upload.filename,
-                                     upload.content_type))
+                                    upload.content_type, rules))
     content = body.get("content")
     return (None if content is None else str(content)), files
 
 
 def store_blob(blobs: dict[str, dict[str, Any]], data: bytes, name: str,
-                content_type: str, ready_at: float = 0.0) -> dict[str, Any]:
-    """Keep an upload as ActiveStorage does and render it as ``Attachment#push_event_data``
-    (no name beside the file: the URL ends with it). ``ready_at``: before that time the
-    file answers 404, as an S3 direct upload still under way does (waha#1445)."""
-    data_url = f"/rails/active_storage/blobs/{uuid.uuid4().hex}/{quote(name)}"
-    blobs[data_url] = {"filename": name, "content_type": content_type,
-                       "byte_size": len(data), "_data": data, "_ready_at": ready_at}
-    return {
-        "file_type": file_type(content_type),
-        "extension": name.rsplit(".", 1)[-1] if "." in name else None,
-        "data_url": data_url,
-        "thumb_url": "",
-        "file_size": len(data),
-    }
+               content_type: str, rules: Behaviour, ready_at: float = 0.0) -> dict[str, Any]:
+    """Keep an upload as ActiveStorage does and render its file metadata as
+    app/models/attachment.rb#file_metadata does (the base keys are added with the
+    message): ``extension`` from the name and ``content_type`` from 4.13.0 (#13945; the
+    extension column stayed null before), a ``thumb_url`` only for images (a 250 px
+    representation), and for audio ``transcribed_text`` and, from 4.14.0 (#14315), an
+    inline-disposition ``data_url`` (#audio_metadata). No file name beside the file: the
+    URL ends with it. ``ready_at``: before that time the file answers 404, as an S3
+    direct upload still under way does (waha#1445)."""
+    key = uuid.uuid4().hex
+    data_url = f"/rails/active_storage/blobs/{key}/{quote(name)}"
+    record = {"filename": name, "content_type": content_type, "byte_size": len(data),
+              "_data": data, "_ready_at": ready_at}
+    blobs[data_url] = record
+    kind = file_type(content_type)
+    thumb_url = ""
+    if kind == "image":
+        # url_for(file.representation(resize_to_fill: [250, nil])); the bytes are not resized
+        thumb_url = f"/rails/active_storage/representations/{key}/fill-250/{quote(name)}"
+        blobs[thumb_url] = record
+    metadata: dict[str, Any] = {"file_type": kind}
+    if rules.attachment_content_type:
+        # File.extname(name).delete_prefix('.').presence: a dotfile has none
+        metadata["extension"] = posixpath.splitext(name)[1][1:] or None
+        metadata["content_type"] = content_type
+    else:
+        metadata["extension"] = None
+    metadata.update({"data_url": data_url, "thumb_url": thumb_url, "file_size": len(data),
+                     "width": None, "height": None})
+    if kind == "audio":
+        if rules.inline_audio_url:
+            metadata["data_url"] = f"{data_url}?disposition=inline"
+        metadata["transcribed_text"] = ""
+    return metadata
 
 
 def check_attributes(attributes: dict[str, Any]) -> None:
@@ -304,6 +339,35 @@ def check_attributes(attributes: dict[str, Any]) -> None:
             "message": ", ".join(f"Custom attributes {p}" for p in problems),
             "attributes": ["custom_attributes"],
         })
+
+
+def permitted_list(value: Any) -> list[Any] | None:
+    """``params.permit(key: [])``: only an array survives, and only its scalar items
+    (ActionController::Parameters' permitted scalars); anything else is dropped (nil)."""
+    if not isinstance(value, list):
+        return None
+    return [v for v in value if isinstance(v, (str, int, float, bool)) or v is None]
+
+
+#: ActiveModel::Type::Boolean::FALSE_VALUES, as JSON or a form sends them
+_RAILS_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "off", "OFF"})
+
+
+def rails_true(value: Any) -> bool:
+    """``ActiveModel::Type::Boolean.new.cast(value).present?``: blank is nil, the false
+    values false, anything else true."""
+    if value is None or value == "" or value is False or value == 0:
+        return False
+    return str(value) not in _RAILS_FALSE
+
+
+def ruby_str(value: Any) -> str:
+    """Ruby's ``to_s`` of a JSON value, where it differs from Python's ``str``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def tag_list(labels: Any) -> list[str]:

@@ -12,7 +12,7 @@ import uuid
 from functools import partial
 from typing import Any
 
-from .models import E164, Models, content_and_files, normalise_email
+from .models import E164, Models, content_and_files, normalise_email, ruby_str
 from .state import Contact, ContactInbox, Conversation, Message
 from .wire import HMAC_FAILED, NOT_FOUND_PUBLIC, ApiError, Reply, Request, parse_body, parse_query
 
@@ -26,7 +26,8 @@ class PublicApi(Models):
     app/actions/contact_identify_action.rb)."""
 
     def _public(self, r: Request, rest: str) -> Reply:
-        body = parse_body(r)
+        # Rails' params: the body's, then the query string's over them
+        body = {**parse_body(r), **parse_query(r)}
         if rest == "" and r.method == "GET":
             return Reply(200, self._inbox_public())
         if rest == "/contacts" and r.method == "POST":
@@ -38,7 +39,7 @@ class PublicApi(Models):
         if sub == "":
             if r.method == "GET":
                 ci = self._contact_inbox(source_id)
-                self._check_hmac(body or parse_query(r), ci)
+                self._check_hmac(body, ci)
                 return Reply(200, self._contact_json(ci))
             if r.method in ("PATCH", "PUT"):
                 ci = self._contact_inbox(source_id)
@@ -88,12 +89,16 @@ class PublicApi(Models):
                     msg.status = "read"
                     self._emit("message_updated", partial(self._message_webhook, msg))
             return Reply(200, None)
+        m = re.match(r"^/messages/(\d+)$", action)
+        if m and r.method in ("PATCH", "PUT"):
+            return Reply(200, self._message_public(self._submit_values(conv, int(m.group(1)),
+                                                                       body)))
         if action == "/messages":
             if r.method == "GET":
                 before = parse_query(r).get("before")
                 return Reply(200, self._messages_index(conv, int(before) if before else None))
             if r.method == "POST":
-                content, files = content_and_files(r, body, self.blobs)
+                content, files = content_and_files(r, body, self.blobs, self.behaviour)
                 msg = self._create_message(
                     conv, content, "incoming", ("Contact", ci.contact_id), attachments=files
                 )
@@ -131,7 +136,7 @@ class PublicApi(Models):
         if not given and not self.hmac_mandatory:
             return
         expected = hmac.new(
-            self.hmac_token.encode(), str(body.get("identifier", "")).encode(), hashlib.sha256
+            self.hmac_token.encode(), ruby_str(body.get("identifier")).encode(), hashlib.sha256
         ).hexdigest()
         if not given or not hmac.compare_digest(str(given), expected):
             # Chatwoot raises a bare StandardError here, which nothing rescues.
@@ -247,3 +252,44 @@ class PublicApi(Models):
             contact.custom_attributes.update(body["custom_attributes"])
         contact.updated_at = time.time()
         return self._contact_json(ci)
+
+    def _submit_values(self, conv: Conversation, message_id: int,
+                       body: dict[str, Any]) -> Message:
+        """``MessagesController#update``: the conversation's message (404 otherwise) takes
+        ``submitted_values`` (a content_attributes accessor; the permitted keys of each
+        item are name, title, value and csat_survey_response) and the save sends
+        ``message_updated``. A CSAT survey older than 14 days is a 422."""
+        msg = next((x for x in self._messages_of(conv) if x.id == message_id), None)
+        if msg is None:
+            raise ApiError(404, NOT_FOUND_PUBLIC)
+        if msg.content_type == "input_csat" and time.time() - msg.created_at > 14 * 86400:
+            raise ApiError(422, {"error": "You cannot update the CSAT survey after 14 days"})
+        submitted = _permit_submitted(body.get("submitted_values"))
+        if submitted is None:
+            return msg  # nothing permitted: update!({}) saves nothing
+        attrs = {**msg.content_attributes, "submitted_values": submitted}
+        if attrs != msg.content_attributes:
+            msg.content_attributes = attrs
+            msg.updated_at = time.time()
+            self._emit("message_updated", lambda: self._message_webhook(msg))
+        return msg
+
+
+def _permit_submitted(values: Any) -> Any:
+    """``permit(submitted_values: [:name, :title, :value, {csat_survey_response:
+    [:feedback_message, :rating]}])``: a hash, or an array of hashes, keeps only those
+    keys; anything else is dropped."""
+    def one(item: dict[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in item.items()
+                if k in ("name", "title", "value") and not isinstance(v, (dict, list))}
+        survey = item.get("csat_survey_response")
+        if isinstance(survey, dict):
+            kept["csat_survey_response"] = {k: v for k, v in survey.items()
+                                            if k in ("feedback_message", "rating")}
+        return kept
+
+    if isinstance(values, dict):
+        return one(values)
+    if isinstance(values, list):
+        return [one(item) for item in values if isinstance(item, dict)]
+    return None

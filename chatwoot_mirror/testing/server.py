@@ -106,6 +106,8 @@ class FakeChatwoot:
         webhook_timeout: float = 5.0,
         faults: Faults | None = None,
         chatwoot_version: str = DEFAULT_VERSION,
+        sla_policies: dict[int, str] | None = None,
+        api_access: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -123,6 +125,8 @@ class FakeChatwoot:
             flood_window=flood_window,
             faults=faults,
             chatwoot_version=chatwoot_version,
+            sla_policies=sla_policies,
+            api_access=api_access,
         )
         self.shuffle_webhooks = shuffle_webhooks
         self.webhook_timeout = webhook_timeout

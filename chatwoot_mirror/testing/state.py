@@ -208,8 +208,13 @@ class Conversation:
     assignee_id: int | None = None
     assignee_agent_bot_id: int | None = None
     labels: list[str] = field(default_factory=list)
+    #: acts-as-taggable-on's cache column of the labels, ", "-joined (null until first set)
+    cached_label_list: str | None = None
     custom_attributes: dict[str, Any] = field(default_factory=dict)
     priority: str | None = None
+    sla_policy_id: int | None = None
+    #: when the conversation's AppliedSla was created (Enterprise, with sla_policy_id)
+    applied_sla_at: float | None = None
     snoozed_until: float | None = None
     first_reply_created_at: float | None = None
     waiting_since: float | None = None
@@ -250,6 +255,8 @@ class Account:
         flood_window: float = 60.0,
         faults: Faults | None = None,
         chatwoot_version: str = DEFAULT_VERSION,
+        sla_policies: dict[int, str] | None = None,
+        api_access: bool = True,
     ) -> None:
         self.lock = threading.RLock()
         #: the version-dependent rules (testing/versions.py); 4.16.2 unless told otherwise
@@ -270,6 +277,12 @@ class Account:
         self.random = random.Random(self.faults.seed)
         #: the account setting (v4.11+) that leaves conversations pending on bot errors
         self.keep_pending_on_bot_failure = False
+        #: the account's SLA policies by id (name), and with them the Enterprise ``sla``
+        #: feature; None: the feature is off
+        self.sla_policies = dict(sla_policies) if sla_policies is not None else None
+        #: the ``api_and_webhooks`` feature a Chatwoot Cloud account needs for token calls
+        #: (4.16.0+); off, every Application API call with a token answers 403
+        self.api_access = api_access
         self.bot = Bot(5, "chatwoot-mirror bot", bot_token or token())
         self.user_token = user_token or token()
         self.agents = {

@@ -60,6 +60,12 @@ class Behaviour:
     #: a new conversation in an inbox with an active AgentBot gets it as
     #: assignee_agent_bot, and that column is one conversation_updated reports (4.16.2, #14875)
     bot_assigned_at_creation: bool
+    #: Attachment JSON names the file's content_type, and its extension is filled (4.13.0, #13945)
+    attachment_content_type: bool
+    #: an audio attachment's data_url is the inline-disposition redirect (4.14.0, #14315)
+    inline_audio_url: bool
+    #: on Chatwoot Cloud, token API access needs the api_and_webhooks feature (4.16.0, #14973)
+    token_api_gate: bool
     #: Conversation#list_of_keys: a save changing one of these sends conversation_updated
     update_keys: frozenset[str]
 
@@ -84,5 +90,8 @@ def behaviour(version: str = DEFAULT_VERSION) -> Behaviour:
         delivery_header=v >= (4, 12, 0),
         signs_webhooks=v >= (4, 13, 0),
         bot_assigned_at_creation=bot_assigned,
+        attachment_content_type=v >= (4, 13, 0),
+        inline_audio_url=v >= (4, 14, 0),
+        token_api_gate=v >= (4, 16, 0),
         update_keys=frozenset(keys),
     )
