@@ -55,6 +55,23 @@ class Chatwoot:
                                 {"content": text})
         assert status == 200
 
+    def upload(self, conv: int, *files: tuple[str, str], content: str = "arquivos"
+               ) -> dict[str, Any]:
+        """A bot's message with ``files`` ((name, content type) pairs, each holding
+        ``DATA``) as multipart; the answer of a 200."""
+        boundary = "b0undary"
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="attachments[]"; '
+                 f'filename="{name}"\r\nContent-Type: {ctype}\r\n\r\nDATA\r\n'
+                 for name, ctype in files]
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"'
+                     f'\r\n\r\n{content}\r\n--{boundary}--\r\n')
+        status, body = self.call(
+            "POST", f"/api/v1/accounts/1/conversations/{conv}/messages",
+            token=self.emulator.bot.access_token, raw="".join(parts).encode(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert status == 200, body
+        return body
+
     def updates(self) -> list[list[dict[str, Any]]]:
         """changed_attributes of every conversation_updated, oldest first."""
         return [p["changed_attributes"] for n, p in self.events if n == "conversation_updated"]

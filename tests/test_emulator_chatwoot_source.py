@@ -348,20 +348,9 @@ def test_attachment_json_and_file_types_are_chatwoots(cw):
     name; the content type since 4.13.0, see test_emulator_round_three.py);
     app/helpers/file_type_helper.rb: a fixed image list, so an SVG is a ``file``, and any
     audio/* is audio."""
-    conv = cw.conversation()
-    boundary = "b0undary"
-    parts = []
-    for name, ctype in (("logo.svg", "image/svg+xml"), ("foto.jpg", "image/jpeg"),
-                        ("voz.ogg", "audio/ogg"), ("clip.mkv", "video/x-matroska")):
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="attachments[]"; '
-                     f'filename="{name}"\r\nContent-Type: {ctype}\r\n\r\nDATA\r\n')
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"\r\n\r\n'
-                 f'arquivos\r\n--{boundary}--\r\n')
-    status, body = cw.call(
-        "POST", f"/api/v1/accounts/1/conversations/{conv}/messages",
-        token=cw.emulator.bot.access_token, raw="".join(parts).encode(),
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 200, body
+    body = cw.upload(cw.conversation(), ("logo.svg", "image/svg+xml"),
+                     ("foto.jpg", "image/jpeg"), ("voz.ogg", "audio/ogg"),
+                     ("clip.mkv", "video/x-matroska"))
     assert [a["file_type"] for a in body["attachments"]] == ["file", "image", "audio", "file"]
     assert set(body["attachments"][0]) == {"id", "message_id", "file_type", "account_id",
                                            "extension", "content_type", "data_url",

@@ -19,23 +19,6 @@ from emulator_calls import Chatwoot
 from chatwoot_mirror.testing.emulator import Request
 
 
-def upload(cw: Chatwoot, conv: int, *files: tuple[str, str], content: str = "arquivos"
-           ) -> dict[str, Any]:
-    """A bot's message with ``files`` ((name, content type) pairs) as multipart."""
-    boundary = "b0undary"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="attachments[]"; '
-             f'filename="{name}"\r\nContent-Type: {ctype}\r\n\r\nDATA\r\n'
-             for name, ctype in files]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="content"\r\n\r\n'
-                 f'{content}\r\n--{boundary}--\r\n')
-    status, body = cw.call(
-        "POST", f"/api/v1/accounts/1/conversations/{conv}/messages",
-        token=cw.emulator.bot.access_token, raw="".join(parts).encode(),
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    assert status == 200, body
-    return body
-
-
 def digest(key: str, text: str) -> str:
     return hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
 
@@ -50,7 +33,7 @@ def test_a_file_attachment_names_its_content_type_from_4_13(version, typed):
     file name (both #13945, first in 4.13.0); before that the column stayed null."""
     cw = Chatwoot(chatwoot_version=version)
     cw.contact()
-    [att] = upload(cw, cw.conversation(), ("contrato.pdf", "application/pdf"))["attachments"]
+    [att] = cw.upload(cw.conversation(), ("contrato.pdf", "application/pdf"))["attachments"]
     keys = ["id", "message_id", "file_type", "account_id", "extension", "data_url",
             "thumb_url", "file_size", "width", "height"]
     if typed:
@@ -68,7 +51,7 @@ def test_an_audio_attachment_plays_inline_and_carries_its_transcript(version, in
     ``disposition=inline``. The URL still serves the file."""
     cw = Chatwoot(chatwoot_version=version)
     cw.contact()
-    [att] = upload(cw, cw.conversation(), ("voz.ogg", "audio/ogg"))["attachments"]
+    [att] = cw.upload(cw.conversation(), ("voz.ogg", "audio/ogg"))["attachments"]
     assert list(att)[-1] == "transcribed_text" and att["transcribed_text"] == ""
     assert att["data_url"].endswith("?disposition=inline") is inline
     path, _, query = att["data_url"].partition("?")
@@ -82,7 +65,7 @@ def test_an_image_has_a_thumbnail_and_a_document_has_none():
     else's is ``''``."""
     cw = Chatwoot()
     cw.contact()
-    image, doc = upload(cw, cw.conversation(), ("foto.jpg", "image/jpeg"),
+    image, doc = cw.upload(cw.conversation(), ("foto.jpg", "image/jpeg"),
                         ("nota.txt", "text/plain"))["attachments"]
     assert image["thumb_url"].startswith("/rails/active_storage/representations/")
     assert image["thumb_url"].endswith("/foto.jpg")

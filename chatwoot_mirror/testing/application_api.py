@@ -307,7 +307,7 @@ class ApplicationApi(ApplicationViews):
     def _message_status(
         self, conv: Conversation, message_id: int, body: dict[str, Any]
     ) -> dict[str, Any]:
-        msg = next((m for m in self._messages_of(conv) if m.id == message_id), None)
+        msg = self._message_in(conv, message_id)
         if msg is None:
             raise ApiError(404, NOT_FOUND_APP)
         self._update_status(msg, body.get("status"), body.get("external_error"))

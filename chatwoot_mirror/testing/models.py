@@ -164,7 +164,7 @@ class Models(WebhookPayloads):
             wanted = int(attrs["in_reply_to"])
         except (TypeError, ValueError):
             wanted = -1
-        quoted = next((m for m in self._messages_of(conv) if m.id == wanted), None)
+        quoted = self._message_in(conv, wanted)
         attrs["in_reply_to"] = quoted.id if quoted else None
         attrs["in_reply_to_external_id"] = quoted.source_id if quoted else None
         return attrs
@@ -346,7 +346,12 @@ def permitted_list(value: Any) -> list[Any] | None:
     (ActionController::Parameters' permitted scalars); anything else is dropped (nil)."""
     if not isinstance(value, list):
         return None
-    return [v for v in value if isinstance(v, (str, int, float, bool)) or v is None]
+    return [v for v in value if permitted_scalar(v)]
+
+
+def permitted_scalar(value: Any) -> bool:
+    """Whether ``permit`` keeps a JSON value as a scalar (not a hash or an array)."""
+    return isinstance(value, (str, int, float, bool)) or value is None
 
 
 #: ActiveModel::Type::Boolean::FALSE_VALUES, as JSON or a form sends them
@@ -356,7 +361,7 @@ _RAILS_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "off", "OFF"})
 def rails_true(value: Any) -> bool:
     """``ActiveModel::Type::Boolean.new.cast(value).present?``: blank is nil, the false
     values false, anything else true."""
-    if value is None or value == "" or value is False or value == 0:
+    if value is None or value == "" or value == 0:  # 0 is False too
         return False
     return str(value) not in _RAILS_FALSE
 

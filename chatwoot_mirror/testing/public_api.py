@@ -12,7 +12,14 @@ import uuid
 from functools import partial
 from typing import Any
 
-from .models import E164, Models, content_and_files, normalise_email, ruby_str
+from .models import (
+    E164,
+    Models,
+    content_and_files,
+    normalise_email,
+    permitted_scalar,
+    ruby_str,
+)
 from .state import Contact, ContactInbox, Conversation, Message
 from .wire import HMAC_FAILED, NOT_FOUND_PUBLIC, ApiError, Reply, Request, parse_body, parse_query
 
@@ -95,7 +102,7 @@ class PublicApi(Models):
                                                                        body)))
         if action == "/messages":
             if r.method == "GET":
-                before = parse_query(r).get("before")
+                before = body.get("before")
                 return Reply(200, self._messages_index(conv, int(before) if before else None))
             if r.method == "POST":
                 content, files = content_and_files(r, body, self.blobs, self.behaviour)
@@ -259,7 +266,7 @@ class PublicApi(Models):
         ``submitted_values`` (a content_attributes accessor; the permitted keys of each
         item are name, title, value and csat_survey_response) and the save sends
         ``message_updated``. A CSAT survey older than 14 days is a 422."""
-        msg = next((x for x in self._messages_of(conv) if x.id == message_id), None)
+        msg = self._message_in(conv, message_id)
         if msg is None:
             raise ApiError(404, NOT_FOUND_PUBLIC)
         if msg.content_type == "input_csat" and time.time() - msg.created_at > 14 * 86400:
@@ -281,7 +288,7 @@ def _permit_submitted(values: Any) -> Any:
     keys; anything else is dropped."""
     def one(item: dict[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in item.items()
-                if k in ("name", "title", "value") and not isinstance(v, (dict, list))}
+                if k in ("name", "title", "value") and permitted_scalar(v)}
         survey = item.get("csat_survey_response")
         if isinstance(survey, dict):
             kept["csat_survey_response"] = {k: v for k, v in survey.items()

@@ -327,6 +327,10 @@ class Account:
             return self.bot
         return None  # Chatwoot's own template messages
 
+    def _message_in(self, conv: Conversation, message_id: int) -> Message | None:
+        """``conversation.messages.find_by(id:)``: only this conversation's messages."""
+        return next((m for m in self._messages_of(conv) if m.id == message_id), None)
+
     def _conversation(self, conversation_id: int) -> Conversation:
         conv = self.conversations.get(int(conversation_id))
         if conv is None:
