@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 
@@ -13,6 +12,7 @@ from dotenv import load_dotenv
 from werkzeug.serving import make_server
 
 from chatwoot_mirror._args import port_number
+from chatwoot_mirror._stop import wait_for_stop
 from chatwoot_mirror.errors import ConfigError
 
 from .app import build
@@ -50,14 +50,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m sample_bot") -> i
         print(f"  {name:<22} {url}")
     print("open the console in a browser; Ctrl+C stops")
     sys.stdout.flush()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                      daemon=True).start()
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+    wait_for_stop()
     # Every stage below is bounded (the server's poll, the mirror's 2 s drain and 5 s stop,
     # the store's 1 s close, the emulator's 2 s stop): the watchdog only tells if one
     # ever is not, naming what still runs, instead of a process that never exits.

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 
 from .._args import port_number
+from .._stop import wait_for_stop
 from .emulator import Faults
 from .server import FakeChatwoot
 from .versions import DEFAULT_VERSION, parse
@@ -127,12 +126,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.port_file:
         with open(args.port_file, "w") as f:
             f.write(str(chatwoot.port))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
+    wait_for_stop()
     chatwoot.stop()
     return 0
 
